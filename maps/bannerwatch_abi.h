@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * bannerwatch_abi.h — THE kernel<->user contract.
+ *
+ * Compiled by clang -target bpf (bpf/ programs) and by g++ (maps/, daemon/, tests/). Every map key,
+ * map value, event record, enum, limit and map/pin name that both sides use is declared here once.
+ * Rules: only <linux/types.h>; fixed-width fields; network-order fields are __be*; every padding
+ * byte is explicit; a layout change is caught by tests/unit/abi_test.cpp.
+ */
+#ifndef BANNERWATCH_ABI_H
+#define BANNERWATCH_ABI_H
+
+#include <linux/types.h>
+
+/* ---- names ----------------------------------------------------------------------------------- */
+/* Map names stay <= 15 characters so `bpftool map show` prints them whole. The pin path of a map is
+ * <pin root>/<map name>; links are pinned as <pin root>/link_xdp_<ifname>. */
+#define BW_PIN_ROOT_DEFAULT "/sys/fs/bpf/bannerwatch"
+#define BW_MAP_WATCH_V4 "bw_watch_v4"
+#define BW_MAP_WATCH_V6 "bw_watch_v6"
+#define BW_MAP_CONFIG "bw_config"
+#define BW_MAP_PORTS "bw_ports"
+#define BW_MAP_FLOWS "bw_flows"
+#define BW_MAP_COUNTERS "bw_counters"
+#define BW_MAP_EVENTS "bw_events"
+#define BW_MAP_BLOCK_RL "bw_block_rl"
+#define BW_PROG_XDP "bw_xdp_ingress"
+#define BW_PROG_TC "bw_tc_egress"
+
+/* ---- limits ---------------------------------------------------------------------------------- */
+#define BW_V4_ENTRIES_DEFAULT (1U << 21)   /* LPM trie capacity (max_entries), settable before load */
+#define BW_V6_ENTRIES_DEFAULT (1U << 18)
+#define BW_FLOWS_DEFAULT (1U << 16)        /* banner-dropped flows remembered (LRU) */
+#define BW_EVENTS_BYTES_DEFAULT (1U << 22) /* ring buffer size, a power of two >= page size */
+#define BW_BLOCK_RL_SLOTS 1024U            /* per-CPU slots of the block-event rate limiter */
+#define BW_BANNER_MAX 64U                  /* banner bytes copied into an event */
+#define BW_VLAN_MAX 2                      /* 802.1Q / 802.1ad tags parsed */
+#define BW_V6_EXT_MAX 6                    /* IPv6 extension headers walked */
+#define BW_PORTS_MAX 65536U                /* bw_ports is indexed by the TCP port number */
+#define BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT 1000000000ULL
+
+/* ---- enums ----------------------------------------------------------------------------------- */
+/* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32
+ * inside a blocked /16 carries BLOCK); the kernel honours the highest bit it finds:
+ * SAFELIST > BLOCK > WATCH. */
+enum bw_action {
+	BW_ACTION_NONE = 0,
+	BW_ACTION_WATCH = 1 << 0,
+	BW_ACTION_BLOCK = 1 << 1,
+	BW_ACTION_SAFELIST = 1 << 2,
+};
+
+/* What to do with an "SSH-" payload on a watched port, per banner direction. */
+enum bw_banner_action {
+	BW_BANNER_OFF = 0,
+	BW_BANNER_ALERT = 1, /* pass and report */
+	BW_BANNER_DROP = 2,  /* drop, report, and drop the rest of the flow */
+};
+
+/* Which side spoke the banner. SERVER: from a watched source port (sid 1000146, the seed's rule);
+ * CLIENT: to a watched destination port (sid 1000147). */
+enum bw_banner_side {
+	BW_SIDE_SERVER = 0,
+	BW_SIDE_CLIENT = 1,
+	BW_SIDE__MAX = 2,
+};
+
+/* Where the packet was seen: XDP ingress or TC egress. The remote address is the source on
+ * ingress and the destination on egress. */
+enum bw_direction {
+	BW_DIR_INGRESS = 0,
+	BW_DIR_EGRESS = 1,
+	BW_DIR__MAX = 2,
+};
+
+enum bw_event_kind {
+	BW_EV_BANNER = 1, /* "SSH-" at payload offset 0 on a watched port */
+	BW_EV_BLOCK = 2,  /* packet dropped because the remote address is blocked (rate-limited) */
+	BW_EV_WATCH = 3,  /* connection start (SYN or SYN-ACK) with a watched remote address */
+};
+
+enum bw_verdict {
+	BW_VERDICT_PASS = 0,
+	BW_VERDICT_DROP = 1,
+};
+
+enum bw_family {
+	BW_FAMILY_V4 = 4,
+	BW_FAMILY_V6 = 6,
+};
+
+/* bw_ports values */
+enum bw_port_flags {
+	BW_PORT_WATCHED = 1 << 0,
+};
+
+/* ---- counters -------------------------------------------------------------------------------- */
+/* One X-macro gives the counter struct its named fields (so `bpftool map dump` prints names), the
+ * enum its indices and userspace its name table. bw_counters is a per-CPU array with one element
+ * per direction (enum bw_direction). */
+#define BW_COUNTERS(X)                                                                             \
+	X(packets)           /* frames the program ran on */                                   \
+	X(non_ip)            /* not IPv4/IPv6 after up to two VLAN tags */                     \
+	X(ipv4)                                                                                    \
+	X(ipv6)                                                                                    \
+	X(tcp)                                                                                     \
+	X(udp)                                                                                     \
+	X(other_l4)          /* neither TCP nor UDP (ICMP, ...) */                              \
+	X(fragments)         /* non-first IP fragments: address checks only */                 \
+	X(malformed)         /* bad IHL/doff/lengths, truncated headers: never alerted */      \
+	X(v6_ext_limit)      /* more IPv6 extension headers than BW_V6_EXT_MAX */              \
+	X(banner_server)     /* "SSH-" from a watched port */                                 \
+	X(banner_client)     /* "SSH-" to a watched port */                                   \
+	X(banner_drops)      /* packets dropped because their banner matched a drop action */ \
+	X(flow_drops)        /* later packets of a banner-dropped flow */                      \
+	X(watch_hits)        /* connection starts with a watched remote */                     \
+	X(block_drops)       /* packets dropped for a blocked remote */                        \
+	X(safelist_passes)   /* packets passed because the remote is safelisted */             \
+	X(events)            /* records committed to the ring buffer */                        \
+	X(events_lost)       /* bpf_ringbuf_reserve failures (verdict unchanged) */            \
+	X(events_suppressed) /* block events held back by the per-source rate limit */
+
+#define BW_COUNTER_FIELD(name) __u64 name;
+struct bw_counters {
+	BW_COUNTERS(BW_COUNTER_FIELD)
+};
+#undef BW_COUNTER_FIELD
+
+#define BW_COUNTER_ENUM(name) BW_CNT_##name,
+enum bw_counter {
+	BW_COUNTERS(BW_COUNTER_ENUM) BW_CNT__MAX
+};
+#undef BW_COUNTER_ENUM
+
+/* ---- watchlists ------------------------------------------------------------------------------ */
+/* LPM trie keys: prefixlen first (the trie's contract), then the address in network order.
+ * IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are looked up in the IPv4 trie. */
+struct bw_lpm_v4_key {
+	__u32 prefixlen; /* 0..32 */
+	__u8 addr[4];
+};
+
+struct bw_lpm_v6_key {
+	__u32 prefixlen; /* 0..128 */
+	__u8 addr[16];
+};
+
+/* Value of both tries: one prefix of one list. */
+struct bw_list_value {
+	__u32 list_id;   /* the daemon's id of the list that gave the effective action */
+	__u32 entry_ref; /* the daemon's id of the entry (source ids such as a Spamhaus SBL number) */
+	__u8 action;     /* enum bw_action bits: effective action (SAFELIST > BLOCK > WATCH) */
+	__u8 prefixlen;  /* copy of the key's, so events can name the matched prefix */
+	__u8 _pad0[6];
+	__u64 hits;  /* watch: connection starts seen (atomic add from every CPU) */
+	__u64 drops; /* block: packets dropped (atomic add from every CPU) */
+};
+
+/* ---- run-time configuration ------------------------------------------------------------------- */
+/* bw_config: a one-element array, written by the daemon at any time. */
+struct bw_config {
+	__u8 banner_action[BW_SIDE__MAX]; /* enum bw_banner_action, by enum bw_banner_side */
+	__u8 _pad0[6];
+	__u64 block_event_interval_ns; /* at most one block event per source per interval (per CPU) */
+};
+
+/* ---- flows dropped for their banner (LRU hash) -------------------------------------------------- */
+/* Canonical key: the endpoint (addr, port) that sorts lower is "a", so both directions of a flow
+ * map to one key. IPv4 addresses occupy the first 4 bytes, the rest is zero. */
+struct bw_flow_key {
+	__u8 a_addr[16];
+	__u8 b_addr[16];
+	__be16 a_port;
+	__be16 b_port;
+	__u8 family; /* enum bw_family */
+	__u8 _pad0[3];
+};
+
+struct bw_flow_value {
+	__u64 since_ns; /* bpf_ktime_get_ns() when the banner was dropped */
+	__u64 packets;  /* later packets dropped */
+};
+
+/* ---- block-event rate limiter (per-CPU array of hashed slots) ---------------------------------- */
+struct bw_block_rl_slot {
+	__u8 addr[16];   /* remote address owning the slot (IPv4 in the first 4 bytes) */
+	__u64 last_ns;   /* when the last event for it was emitted */
+	__u32 suppressed; /* events held back since */
+	__u8 family;
+	__u8 _pad0[3];
+};
+
+/* ---- events (ring buffer records) ------------------------------------------------------------ */
+struct bw_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) at the decision */
+	__u32 ifindex;    /* interface the packet was seen on */
+	__u32 list_id;    /* remote address's effective list, 0 if unlisted */
+	__u32 entry_ref;  /* remote address's entry, 0 if unlisted */
+	__u32 suppressed; /* BW_EV_BLOCK: events of this source held back before this one */
+	__u8 kind;        /* enum bw_event_kind */
+	__u8 direction;   /* enum bw_direction */
+	__u8 family;      /* enum bw_family of the packet */
+	__u8 verdict;     /* enum bw_verdict */
+	__u8 list_action; /* enum bw_action of the remote's entry, BW_ACTION_NONE if unlisted */
+	__u8 prefixlen;   /* matched prefix length (IPv4 space when the lookup was IPv4) */
+	__u8 l4proto;     /* IPPROTO_*, 0 for later fragments */
+	__u8 tcp_flags;   /* TCP flags byte (FIN=0x01 .. CWR=0x80) */
+	__u8 saddr[16];   /* network order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__be16 sport; /* 0 unless TCP/UDP */
+	__be16 dport;
+	__u8 banner_side; /* BW_EV_BANNER: enum bw_banner_side */
+	__u8 banner_len;  /* bytes valid in banner[] */
+	__u16 _pad0;
+	__u8 banner[BW_BANNER_MAX]; /* first payload bytes, BW_EV_BANNER only */
+};
+
+#endif /* BANNERWATCH_ABI_H */

@@ -1,0 +1,142 @@
+// maps.cpp — non-template parts of the typed map wrappers.
+#include "maps/maps.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace bw {
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<Fd> Fd::Dup() const {
+  int f = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (f < 0) return ErrnoStatus("fd", "fcntl(F_DUPFD_CLOEXEC)", errno);
+  return Fd(f);
+}
+
+absl::Status ErrnoStatus(absl::string_view name, absl::string_view what, int err) {
+  std::string msg = absl::StrCat(what, "(", name, "): ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    case EPERM:
+    case EACCES:
+      return absl::PermissionDeniedError(msg);
+    case E2BIG:
+    case ENOSPC:
+    case ENOMEM:
+      return absl::ResourceExhaustedError(msg);
+    case EINVAL:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+CounterArray ToArray(const bw_counters& c) {
+  CounterArray a;
+  std::memcpy(a.data(), &c, sizeof(c));
+  return a;
+}
+
+absl::StatusOr<Fd> OpenPinnedObject(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return ErrnoStatus(path, "bpf_obj_get", errno);
+  return Fd(fd);
+}
+
+absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
+  MapSet s;
+  auto open = [&](const char* name) { return OpenPinnedObject(absl::StrCat(pin_root, "/", name)); };
+#define BW_OPEN(field, name, ...)                    \
+  {                                                  \
+    auto fd = open(name);                            \
+    if (!fd.ok()) return fd.status();                \
+    s.field = decltype(s.field)(std::move(*fd), name); \
+  }
+  BW_OPEN(watch_v4, BW_MAP_WATCH_V4)
+  BW_OPEN(watch_v6, BW_MAP_WATCH_V6)
+  BW_OPEN(config, BW_MAP_CONFIG)
+  BW_OPEN(ports, BW_MAP_PORTS)
+  BW_OPEN(flows, BW_MAP_FLOWS)
+  BW_OPEN(counters, BW_MAP_COUNTERS)
+  BW_OPEN(block_rl, BW_MAP_BLOCK_RL)
+#undef BW_OPEN
+  auto ev = open(BW_MAP_EVENTS);
+  if (!ev.ok()) return ev.status();
+  s.events = std::move(*ev);
+  return s;
+}
+
+absl::StatusOr<CounterArray> MapSet::ReadCounters(bw_direction dir) const {
+  auto per_cpu = counters.LookupAll(dir);
+  if (!per_cpu.ok()) return per_cpu.status();
+  CounterArray sum{};
+  for (const bw_counters& c : *per_cpu) {
+    CounterArray a = ToArray(c);
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += a[i];
+  }
+  return sum;
+}
+
+absl::Status MapSet::ZeroCounters() const {
+  for (uint32_t d = 0; d < BW_DIR__MAX; ++d) {
+    absl::Status st = counters.Zero(d);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bw_config> MapSet::ReadConfig() const {
+  auto v = config.Lookup(0);
+  if (!v.ok()) return v.status();
+  if (!v->has_value()) return absl::NotFoundError("bw_config: element 0 missing");
+  return **v;
+}
+
+absl::Status MapSet::WriteConfig(const bw_config& cfg) const { return config.Update(0, cfg); }
+
+absl::Status MapSet::SetWatchedPorts(const std::vector<uint16_t>& want) const {
+  std::array<bool, BW_PORTS_MAX> on{};
+  for (uint16_t p : want) on[p] = true;
+  for (uint16_t p : want) {
+    absl::Status st = ports.Update(p, BW_PORT_WATCHED);
+    if (!st.ok()) return st;
+  }
+  auto cur = WatchedPorts();
+  if (!cur.ok()) return cur.status();
+  for (uint16_t p : *cur) {
+    if (on[p]) continue;
+    absl::Status st = ports.Update(p, 0);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint16_t>> MapSet::WatchedPorts() const {
+  // One batch read would be faster; 64 Ki lookups take a few milliseconds and run only on
+  // policy changes and `status`.
+  std::vector<uint16_t> out;
+  for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
+    auto v = ports.Lookup(p);
+    if (!v.ok()) return v.status();
+    if (v->has_value() && (**v & BW_PORT_WATCHED)) out.push_back(static_cast<uint16_t>(p));
+  }
+  return out;
+}
+
+}  // namespace bw

@@ -1,0 +1,143 @@
+// maps.hpp — typed C++ access to bannerwatch's maps (the ABI is maps/bannerwatch_abi.h).
+//
+// Contract: every wrapper holds a map fd (owned, closed on destruction) and speaks the ABI's key
+// and value types; errors come back as absl::Status naming the map and the syscall, with strerror.
+// A MapSet can be taken from a loaded skeleton (fds duplicated) or opened from a pin root, so the
+// daemon, the CLI and the tests use the same code.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "maps/bannerwatch_abi.h"
+
+namespace bw {
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd();
+  int get() const { return fd_; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  bool valid() const { return fd_ >= 0; }
+  absl::StatusOr<Fd> Dup() const;
+
+ private:
+  int fd_ = -1;
+};
+
+// "name: what(): strerror(errno)"
+absl::Status ErrnoStatus(absl::string_view name, absl::string_view what, int err);
+
+// A map of fixed key and value types. For per-CPU maps use PerCpuMap.
+template <typename K, typename V>
+class Map {
+ public:
+  Map() = default;
+  Map(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  int fd() const { return fd_.get(); }
+  const std::string& name() const { return name_; }
+  bool valid() const { return fd_.valid(); }
+
+  absl::Status Update(const K& key, const V& value, uint64_t flags = 0 /* BPF_ANY */) const;
+  absl::StatusOr<std::optional<V>> Lookup(const K& key) const;
+  // NotFound is not an error: returns false.
+  absl::StatusOr<bool> Delete(const K& key) const;
+  // Visits every key; keys deleted meanwhile may be skipped (kernel iteration semantics).
+  absl::Status ForEachKey(const std::function<void(const K&)>& fn) const;
+  absl::StatusOr<std::vector<std::pair<K, V>>> Dump() const;
+
+ private:
+  Fd fd_;
+  std::string name_;
+};
+
+// A per-CPU array: values are read and written for every possible CPU.
+template <typename V>
+class PerCpuArray {
+ public:
+  PerCpuArray() = default;
+  PerCpuArray(Fd fd, std::string name);
+  int fd() const { return fd_.get(); }
+  bool valid() const { return fd_.valid(); }
+  absl::StatusOr<std::vector<V>> LookupAll(uint32_t key) const;  // one value per possible CPU
+  absl::Status Zero(uint32_t key) const;
+
+ private:
+  Fd fd_;
+  std::string name_;
+  int ncpus_ = 0;
+};
+
+using WatchV4Map = Map<bw_lpm_v4_key, bw_list_value>;
+using WatchV6Map = Map<bw_lpm_v6_key, bw_list_value>;
+using ConfigMap = Map<uint32_t, bw_config>;
+using PortsMap = Map<uint32_t, uint8_t>;
+using FlowsMap = Map<bw_flow_key, bw_flow_value>;
+
+// Counter names in enum bw_counter order.
+inline constexpr std::array<const char*, BW_CNT__MAX> kCounterNames = {
+#define BW_COUNTER_NAME(name) #name,
+    BW_COUNTERS(BW_COUNTER_NAME)
+#undef BW_COUNTER_NAME
+};
+static_assert(sizeof(bw_counters) == BW_CNT__MAX * sizeof(uint64_t));
+
+// Counter values as an array indexed by enum bw_counter.
+using CounterArray = std::array<uint64_t, BW_CNT__MAX>;
+CounterArray ToArray(const bw_counters& c);
+
+// All maps of the data plane, by name.
+struct MapSet {
+  WatchV4Map watch_v4;
+  WatchV6Map watch_v6;
+  ConfigMap config;
+  PortsMap ports;
+  FlowsMap flows;
+  PerCpuArray<bw_counters> counters;
+  PerCpuArray<bw_block_rl_slot> block_rl;
+  Fd events;  // the ring buffer
+
+  // Opens every map pinned under `pin_root` (BPF_OBJ_GET).
+  static absl::StatusOr<MapSet> OpenPinned(const std::string& pin_root);
+
+  // Counters summed over CPUs, for one direction.
+  absl::StatusOr<CounterArray> ReadCounters(bw_direction dir) const;
+  absl::Status ZeroCounters() const;
+
+  // Config helpers.
+  absl::StatusOr<bw_config> ReadConfig() const;
+  absl::Status WriteConfig(const bw_config& cfg) const;
+  // Makes exactly `ports` watched: adds first, then removes the rest.
+  absl::Status SetWatchedPorts(const std::vector<uint16_t>& ports) const;
+  absl::StatusOr<std::vector<uint16_t>> WatchedPorts() const;
+
+  // Empties a map (all keys deleted); for tests and `detach`.
+  template <typename M>
+  static absl::Status Clear(const M& m);
+};
+
+// Opens one pinned object; errors name the path.
+absl::StatusOr<Fd> OpenPinnedObject(const std::string& path);
+
+}  // namespace bw
+
+#include "maps/maps_impl.hpp"

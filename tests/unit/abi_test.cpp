@@ -1,0 +1,95 @@
+// Layout of the kernel<->user ABI: a change here is a change for both sides, and for anything
+// that reads pinned maps (bpftool, an older daemon adopting them). Sizes and offsets are fixed.
+#include <catch2/catch.hpp>
+#include <cstddef>
+
+#include "maps/bannerwatch_abi.h"
+#include "maps/maps.hpp"
+
+#define CHECK_FIELD(type, field, off, size)          \
+  CHECK(offsetof(type, field) == (off));             \
+  CHECK(sizeof(((type*)nullptr)->field) == (size))
+
+TEST_CASE("LPM keys start with a 4-byte prefix length, then the address") {
+  CHECK(sizeof(bw_lpm_v4_key) == 8);
+  CHECK_FIELD(bw_lpm_v4_key, prefixlen, 0, 4);
+  CHECK_FIELD(bw_lpm_v4_key, addr, 4, 4);
+  CHECK(sizeof(bw_lpm_v6_key) == 20);
+  CHECK_FIELD(bw_lpm_v6_key, prefixlen, 0, 4);
+  CHECK_FIELD(bw_lpm_v6_key, addr, 4, 16);
+}
+
+TEST_CASE("watchlist value layout") {
+  CHECK(sizeof(bw_list_value) == 32);
+  CHECK_FIELD(bw_list_value, list_id, 0, 4);
+  CHECK_FIELD(bw_list_value, entry_ref, 4, 4);
+  CHECK_FIELD(bw_list_value, action, 8, 1);
+  CHECK_FIELD(bw_list_value, prefixlen, 9, 1);
+  CHECK_FIELD(bw_list_value, hits, 16, 8);
+  CHECK_FIELD(bw_list_value, drops, 24, 8);
+  CHECK(alignof(bw_list_value) == 8);
+}
+
+TEST_CASE("event record layout") {
+  CHECK(sizeof(bw_event) == 136);
+  CHECK(sizeof(bw_event) % 8 == 0);
+  CHECK_FIELD(bw_event, ts_ns, 0, 8);
+  CHECK_FIELD(bw_event, ifindex, 8, 4);
+  CHECK_FIELD(bw_event, list_id, 12, 4);
+  CHECK_FIELD(bw_event, entry_ref, 16, 4);
+  CHECK_FIELD(bw_event, suppressed, 20, 4);
+  CHECK_FIELD(bw_event, kind, 24, 1);
+  CHECK_FIELD(bw_event, direction, 25, 1);
+  CHECK_FIELD(bw_event, family, 26, 1);
+  CHECK_FIELD(bw_event, verdict, 27, 1);
+  CHECK_FIELD(bw_event, list_action, 28, 1);
+  CHECK_FIELD(bw_event, prefixlen, 29, 1);
+  CHECK_FIELD(bw_event, l4proto, 30, 1);
+  CHECK_FIELD(bw_event, tcp_flags, 31, 1);
+  CHECK_FIELD(bw_event, saddr, 32, 16);
+  CHECK_FIELD(bw_event, daddr, 48, 16);
+  CHECK_FIELD(bw_event, sport, 64, 2);
+  CHECK_FIELD(bw_event, dport, 66, 2);
+  CHECK_FIELD(bw_event, banner_side, 68, 1);
+  CHECK_FIELD(bw_event, banner_len, 69, 1);
+  CHECK_FIELD(bw_event, banner, 72, BW_BANNER_MAX);
+}
+
+TEST_CASE("config, flow and rate-limit layouts") {
+  CHECK(sizeof(bw_config) == 16);
+  CHECK_FIELD(bw_config, banner_action, 0, 2);
+  CHECK_FIELD(bw_config, block_event_interval_ns, 8, 8);
+  CHECK(sizeof(bw_flow_key) == 40);
+  CHECK_FIELD(bw_flow_key, a_addr, 0, 16);
+  CHECK_FIELD(bw_flow_key, b_addr, 16, 16);
+  CHECK_FIELD(bw_flow_key, a_port, 32, 2);
+  CHECK_FIELD(bw_flow_key, b_port, 34, 2);
+  CHECK_FIELD(bw_flow_key, family, 36, 1);
+  CHECK(sizeof(bw_flow_value) == 16);
+  CHECK(sizeof(bw_block_rl_slot) == 32);
+  CHECK_FIELD(bw_block_rl_slot, last_ns, 16, 8);
+  CHECK_FIELD(bw_block_rl_slot, suppressed, 24, 4);
+}
+
+TEST_CASE("counters: one named u64 per enum value, names in enum order") {
+  CHECK(sizeof(bw_counters) == BW_CNT__MAX * 8);
+  CHECK(offsetof(bw_counters, packets) == BW_CNT_packets * 8);
+  CHECK(offsetof(bw_counters, events_suppressed) == BW_CNT_events_suppressed * 8);
+  CHECK(offsetof(bw_counters, block_drops) == BW_CNT_block_drops * 8);
+  CHECK(std::string(bw::kCounterNames[BW_CNT_events_lost]) == "events_lost");
+  CHECK(std::string(bw::kCounterNames[0]) == "packets");
+}
+
+TEST_CASE("action bits are distinct and ordered by precedence") {
+  CHECK((BW_ACTION_WATCH & BW_ACTION_BLOCK) == 0);
+  CHECK((BW_ACTION_BLOCK & BW_ACTION_SAFELIST) == 0);
+  CHECK(BW_ACTION_SAFELIST > BW_ACTION_BLOCK);
+  CHECK(BW_ACTION_BLOCK > BW_ACTION_WATCH);
+}
+
+TEST_CASE("map names fit bpftool's 15 characters") {
+  for (const char* n : {BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_CONFIG, BW_MAP_PORTS,
+                        BW_MAP_FLOWS, BW_MAP_COUNTERS, BW_MAP_EVENTS, BW_MAP_BLOCK_RL,
+                        BW_PROG_XDP, BW_PROG_TC})
+    CHECK(std::string(n).size() <= 15);
+}

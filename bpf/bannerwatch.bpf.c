@@ -237,15 +237,16 @@ static __always_inline void bw_flow_key(const struct bw_pkt *p, struct bw_flow_k
 	const __u32 *s = (const __u32 *)p->saddr, *d = (const __u32 *)p->daddr;
 	int src_first = 1;
 
-	/* Canonical order: compare addresses word by word, then ports. */
+	/* Canonical order as the ABI states it: addresses compared in network byte order (word by
+	 * word, most significant first), then ports as numbers. */
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		if (s[i] != d[i]) {
-			src_first = s[i] < d[i];
+			src_first = bpf_ntohl(s[i]) < bpf_ntohl(d[i]);
 			goto ordered;
 		}
 	}
-	src_first = p->sport <= p->dport;
+	src_first = bpf_ntohs(p->sport) <= bpf_ntohs(p->dport);
 ordered:
 	if (src_first) {
 		__builtin_memcpy(k->a_addr, p->saddr, 16);

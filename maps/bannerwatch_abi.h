@@ -165,8 +165,9 @@ struct bw_config {
 };
 
 /* ---- flows dropped for their banner (LRU hash) -------------------------------------------------- */
-/* Canonical key: the endpoint (addr, port) that sorts lower is "a", so both directions of a flow
- * map to one key. IPv4 addresses occupy the first 4 bytes, the rest is zero. */
+/* Canonical key: the endpoint that sorts lower is "a" (addresses compared as 16 bytes in network
+ * order, then ports as numbers), so both directions of a flow map to one key. IPv4 addresses
+ * occupy the first 4 bytes, the rest is zero. */
 struct bw_flow_key {
 	__u8 a_addr[16];
 	__u8 b_addr[16];

@@ -481,7 +481,13 @@ std::vector<Row> Rows() {
          [](BpfHarness& h) {
            auto d = h.maps().flows.Dump();
            REQUIRE(d.ok());
-           CHECK(d->size() == 1u);
+           REQUIRE(d->size() == 1u);
+           // The canonical key puts the endpoint that sorts lower (network order) first.
+           const bw_flow_key& fk = (*d)[0].first;
+           CHECK(AddrStr(fk.a_addr, BW_FAMILY_V4) == kLocal4);
+           CHECK(AddrStr(fk.b_addr, BW_FAMILY_V4) == kRemote4);
+           CHECK(ntohs(fk.a_port) == 51000);
+           CHECK(ntohs(fk.b_port) == 443);
            // The follow-up packets of that flow, both directions, are dropped; others are not.
            auto r = h.RunXdp(PacketBuilder().ipv4(kRemote4, kLocal4).tcp(443, 51000, kAck).payload("more").build());
            CHECK(r.retval == kDrop);

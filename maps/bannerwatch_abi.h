@@ -147,10 +147,10 @@ struct bw_lpm_v6_key {
 
 /* Value of both tries: one prefix of one list. */
 struct bw_list_value {
-	__u32 list_id;   /* the daemon's id of the list that gave the effective action */
+	__u32 list_id;   /* the daemon's id of the list whose entry decided the effective action */
 	__u32 entry_ref; /* the daemon's id of the entry (source ids such as a Spamhaus SBL number) */
 	__u8 action;     /* enum bw_action bits: effective action (SAFELIST > BLOCK > WATCH) */
-	__u8 prefixlen;  /* copy of the key's, so events can name the matched prefix */
+	__u8 prefixlen;  /* length of the deciding entry's prefix (it covers the key), for events */
 	__u8 _pad0[6];
 	__u64 hits;  /* watch: connection starts seen (atomic add from every CPU) */
 	__u64 drops; /* block: packets dropped (atomic add from every CPU) */

@@ -1,0 +1,223 @@
+// apply.cpp — policy -> maps as an ordered diff (see apply.hpp for the contract and the order).
+//
+// Why the order is safe. A lookup returns the longest stored prefix covering the address.
+//  Phase 1 (add and update, longest prefixes first): the tries hold every old prefix plus the new
+//  ones written so far. If a lookup lands on a prefix written in this phase, every longer new prefix
+//  was written before it, so it is the address's new longest match, carrying its new value. If it
+//  lands on anything else, that is an old prefix with its old value and, since all old prefixes are
+//  still there, the address's old longest match.
+//  Phase 2 (remove, shortest prefixes first): the tries hold every new prefix plus old ones not yet
+//  removed. A lookup landing on a new prefix finds the new longest match; landing on an old-only
+//  prefix means no longer old prefix covering the address has been removed yet (they go later), so
+//  it is the old longest match.
+// Writing in any other order can expose, for a moment, a prefix whose value belongs to neither
+// version for that address (e.g. a new /16 watch before the new /24 safelist inside it).
+#include "daemon/apply.hpp"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace bw {
+namespace {
+
+bool SameDecision(const bw_list_value& a, const bw_list_value& b) {
+  return a.list_id == b.list_id && a.entry_ref == b.entry_ref && a.action == b.action &&
+         a.prefixlen == b.prefixlen;
+}
+
+bool PrefixLess(const KernelEntry& a, const KernelEntry& b) { return a.prefix < b.prefix; }
+
+template <typename K>
+K KeyOf(const Prefix& p);
+template <>
+bw_lpm_v4_key KeyOf<bw_lpm_v4_key>(const Prefix& p) { return ToV4Key(p); }
+template <>
+bw_lpm_v6_key KeyOf<bw_lpm_v6_key>(const Prefix& p) { return ToV6Key(p); }
+
+// Reads the whole trie, with BPF_MAP_LOOKUP_BATCH where the kernel supports it for LPM tries and
+// one get_next_key + lookup per element otherwise.
+template <typename K>
+absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value>& map) {
+  std::vector<KernelEntry> out;
+  constexpr uint32_t kChunk = 4096;
+  std::vector<K> keys(kChunk);
+  std::vector<bw_list_value> vals(kChunk);
+  K token{};
+  bool first = true, batch_ok = true;
+  for (;;) {
+    uint32_t count = kChunk;
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    int r = bpf_map_lookup_batch(map.fd(), first ? nullptr : &token, &token, keys.data(),
+                                 vals.data(), &count, &bo);
+    int err = r == 0 ? 0 : errno;
+    if (r != 0 && err != ENOENT) {
+      if (first) {  // not supported for this map type here: fall back
+        batch_ok = false;
+        break;
+      }
+      return ErrnoStatus(map.name(), "bpf_map_lookup_batch", err);
+    }
+    first = false;
+    for (uint32_t i = 0; i < count; ++i) out.push_back(KernelEntry{FromKey(keys[i]), vals[i]});
+    if (r != 0) break;  // ENOENT: done
+  }
+  if (!batch_ok) {
+    out.clear();
+    auto dump = map.Dump();
+    if (!dump.ok()) return dump.status();
+    out.reserve(dump->size());
+    for (const auto& [k, v] : *dump) out.push_back(KernelEntry{FromKey(k), v});
+  }
+  std::sort(out.begin(), out.end(), PrefixLess);
+  return out;
+}
+
+absl::StatusOr<uint32_t> MaxEntries(int fd, const std::string& name) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0)
+    return ErrnoStatus(name, "bpf_obj_get_info_by_fd", errno);
+  return info.max_entries;
+}
+
+struct Op {
+  const KernelEntry* want = nullptr;  // add/update: the new entry
+  const KernelEntry* have = nullptr;  // update/remove: what the trie holds
+};
+
+struct TrieResult {
+  size_t added = 0, updated = 0, removed = 0, unchanged = 0, final_size = 0;
+  bool removed_first = false;
+  absl::Duration read_time, write_time;
+};
+
+template <typename K>
+absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
+                                     const std::vector<KernelEntry>& want, const ApplyOptions& opts) {
+  TrieResult res;
+  absl::Time t0 = absl::Now();
+  auto have_or = ReadTrieImpl(map);
+  if (!have_or.ok()) return have_or.status();
+  const std::vector<KernelEntry>& have = *have_or;
+  res.read_time = absl::Now() - t0;
+
+  std::vector<Op> write, remove;
+  size_t i = 0, j = 0;
+  while (i < want.size() || j < have.size()) {
+    if (j == have.size() || (i < want.size() && want[i].prefix < have[j].prefix)) {
+      write.push_back({&want[i++], nullptr});
+    } else if (i == want.size() || have[j].prefix < want[i].prefix) {
+      remove.push_back({nullptr, &have[j++]});
+    } else {
+      if (SameDecision(want[i].value, have[j].value)) {
+        ++res.unchanged;
+      } else {
+        write.push_back({&want[i], &have[j]});
+      }
+      ++i, ++j;
+    }
+  }
+  for (const Op& o : write) (o.have ? res.updated : res.added)++;
+  res.removed = remove.size();
+  res.final_size = want.size();
+  if (opts.dry_run) return res;
+
+  // Phase 1 longest first, phase 2 shortest first (see the top of this file).
+  std::stable_sort(write.begin(), write.end(),
+                   [](const Op& a, const Op& b) { return a.want->prefix.len > b.want->prefix.len; });
+  std::stable_sort(remove.begin(), remove.end(),
+                   [](const Op& a, const Op& b) { return a.have->prefix.len < b.have->prefix.len; });
+
+  auto max = MaxEntries(map.fd(), map.name());
+  if (!max.ok()) return max.status();
+  size_t peak = have.size() + res.added;
+  bool remove_first = peak > *max;
+  if (remove_first && !opts.allow_remove_first)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        map.name(), ": the change needs room for ", peak, " prefixes at once (", have.size(),
+        " now + ", res.added, " new) but the trie holds at most ", *max,
+        "; nothing was changed (apply with allow_remove_first to remove before adding, or raise "
+        "the map size)"));
+
+  absl::Time t1 = absl::Now();
+  auto do_removes = [&]() -> absl::Status {
+    for (const Op& o : remove) {
+      auto d = map.Delete(KeyOf<K>(o.have->prefix));
+      if (!d.ok()) return d.status();
+    }
+    return absl::OkStatus();
+  };
+  if (remove_first) {
+    res.removed_first = true;
+    if (auto st = do_removes(); !st.ok()) return st;
+  }
+  for (const Op& o : write) {
+    K key = KeyOf<K>(o.want->prefix);
+    bw_list_value v = o.want->value;
+    if (o.have) {
+      // Keep the counters: read them as late as possible, then write them with the new decision.
+      auto cur = map.Lookup(key);
+      if (!cur.ok()) return cur.status();
+      const bw_list_value& src = cur->has_value() ? **cur : o.have->value;
+      v.hits = src.hits;
+      v.drops = src.drops;
+    } else {
+      v.hits = 0;
+      v.drops = 0;
+    }
+    if (auto st = map.Update(key, v, BPF_ANY); !st.ok()) return st;
+  }
+  if (!remove_first)
+    if (auto st = do_removes(); !st.ok()) return st;
+  res.write_time = absl::Now() - t1;
+  return res;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV4Map& map) { return ReadTrieImpl(map); }
+absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV6Map& map) { return ReadTrieImpl(map); }
+
+std::string ApplyStats::ToString() const {
+  return absl::StrCat("added ", added, ", updated ", updated, ", removed ", removed, ", unchanged ",
+                      unchanged, " (now ", v4_entries, " IPv4 and ", v6_entries, " IPv6 prefixes",
+                      removed_first ? "; removed first for lack of room" : "", ") in ",
+                      absl::FormatDuration(elapsed));
+}
+
+absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSet& maps,
+                                       const ApplyOptions& opts) {
+  absl::Time t0 = absl::Now();
+  ApplyStats st;
+  if (opts.lists) {
+    for (int fam = 0; fam < 2; ++fam) {
+      absl::StatusOr<TrieResult> r = fam == 0 ? ApplyTrie(maps.watch_v4, policy.v4, opts)
+                                              : ApplyTrie(maps.watch_v6, policy.v6, opts);
+      if (!r.ok()) return r.status();
+      st.added += r->added;
+      st.updated += r->updated;
+      st.removed += r->removed;
+      st.unchanged += r->unchanged;
+      st.removed_first |= r->removed_first;
+      st.read_time += r->read_time;
+      st.write_time += r->write_time;
+      (fam == 0 ? st.v4_entries : st.v6_entries) = r->final_size;
+    }
+  }
+  if (!opts.dry_run) {
+    if (opts.ports)
+      if (auto s = maps.SetWatchedPorts(policy.ports); !s.ok()) return s;
+    if (opts.config)
+      if (auto s = maps.WriteConfig(policy.config); !s.ok()) return s;
+  }
+  st.elapsed = absl::Now() - t0;
+  return st;
+}
+
+}  // namespace bw

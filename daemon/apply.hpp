@@ -1,0 +1,49 @@
+// apply.hpp — writes a CompiledPolicy into the data plane's maps as a safe diff.
+//
+// Contract: the tries are read back and compared with the compiled tables. New prefixes and changed
+// values are written first, most specific first; prefixes no longer wanted are deleted last, least
+// specific first. With that order every address, at every moment of the change, resolves to either
+// its old or its new entry: nothing kept by both versions goes missing and no address is ever
+// seen with an entry that belongs to neither version. Unchanged prefixes are not touched; changed
+// ones keep their hits/drops counters (read, then written with the new value: increments landing in
+// between are lost). Then the watched ports and bw_config are written. A failure stops the apply
+// and leaves a state the next apply (of any policy) diffs against and repairs.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "daemon/policy.hpp"
+#include "maps/maps.hpp"
+
+namespace bw {
+
+struct ApplyOptions {
+  bool lists = true;   // the tries
+  bool ports = true;   // bw_ports
+  bool config = true;  // bw_config (banner actions, block-event interval)
+  bool dry_run = false;  // compute the diff and the stats, write nothing
+  // Adding before removing needs room for old and new prefixes at once. When a trie's capacity
+  // (max_entries) is too small for that, the apply fails before writing anything, unless this is
+  // set: then that trie's removals run first, and addresses may be briefly unlisted.
+  bool allow_remove_first = false;
+};
+
+struct ApplyStats {
+  size_t added = 0, updated = 0, removed = 0, unchanged = 0;  // both tries
+  size_t v4_entries = 0, v6_entries = 0;  // in the tries afterwards
+  bool removed_first = false;             // the capacity fallback ran
+  absl::Duration read_time, write_time, elapsed;
+  std::string ToString() const;  // "added 3, updated 1, removed 2, unchanged 10 (v4 ..., v6 ...) in 1.2ms"
+};
+
+absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSet& maps,
+                                       const ApplyOptions& opts = {});
+
+// What the tries hold now, sorted by prefix (host bits of stored keys masked).
+absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV4Map& map);
+absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV6Map& map);
+
+}  // namespace bw

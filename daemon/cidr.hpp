@@ -1,0 +1,82 @@
+// cidr.hpp — strict IPv4/IPv6 address and prefix parsing, and the Prefix value type.
+//
+// Contract: ParsePrefix accepts exactly "ADDR" or "ADDR/LEN" (no whitespace, no signs, no leading
+// zeros in IPv4 octets or in LEN, no host bits set, printable ASCII only) and returns a canonical
+// Prefix; anything else is an InvalidArgument status whose message quotes the input (escaped) and
+// says what is wrong. "/0" needs allow_default_route. IPv4-mapped IPv6 (::ffff:a.b.c.d/len, len >= 96)
+// becomes the IPv4 prefix a.b.c.d/(len-96), because the data plane looks such addresses up in the
+// IPv4 trie. Messages carry no file or line: callers (feeds, policy) prefix them with "file:line: ".
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/hash/hash.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "maps/bannerwatch_abi.h"
+
+namespace bw {
+
+enum class Family : uint8_t { kV4 = 4, kV6 = 6 };
+
+// A network prefix. IPv4 uses addr[0..3] (the rest stays zero). Host bits are always zero in a
+// Prefix built by the parsers; Make() masks them. Ordering is (family, address, length), so a prefix
+// sorts before every prefix it contains: a sweep with a stack of covering prefixes needs no more.
+struct Prefix {
+  Family family = Family::kV4;
+  std::array<uint8_t, 16> addr{};
+  uint8_t len = 0;
+
+  // Masks host bits; `len` is clamped to the family's width.
+  static Prefix Make(Family f, const uint8_t* bytes, unsigned len);
+  static Prefix V4(uint32_t host_order_addr, unsigned len);
+
+  unsigned max_len() const { return family == Family::kV4 ? 32 : 128; }
+  bool is_v4() const { return family == Family::kV4; }
+  bool is_host() const { return len == max_len(); }
+  // True when every address of `other` is in this prefix (same family, len <= other.len).
+  bool contains(const Prefix& other) const;
+  // Bit `i` (0 = most significant) of the address.
+  bool bit(unsigned i) const { return (addr[i / 8] >> (7 - i % 8)) & 1; }
+
+  std::string ToString() const;         // "10.0.0.0/8", "2001:db8::/32": always with the length
+  std::string AddressString() const;    // the address alone
+  std::string HumanString() const;      // the address alone for a host, else ToString()
+
+  friend auto operator<=>(const Prefix&, const Prefix&) = default;
+  friend bool operator==(const Prefix&, const Prefix&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const Prefix& p) {
+    return H::combine(std::move(h), static_cast<uint8_t>(p.family), p.addr, p.len);
+  }
+};
+
+struct PrefixOptions {
+  bool allow_default_route = false;  // accept 0.0.0.0/0 and ::/0
+};
+
+// "ADDR" (a host: /32 or /128) or "ADDR/LEN".
+absl::StatusOr<Prefix> ParsePrefix(absl::string_view text, const PrefixOptions& opts = {});
+// An address only ("/LEN" is an error); IPv4-mapped IPv6 becomes IPv4.
+absl::StatusOr<Prefix> ParseAddress(absl::string_view text);
+
+// Kernel keys (maps/bannerwatch_abi.h). The key must match the prefix's family.
+bw_lpm_v4_key ToV4Key(const Prefix& p);
+bw_lpm_v6_key ToV6Key(const Prefix& p);
+// Host bits in a key read back from a trie are masked.
+Prefix FromKey(const bw_lpm_v4_key& k);
+Prefix FromKey(const bw_lpm_v6_key& k);
+
+// The input quoted for a message: printable ASCII as is, anything else C-escaped, long input cut.
+std::string QuoteForMessage(absl::string_view text);
+
+}  // namespace bw
+
+template <>
+struct std::hash<bw::Prefix> {
+  size_t operator()(const bw::Prefix& p) const { return absl::Hash<bw::Prefix>()(p); }
+};

@@ -1,0 +1,321 @@
+// feeds.cpp — list file parsers (see feeds.hpp for the contract).
+#include "daemon/feeds.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace bw {
+namespace {
+
+constexpr uint8_t kUtf8Bom[3] = {0xef, 0xbb, 0xbf};
+
+absl::string_view Trim(absl::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) --e;
+  return s.substr(b, e - b);
+}
+
+// Walks the lines of a file: strips a leading UTF-8 BOM and each line's trailing '\r'; a NUL byte
+// anywhere is binary data and an error.
+class Lines {
+ public:
+  explicit Lines(absl::string_view content) : rest_(content) {
+    if (rest_.size() >= 3 && std::memcmp(rest_.data(), kUtf8Bom, 3) == 0) rest_.remove_prefix(3);
+  }
+  bool Next(absl::string_view* line) {
+    if (rest_.empty()) return false;
+    size_t nl = rest_.find('\n');
+    absl::string_view l = rest_.substr(0, nl);
+    rest_ = nl == absl::string_view::npos ? absl::string_view() : rest_.substr(nl + 1);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    ++number_;
+    *line = l;
+    return true;
+  }
+  uint32_t number() const { return number_; }
+
+ private:
+  absl::string_view rest_;
+  uint32_t number_ = 0;
+};
+
+class Parser {
+ public:
+  Parser(absl::string_view path, const PrefixOptions& opts) : path_(path), opts_(opts) {}
+
+  absl::Status Error(uint32_t line, absl::string_view what) const {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", what));
+  }
+  absl::Status LineCheck(uint32_t line, absl::string_view l) const {
+    if (l.find('\0') != absl::string_view::npos)
+      return Error(line, "binary data (NUL byte): not a text list");
+    return absl::OkStatus();
+  }
+  absl::Status AddPrefix(Feed& f, uint32_t line, absl::string_view text, std::string source_id) {
+    auto p = ParsePrefix(text, opts_);
+    if (!p.ok()) return Error(line, p.status().message());
+    f.entries.push_back(FeedEntry{*p, line, std::move(source_id)});
+    return absl::OkStatus();
+  }
+
+  // Plain and FireHOL share the line syntax: '#' starts a comment, one prefix per line.
+  absl::Status ParseHashComments(absl::string_view content, Feed& f, bool firehol) {
+    Lines lines(content);
+    absl::string_view l;
+    bool header_done = false;
+    while (lines.Next(&l)) {
+      uint32_t n = lines.number();
+      if (auto st = LineCheck(n, l); !st.ok()) return st;
+      size_t hash = l.find('#');
+      if (firehol && hash != absl::string_view::npos && !header_done &&
+          Trim(l.substr(0, hash)).empty())
+        ParseHeaderLine(l.substr(hash + 1), f);
+      absl::string_view data = Trim(l.substr(0, hash));
+      if (data.empty()) continue;
+      header_done = true;
+      if (auto st = AddPrefix(f, n, data, std::string()); !st.ok()) return st;
+    }
+    if (firehol)
+      for (FeedEntry& e : f.entries) e.source_id = f.category;
+    return absl::OkStatus();
+  }
+
+  // "# Category        : reputation" -> ("Category", "reputation").
+  static void ParseHeaderLine(absl::string_view body, Feed& f) {
+    size_t colon = body.find(':');
+    if (colon == absl::string_view::npos) return;
+    absl::string_view key = Trim(body.substr(0, colon));
+    absl::string_view val = Trim(body.substr(colon + 1));
+    if (key.empty() || key.size() > 40) return;
+    for (char c : key)
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != ' ' && c != '_' && c != '-')
+        return;
+    f.header.emplace_back(std::string(key), std::string(val));
+    if (absl::EqualsIgnoreCase(key, "Category") && f.category.empty()) f.category = std::string(val);
+  }
+
+  absl::Status ParseSpamhausDrop(absl::string_view content, Feed& f) {
+    Lines lines(content);
+    absl::string_view l;
+    while (lines.Next(&l)) {
+      uint32_t n = lines.number();
+      if (auto st = LineCheck(n, l); !st.ok()) return st;
+      absl::string_view t = Trim(l);
+      if (t.empty() || t[0] == ';') continue;
+      size_t semi = t.find(';');
+      absl::string_view cidr = Trim(t.substr(0, semi));
+      std::string id;
+      if (semi != absl::string_view::npos) {
+        absl::string_view rest = Trim(t.substr(semi + 1));
+        if (rest.empty()) return Error(n, "missing source id after ';' (expected \"CIDR ; SBL...\")");
+        for (char c : rest)
+          if (c == ' ' || c == '\t' || c == ';')
+            return Error(n, absl::StrCat("source id ", QuoteForMessage(rest),
+                                         " is not one token (expected \"CIDR ; SBL...\")"));
+        id = std::string(rest);
+      }
+      if (cidr.empty()) return Error(n, "missing CIDR before ';'");
+      if (auto st = AddPrefix(f, n, cidr, std::move(id)); !st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseSpamhausJson(absl::string_view content, Feed& f) {
+    Lines lines(content);
+    absl::string_view l;
+    uint32_t meta_line = 0;
+    while (lines.Next(&l)) {
+      uint32_t n = lines.number();
+      if (auto st = LineCheck(n, l); !st.ok()) return st;
+      absl::string_view t = Trim(l);
+      if (t.empty()) continue;
+      nlohmann::json j = nlohmann::json::parse(t.begin(), t.end(), nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) return Error(n, "not valid JSON (expected one JSON object per line)");
+      if (!j.is_object()) return Error(n, "expected a JSON object");
+      auto type = j.find("type");
+      if (type != j.end()) {
+        if (!type->is_string() || type->get<std::string>() != "metadata")
+          return Error(n, absl::StrCat("unknown record type ", type->dump(),
+                                       " (expected \"metadata\" or a record with \"cidr\")"));
+        if (meta_line != 0)
+          return Error(n, absl::StrCat("second metadata record (the first is on line ", meta_line, ")"));
+        meta_line = n;
+        if (auto st = ReadMeta(j, n, f); !st.ok()) return st;
+        continue;
+      }
+      auto cidr = j.find("cidr");
+      if (cidr == j.end()) return Error(n, "record has no \"cidr\"");
+      if (!cidr->is_string()) return Error(n, "\"cidr\" is not a string");
+      std::string id;
+      auto sbl = j.find("sblid");
+      if (sbl != j.end()) {
+        if (!sbl->is_string()) return Error(n, "\"sblid\" is not a string");
+        id = sbl->get<std::string>();
+      }
+      auto rir = j.find("rir");
+      if (rir != j.end() && !rir->is_string()) return Error(n, "\"rir\" is not a string");
+      const std::string& c = cidr->get_ref<const std::string&>();
+      if (auto st = AddPrefix(f, n, c, std::move(id)); !st.ok()) return st;
+    }
+    if (f.meta_records && static_cast<uint64_t>(*f.meta_records) != f.entries.size())
+      return Error(meta_line, absl::StrCat("metadata says ", *f.meta_records, " records, the file has ",
+                                           f.entries.size(), " (truncated or corrupt download?)"));
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadMeta(const nlohmann::json& j, uint32_t n, Feed& f) {
+    auto num = [&](const char* k, std::optional<int64_t>* out) -> absl::Status {
+      auto it = j.find(k);
+      if (it == j.end()) return absl::OkStatus();
+      if (!it->is_number_integer() || it->get<int64_t>() < 0)
+        return Error(n, absl::StrCat("metadata \"", k, "\" is not a non-negative integer"));
+      *out = it->get<int64_t>();
+      return absl::OkStatus();
+    };
+    auto str = [&](const char* k, std::string* out) -> absl::Status {
+      auto it = j.find(k);
+      if (it == j.end()) return absl::OkStatus();
+      if (!it->is_string()) return Error(n, absl::StrCat("metadata \"", k, "\" is not a string"));
+      *out = it->get<std::string>();
+      return absl::OkStatus();
+    };
+    for (absl::Status st : {num("timestamp", &f.meta_timestamp), num("size", &f.meta_size),
+                            num("records", &f.meta_records), str("copyright", &f.meta_copyright),
+                            str("terms", &f.meta_terms)})
+      if (!st.ok()) return st;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  PrefixOptions opts_;
+};
+
+bool IsFireholHeaderKey(absl::string_view body) {
+  body = Trim(body);
+  for (absl::string_view k : {"Maintainer", "Category", "Maintainer URL", "List source URL",
+                              "Source File Date", "Entries", "Version"})
+    if (absl::StartsWithIgnoreCase(body, k)) {
+      absl::string_view rest = Trim(body.substr(k.size()));
+      if (!rest.empty() && rest[0] == ':') return true;
+    }
+  return false;
+}
+
+}  // namespace
+
+absl::string_view FeedFormatName(FeedFormat f) {
+  switch (f) {
+    case FeedFormat::kAuto: return "auto";
+    case FeedFormat::kPlain: return "plain";
+    case FeedFormat::kSpamhausDrop: return "spamhaus-drop";
+    case FeedFormat::kSpamhausDropJson: return "spamhaus-drop-json";
+    case FeedFormat::kFirehol: return "firehol";
+  }
+  return "?";
+}
+
+absl::StatusOr<FeedFormat> ParseFeedFormat(absl::string_view name) {
+  for (FeedFormat f : {FeedFormat::kAuto, FeedFormat::kPlain, FeedFormat::kSpamhausDrop,
+                       FeedFormat::kSpamhausDropJson, FeedFormat::kFirehol})
+    if (name == FeedFormatName(f)) return f;
+  return absl::InvalidArgumentError(
+      absl::StrCat(QuoteForMessage(name),
+                   " is not a list format (auto, plain, spamhaus-drop, spamhaus-drop-json, firehol)"));
+}
+
+FeedFormat DetectFeedFormat(absl::string_view path, absl::string_view content) {
+  size_t slash = path.rfind('/');
+  absl::string_view base = slash == absl::string_view::npos ? path : path.substr(slash + 1);
+  for (absl::string_view ext : {".json", ".jsonl", ".ndjson"})
+    if (absl::EndsWithIgnoreCase(base, ext)) return FeedFormat::kSpamhausDropJson;
+  for (absl::string_view ext : {".netset", ".ipset"})
+    if (absl::EndsWithIgnoreCase(base, ext)) return FeedFormat::kFirehol;
+
+  Lines lines(content);
+  absl::string_view l;
+  int records = 0;
+  bool firehol = false;
+  while (lines.Next(&l) && lines.number() <= 200 && records < 20) {
+    absl::string_view t = Trim(l);
+    if (t.empty()) continue;
+    if (t[0] == '#') {
+      if (IsFireholHeaderKey(t.substr(1))) firehol = true;
+      continue;
+    }
+    if (t[0] == ';') return FeedFormat::kSpamhausDrop;
+    if (records == 0 && t[0] == '{') return FeedFormat::kSpamhausDropJson;
+    size_t hash = t.find('#');
+    if (t.substr(0, hash).find(';') != absl::string_view::npos) return FeedFormat::kSpamhausDrop;
+    ++records;
+  }
+  return firehol ? FeedFormat::kFirehol : FeedFormat::kPlain;
+}
+
+absl::StatusOr<Feed> ParseFeed(absl::string_view path, absl::string_view content, FeedFormat format,
+                               const PrefixOptions& opts) {
+  Feed f;
+  f.path = std::string(path);
+  f.format = format == FeedFormat::kAuto ? DetectFeedFormat(path, content) : format;
+  // One entry per line at most; reserving avoids regrowth on million-line feeds.
+  f.entries.reserve(static_cast<size_t>(std::count(content.begin(), content.end(), '\n')) + 1);
+  Parser p(path, opts);
+  absl::Status st;
+  switch (f.format) {
+    case FeedFormat::kPlain: st = p.ParseHashComments(content, f, false); break;
+    case FeedFormat::kFirehol: st = p.ParseHashComments(content, f, true); break;
+    case FeedFormat::kSpamhausDrop: st = p.ParseSpamhausDrop(content, f); break;
+    case FeedFormat::kSpamhausDropJson: st = p.ParseSpamhausJson(content, f); break;
+    case FeedFormat::kAuto: st = absl::InternalError("format detection failed"); break;
+  }
+  if (!st.ok()) return st;
+  f.entries.shrink_to_fit();
+  return f;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  std::string out;
+  struct stat sb;
+  if (::fstat(fd, &sb) == 0) {
+    if (S_ISDIR(sb.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
+    }
+    if (sb.st_size > 0) out.reserve(static_cast<size_t>(sb.st_size));
+  }
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": read: ", std::strerror(err)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format, const PrefixOptions& opts) {
+  auto content = ReadWholeFile(path);
+  if (!content.ok()) return content.status();
+  return ParseFeed(path, *content, format, opts);
+}
+
+}  // namespace bw

@@ -1,0 +1,71 @@
+// feeds.hpp — list files: plain, Spamhaus DROP (text and JSON lines), FireHOL .netset/.ipset.
+//
+// Contract: a feed is read whole and parsed into entries (prefix, line, source id) with the strict
+// prefix parser (cidr.hpp). The format is given, or detected from the file's extension and then its
+// content. Every error is InvalidArgument "FILE:LINE: what is wrong" (or "FILE: ..." for whole-file
+// problems such as an unreadable file) and rejects the whole file: a feed is never half-loaded.
+// Source ids: the Spamhaus SBL id of each record; the FireHOL "# Category" header for every entry of
+// the file; empty for plain lists.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "daemon/cidr.hpp"
+
+namespace bw {
+
+enum class FeedFormat {
+  kAuto,              // by extension, then by content
+  kPlain,             // one address or CIDR per line; '#' comments (whole-line or trailing)
+  kSpamhausDrop,      // "1.10.16.0/20 ; SBL256894"; ';' comment lines
+  kSpamhausDropJson,  // {"cidr":...,"sblid":...,"rir":...} per line, plus a {"type":"metadata",...}
+  kFirehol,           // FireHOL .netset/.ipset: '#' header ("# Category : reputation"), one per line
+};
+
+// "auto", "plain", "spamhaus-drop", "spamhaus-drop-json", "firehol".
+absl::string_view FeedFormatName(FeedFormat f);
+absl::StatusOr<FeedFormat> ParseFeedFormat(absl::string_view name);
+
+struct FeedEntry {
+  Prefix prefix;
+  uint32_t line = 0;      // 1-based line in the file
+  std::string source_id;  // SBL id, FireHOL category, or empty
+};
+
+struct Feed {
+  std::string path;  // as given; messages name it
+  FeedFormat format = FeedFormat::kPlain;
+  std::vector<FeedEntry> entries;
+  // FireHOL header fields ("# Key : value" lines before the first entry), in file order.
+  std::vector<std::pair<std::string, std::string>> header;
+  std::string category;  // FireHOL "Category", the entries' source id
+  // Spamhaus JSON metadata record, when present.
+  std::optional<int64_t> meta_timestamp, meta_size, meta_records;
+  std::string meta_copyright, meta_terms;
+};
+
+// The format a file would be parsed as under kAuto: ".json"/".jsonl"/".ndjson" -> Spamhaus JSON,
+// ".netset"/".ipset" -> FireHOL; otherwise the content decides (first record '{' -> JSON; ';'
+// comment lines or "CIDR ; ID" records -> Spamhaus DROP; a FireHOL header key such as
+// "# Maintainer" or "# Category" -> FireHOL; else plain).
+FeedFormat DetectFeedFormat(absl::string_view path, absl::string_view content);
+
+// Parses `content` as the file `path` (used in messages and for detection).
+absl::StatusOr<Feed> ParseFeed(absl::string_view path, absl::string_view content,
+                               FeedFormat format = FeedFormat::kAuto,
+                               const PrefixOptions& opts = {});
+
+// Reads and parses a file.
+absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format = FeedFormat::kAuto,
+                              const PrefixOptions& opts = {});
+
+// Reads a whole file; errors name the path and strerror.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+
+}  // namespace bw

@@ -1,0 +1,879 @@
+// policy.cpp — YAML policy parsing and compilation (see policy.hpp for the contract).
+#include "daemon/policy.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace bw {
+
+absl::string_view ListActionName(ListAction a) {
+  switch (a) {
+    case ListAction::kWatch: return "watch";
+    case ListAction::kBlock: return "block";
+    case ListAction::kSafelist: return "safelist";
+  }
+  return "?";
+}
+
+int Precedence(ListAction a) {
+  switch (a) {
+    case ListAction::kWatch: return 1;
+    case ListAction::kBlock: return 2;
+    case ListAction::kSafelist: return 3;
+  }
+  return 0;
+}
+
+absl::string_view BannerActionName(bw_banner_action a) {
+  switch (a) {
+    case BW_BANNER_OFF: return "off";
+    case BW_BANNER_ALERT: return "alert";
+    case BW_BANNER_DROP: return "drop";
+  }
+  return "?";
+}
+
+size_t Policy::entry_count() const {
+  size_t n = 0;
+  for (const ListSpec& l : lists) n += l.entries.size();
+  return n;
+}
+
+namespace {
+
+const std::string kPlainTag = "?";
+
+std::string Dirname(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string Resolve(const std::string& dir, const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  if (dir == ".") return p;
+  return absl::StrCat(dir, "/", p);
+}
+
+const char* KindName(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null: return "null";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a sequence";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Undefined: return "nothing";
+  }
+  return "?";
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
+                         prev[j - 1] + (absl::ascii_tolower(a[i - 1]) == absl::ascii_tolower(b[j - 1]) ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+bool IsNameChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; }
+
+// Parses one policy document. Every check returns a Status naming file:line and the key path.
+class PolicyParser {
+ public:
+  explicit PolicyParser(std::string path) : path_(std::move(path)), dir_(Dirname(path_)) {}
+
+  absl::StatusOr<Policy> Run(absl::string_view text);
+
+ private:
+  using Fields = std::vector<std::tuple<std::string, YAML::Node, YAML::Node>>;
+
+  int LineOf(const YAML::Node& n, const YAML::Node* fallback = nullptr) const {
+    if (n.IsDefined() && !n.Mark().is_null()) return n.Mark().line + 1;
+    if (fallback && fallback->IsDefined() && !fallback->Mark().is_null())
+      return fallback->Mark().line + 1;
+    return 1;
+  }
+  absl::Status Fail(int line, absl::string_view where, absl::string_view what) const {
+    if (where.empty()) return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", what));
+    return absl::InvalidArgumentError(absl::StrCat(path_, ":", line, ": ", where, ": ", what));
+  }
+  absl::Status Fail(const YAML::Node& n, absl::string_view where, absl::string_view what) const {
+    return Fail(LineOf(n), where, what);
+  }
+
+  // The fields of a mapping, checked against `known` (unknown and duplicate keys are errors).
+  absl::StatusOr<Fields> MapFields(const YAML::Node& n, absl::string_view where,
+                                   const std::vector<absl::string_view>& known) const {
+    if (!n.IsMap())
+      return Fail(n, where, absl::StrCat("expected a mapping, got ", KindName(n)));
+    Fields out;
+    std::map<std::string, int> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      YAML::Node k = it->first;  // the iterator yields a temporary pair of handles
+      std::string kw = where.empty() ? std::string() : std::string(where);
+      if (!k.IsScalar())
+        return Fail(k, where, absl::StrCat("a key must be a plain word, got ", KindName(k)));
+      std::string key = k.Scalar();
+      std::string at = kw.empty() ? key : absl::StrCat(kw, ".", key);
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        std::string hint;
+        for (absl::string_view cand : known)
+          if (EditDistance(key, cand) <= 2) hint = absl::StrCat(" (did you mean '", cand, "'?)");
+        return Fail(k, where.empty() ? absl::string_view() : where,
+                    absl::StrCat("unknown key '", absl::CHexEscape(key), "'", hint,
+                                 "; known keys: ", absl::StrJoin(known, ", ")));
+      }
+      auto [pos, fresh] = seen.emplace(key, LineOf(k));
+      if (!fresh)
+        return Fail(k, at, absl::StrCat("duplicate key (first on line ", pos->second, ")"));
+      // No key takes a null value; say so at the key (a null node's own mark is unreliable).
+      if (it->second.IsNull())
+        return Fail(k, at, "no value given");
+      out.emplace_back(key, k, it->second);
+    }
+    return out;
+  }
+
+  absl::Status Str(const YAML::Node& n, absl::string_view where, std::string* out) const {
+    if (!n.IsScalar()) return Fail(n, where, absl::StrCat("expected a string, got ", KindName(n)));
+    if (n.Scalar().find('\0') != std::string::npos) return Fail(n, where, "NUL byte in string");
+    *out = n.Scalar();
+    return absl::OkStatus();
+  }
+
+  absl::Status Bool(const YAML::Node& n, absl::string_view where, bool* out) const {
+    if (!n.IsScalar() || n.Tag() != kPlainTag)
+      return Fail(n, where, absl::StrCat("expected true or false, got ",
+                                         n.IsScalar() ? "a quoted string" : KindName(n)));
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "True" || s == "TRUE") {
+      *out = true;
+    } else if (s == "false" || s == "False" || s == "FALSE") {
+      *out = false;
+    } else {
+      return Fail(n, where, absl::StrCat("expected true or false, got '", absl::CHexEscape(s), "'"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Uint(const YAML::Node& n, absl::string_view where, uint64_t lo, uint64_t hi,
+                    uint64_t* out) const {
+    if (!n.IsScalar() || n.Tag() != kPlainTag)
+      return Fail(n, where, absl::StrCat("expected an integer, got ",
+                                         n.IsScalar() ? "a quoted string" : KindName(n)));
+    const std::string& s = n.Scalar();
+    bool digits = !s.empty() && s.size() <= 19 &&
+                  std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits)
+      return Fail(n, where, absl::StrCat("'", absl::CHexEscape(s), "' is not a decimal integer"));
+    if (s.size() > 1 && s[0] == '0')
+      return Fail(n, where, absl::StrCat("'", s, "' has a leading zero"));
+    uint64_t v = 0;
+    for (char c : s) v = v * 10 + static_cast<uint64_t>(c - '0');
+    if (v < lo || v > hi)
+      return Fail(n, where, absl::StrCat(v, " is out of range (", lo, "..", hi, ")"));
+    *out = v;
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status Enum(const YAML::Node& n, absl::string_view where,
+                    const std::vector<std::pair<absl::string_view, T>>& values, T* out) const {
+    std::string s;
+    if (auto st = Str(n, where, &s); !st.ok()) return st;
+    std::vector<absl::string_view> names;
+    for (const auto& [name, v] : values) {
+      if (s == name) {
+        *out = v;
+        return absl::OkStatus();
+      }
+      names.push_back(name);
+    }
+    return Fail(n, where, absl::StrCat("'", absl::CHexEscape(s), "' is not one of ",
+                                       absl::StrJoin(names, ", ")));
+  }
+
+  absl::Status Seq(const YAML::Node& n, absl::string_view where, absl::string_view of) const {
+    if (!n.IsSequence())
+      return Fail(n, where, absl::StrCat("expected a sequence of ", of, ", got ", KindName(n)));
+    return absl::OkStatus();
+  }
+
+  // A path, or "off" (-> empty) when `off_ok`.
+  absl::Status PathSetting(const YAML::Node& n, absl::string_view where, bool off_ok,
+                           std::string* out) const {
+    std::string s;
+    if (auto st = Str(n, where, &s); !st.ok()) return st;
+    if (off_ok && s == "off" && n.Tag() == kPlainTag) {
+      out->clear();
+      return absl::OkStatus();
+    }
+    if (s.empty()) return Fail(n, where, off_ok ? "empty path (write off to disable)" : "empty path");
+    for (char c : s)
+      if (static_cast<unsigned char>(c) < 0x20)
+        return Fail(n, where, "control character in path");
+    *out = Resolve(dir_, s);
+    return absl::OkStatus();
+  }
+
+  absl::Status Banner(const YAML::Node& n, Policy& p);
+  absl::Status Limits(const YAML::Node& n, Policy& p);
+  absl::Status Output(const YAML::Node& n, Policy& p);
+  absl::Status Metrics(const YAML::Node& n, Policy& p);
+  absl::Status Interfaces(const YAML::Node& n, Policy& p);
+  absl::Status Ports(const YAML::Node& n, Policy& p);
+  absl::Status List(const YAML::Node& n, size_t index, Policy& p);
+  absl::Status CheckLimits(const Policy& p, int lists_line) const;
+
+  std::string path_, dir_;
+  int limits_line_ = 0;
+  PrefixOptions prefix_opts_;
+  std::set<std::string> list_names_;
+};
+
+absl::Status PolicyParser::Ports(const YAML::Node& n, Policy& p) {
+  if (auto st = Seq(n, "ports", "TCP port numbers"); !st.ok()) return st;
+  p.ports.clear();
+  std::map<uint64_t, int> seen;
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string where = absl::StrCat("ports[", i, "]");
+    uint64_t v;
+    if (auto st = Uint(n[i], where, 1, 65535, &v); !st.ok()) return st;
+    auto [pos, fresh] = seen.emplace(v, LineOf(n[i]));
+    if (!fresh) return Fail(n[i], where, absl::StrCat("port ", v, " is listed twice"));
+    p.ports.push_back(static_cast<uint16_t>(v));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Banner(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "banner", {"server", "client"});
+  if (!f.ok()) return f.status();
+  const std::vector<std::pair<absl::string_view, bw_banner_action>> values = {
+      {"off", BW_BANNER_OFF}, {"alert", BW_BANNER_ALERT}, {"drop", BW_BANNER_DROP}};
+  for (auto& [key, k, v] : *f) {
+    std::string where = absl::StrCat("banner.", key);
+    bw_banner_action* out = key == "server" ? &p.banner_server : &p.banner_client;
+    // `off` is a plain YAML 1.1 boolean to some parsers; yaml-cpp keeps the scalar text.
+    if (auto st = Enum(v, where, values, out); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Limits(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "limits", {"v4_entries", "v6_entries"});
+  if (!f.ok()) return f.status();
+  for (auto& [key, k, v] : *f) {
+    uint64_t x;
+    if (auto st = Uint(v, absl::StrCat("limits.", key), 1, UINT32_MAX, &x); !st.ok()) return st;
+    (key == "v4_entries" ? p.v4_entries : p.v6_entries) = static_cast<uint32_t>(x);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Output(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "output", {"eve", "stdout"});
+  if (!f.ok()) return f.status();
+  for (auto& [key, k, v] : *f) {
+    absl::Status st = key == "eve" ? PathSetting(v, "output.eve", true, &p.eve_path)
+                                   : Bool(v, "output.stdout", &p.eve_stdout);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Metrics(const YAML::Node& n, Policy& p) {
+  std::string s;
+  if (auto st = Str(n, "metrics", &s); !st.ok()) return st;
+  if (s == "off") {
+    p.metrics_listen.clear();
+    return absl::OkStatus();
+  }
+  auto bad = [&](absl::string_view why) {
+    return Fail(n, "metrics", absl::StrCat("'", absl::CHexEscape(s), "': ", why,
+                                           " (expected HOST:PORT, [IPV6]:PORT or off)"));
+  };
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad("missing port");
+  std::string host = s.substr(0, colon), port = s.substr(colon + 1);
+  uint64_t pv = 0;
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), absl::ascii_isdigit))
+    return bad("port is not a number");
+  for (char c : port) pv = pv * 10 + static_cast<uint64_t>(c - '0');
+  if (pv < 1 || pv > 65535) return bad("port out of range (1..65535)");
+  if (host.front() == '[') {
+    if (host.back() != ']') return bad("unbalanced '['");
+    std::string a = host.substr(1, host.size() - 2);
+    auto pa = ParseAddress(a);
+    if (!pa.ok() || a.find(':') == std::string::npos) return bad("not an IPv6 address in brackets");
+  } else if (host.find(':') != std::string::npos) {
+    return bad("an IPv6 address needs brackets");
+  } else {
+    if (!std::all_of(host.begin(), host.end(),
+                     [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-'; }))
+      return bad("not a host name or address");
+    bool dotted = std::all_of(host.begin(), host.end(), [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.'; });
+    if (dotted) {
+      auto pa = ParseAddress(host);
+      if (!pa.ok()) return bad(pa.status().message());
+    }
+  }
+  p.metrics_listen = s;
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Interfaces(const YAML::Node& n, Policy& p) {
+  if (auto st = Seq(n, "interfaces", "interface names"); !st.ok()) return st;
+  p.interfaces.clear();
+  for (size_t i = 0; i < n.size(); ++i) {
+    std::string where = absl::StrCat("interfaces[", i, "]"), s;
+    if (auto st = Str(n[i], where, &s); !st.ok()) return st;
+    if (s.empty() || s.size() > 15 || s == "." || s == ".." ||
+        !std::all_of(s.begin(), s.end(), [](char c) {
+          return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f &&
+                 c != '/' && c != ':';
+        }))
+      return Fail(n[i], where, absl::StrCat("'", absl::CHexEscape(s),
+                                            "' is not an interface name (1..15 characters, no '/', ':' or spaces)"));
+    if (std::find(p.interfaces.begin(), p.interfaces.end(), s) != p.interfaces.end())
+      return Fail(n[i], where, absl::StrCat("interface '", s, "' is listed twice"));
+    p.interfaces.push_back(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
+  std::string where = absl::StrCat("lists[", index, "]");
+  auto f = MapFields(n, where, {"name", "action", "tags", "reason", "expires", "entries", "files"});
+  if (!f.ok()) return f.status();
+  ListSpec l;
+  l.line = static_cast<uint32_t>(LineOf(n));
+  const YAML::Node *entries = nullptr, *files = nullptr;
+  bool have_name = false, have_action = false;
+  for (auto& [key, k, v] : *f) {
+    std::string at = absl::StrCat(where, ".", key);
+    if (key == "name") {
+      if (auto st = Str(v, at, &l.name); !st.ok()) return st;
+      if (l.name.empty() || l.name.size() > 64 || !absl::ascii_isalnum(static_cast<unsigned char>(l.name[0])) ||
+          !std::all_of(l.name.begin(), l.name.end(), IsNameChar))
+        return Fail(v, at, absl::StrCat("'", absl::CHexEscape(l.name),
+                                        "' is not a list name (1..64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"));
+      if (!list_names_.insert(l.name).second)
+        return Fail(v, at, absl::StrCat("duplicate list name '", l.name, "'"));
+      have_name = true;
+    } else if (key == "action") {
+      if (auto st = Enum<ListAction>(v, at,
+                                     {{"watch", ListAction::kWatch},
+                                      {"block", ListAction::kBlock},
+                                      {"safelist", ListAction::kSafelist}},
+                                     &l.action);
+          !st.ok())
+        return st;
+      have_action = true;
+    } else if (key == "tags") {
+      if (auto st = Seq(v, at, "tags"); !st.ok()) return st;
+      for (size_t i = 0; i < v.size(); ++i) {
+        std::string tat = absl::StrCat(at, "[", i, "]"), t;
+        if (auto st = Str(v[i], tat, &t); !st.ok()) return st;
+        if (t.empty() || t.size() > 64 || !std::all_of(t.begin(), t.end(), [](char c) { return IsNameChar(c) || c == ':'; }))
+          return Fail(v[i], tat, absl::StrCat("'", absl::CHexEscape(t),
+                                              "' is not a tag (1..64 of A-Z a-z 0-9 . _ - :)"));
+        if (std::find(l.tags.begin(), l.tags.end(), t) != l.tags.end())
+          return Fail(v[i], tat, absl::StrCat("tag '", t, "' is listed twice"));
+        l.tags.push_back(t);
+      }
+    } else if (key == "reason") {
+      if (auto st = Str(v, at, &l.reason); !st.ok()) return st;
+    } else if (key == "expires") {
+      std::string s, err;
+      if (auto st = Str(v, at, &s); !st.ok()) return st;
+      absl::Time t;
+      if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err))
+        return Fail(v, at, absl::StrCat("'", absl::CHexEscape(s),
+                                        "' is not an RFC 3339 time such as 2027-01-01T00:00:00Z (", err, ")"));
+      l.expires = t;
+    } else if (key == "entries") {
+      entries = &v;
+    } else if (key == "files") {
+      files = &v;
+    }
+  }
+  if (!have_name) return Fail(n, where, "missing key 'name'");
+  std::string lw = absl::StrCat("lists[", index, "] (", l.name, ")");
+  if (!have_action) return Fail(n, lw, "missing key 'action' (watch, block or safelist)");
+  if (!entries && !files) return Fail(n, lw, "a list needs 'entries', 'files' or both");
+
+  if (entries) {
+    const YAML::Node& v = *entries;
+    if (auto st = Seq(v, absl::StrCat(lw, ".entries"), "addresses or CIDR prefixes"); !st.ok())
+      return st;
+    l.entries.reserve(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string at = absl::StrCat(lw, ".entries[", i, "]"), s;
+      if (auto st = Str(v[i], at, &s); !st.ok()) return st;
+      auto pre = ParsePrefix(s, prefix_opts_);
+      if (!pre.ok()) return Fail(v[i], at, pre.status().message());
+      l.entries.push_back(PolicyEntry{*pre, 0, static_cast<uint32_t>(LineOf(v[i])), std::string()});
+    }
+  }
+  if (files) {
+    const YAML::Node& v = *files;
+    if (auto st = Seq(v, absl::StrCat(lw, ".files"), "list file paths"); !st.ok()) return st;
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string at = absl::StrCat(lw, ".files[", i, "]");
+      ListFile lf;
+      lf.policy_line = static_cast<uint32_t>(LineOf(v[i]));
+      std::string raw;
+      if (v[i].IsMap()) {
+        auto ff = MapFields(v[i], at, {"path", "format"});
+        if (!ff.ok()) return ff.status();
+        bool have_path = false;
+        for (auto& [key, k, val] : *ff) {
+          if (key == "path") {
+            if (auto st = Str(val, at + ".path", &raw); !st.ok()) return st;
+            have_path = true;
+          } else {
+            std::string fs;
+            if (auto st = Str(val, at + ".format", &fs); !st.ok()) return st;
+            auto fmt = ParseFeedFormat(fs);
+            if (!fmt.ok()) return Fail(val, at + ".format", fmt.status().message());
+            lf.format = *fmt;
+          }
+        }
+        if (!have_path) return Fail(v[i], at, "missing key 'path'");
+      } else {
+        if (auto st = Str(v[i], at, &raw); !st.ok()) return st;
+      }
+      if (raw.empty()) return Fail(v[i], at, "empty path");
+      lf.path = Resolve(dir_, raw);
+      auto feed = LoadFeed(lf.path, lf.format, prefix_opts_);
+      if (!feed.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(feed.status().message(), " (list '", l.name, "', named at ", path_, ":",
+                         lf.policy_line, ")"));
+      lf.detected = feed->format;
+      lf.entries = feed->entries.size();
+      uint32_t file_idx;
+      auto known = std::find(p.files.begin(), p.files.end(), lf.path);
+      if (known != p.files.end()) {
+        file_idx = static_cast<uint32_t>(known - p.files.begin());
+      } else {
+        file_idx = static_cast<uint32_t>(p.files.size());
+        p.files.push_back(lf.path);
+      }
+      l.entries.reserve(l.entries.size() + feed->entries.size());
+      for (FeedEntry& e : feed->entries)
+        l.entries.push_back(PolicyEntry{e.prefix, file_idx, e.line, std::move(e.source_id)});
+      l.files.push_back(std::move(lf));
+    }
+  }
+  p.lists.push_back(std::move(l));
+  return absl::OkStatus();
+}
+
+// Counting distinct prefixes needs a sort; it only runs when the raw count is over a limit.
+absl::Status PolicyParser::CheckLimits(const Policy& p, int lists_line) const {
+  size_t raw4 = 0, raw6 = 0;
+  for (const ListSpec& l : p.lists)
+    for (const PolicyEntry& e : l.entries) (e.prefix.is_v4() ? raw4 : raw6)++;
+  for (Family fam : {Family::kV4, Family::kV6}) {
+    size_t raw = fam == Family::kV4 ? raw4 : raw6;
+    uint32_t limit = fam == Family::kV4 ? p.v4_entries : p.v6_entries;
+    if (raw <= limit) continue;
+    std::vector<Prefix> all;
+    all.reserve(raw);
+    for (const ListSpec& l : p.lists)
+      for (const PolicyEntry& e : l.entries)
+        if (e.prefix.family == fam) all.push_back(e.prefix);
+    std::sort(all.begin(), all.end());
+    size_t distinct = static_cast<size_t>(std::unique(all.begin(), all.end()) - all.begin());
+    if (distinct > limit) {
+      const char* key = fam == Family::kV4 ? "limits.v4_entries" : "limits.v6_entries";
+      return Fail(limits_line_ ? limits_line_ : lists_line, key,
+                  absl::StrCat("the lists hold ", distinct, " distinct ",
+                               fam == Family::kV4 ? "IPv4" : "IPv6", " prefixes, more than the limit ",
+                               limit, limits_line_ ? "" : " (the default)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
+  if (text.find('\0') != absl::string_view::npos) return Fail(1, "", "binary data (NUL byte): not a YAML policy");
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return Fail(e.mark.is_null() ? 1 : e.mark.line + 1, "", absl::StrCat("YAML syntax error: ", e.msg));
+  }
+  if (docs.empty() || docs[0].IsNull()) return Fail(1, "", "the policy is empty");
+  if (docs.size() > 1) return Fail(docs[1], "", "more than one YAML document ('---'): one policy per file");
+  const YAML::Node& root = docs[0];
+
+  Policy p;
+  p.path = path_;
+  p.files.push_back(path_);
+  auto fields = MapFields(root, "",
+                          {"ports", "banner", "allow_default_route", "keep_on_exit", "limits",
+                           "block_event_interval", "lists", "interfaces", "output", "control_socket",
+                           "metrics", "state_file", "pin_root"});
+  if (!fields.ok()) return fields.status();
+
+  // Settings that change how lists parse come first, whatever their order in the file.
+  for (auto& [key, k, v] : *fields) {
+    if (key == "allow_default_route") {
+      if (auto st = Bool(v, key, &p.allow_default_route); !st.ok()) return st;
+      prefix_opts_.allow_default_route = p.allow_default_route;
+    }
+  }
+  int lists_line = 1;
+  const YAML::Node* lists = nullptr;
+  for (auto& [key, k, v] : *fields) {
+    absl::Status st;
+    if (key == "ports") {
+      st = Ports(v, p);
+    } else if (key == "banner") {
+      st = Banner(v, p);
+    } else if (key == "keep_on_exit") {
+      st = Bool(v, key, &p.keep_on_exit);
+    } else if (key == "limits") {
+      limits_line_ = LineOf(v, &k);
+      st = Limits(v, p);
+    } else if (key == "block_event_interval") {
+      std::string s;
+      st = Str(v, key, &s);
+      absl::Duration d;
+      if (st.ok() && (!absl::ParseDuration(s, &d) || d < absl::ZeroDuration() || d == absl::InfiniteDuration()))
+        st = Fail(v, key, absl::StrCat("'", absl::CHexEscape(s),
+                                       "' is not a duration such as 1s, 500ms or 0s"));
+      if (st.ok()) p.block_event_interval = d;
+    } else if (key == "lists") {
+      lists = &v;
+      lists_line = LineOf(k);
+    } else if (key == "interfaces") {
+      st = Interfaces(v, p);
+    } else if (key == "output") {
+      st = Output(v, p);
+    } else if (key == "control_socket") {
+      st = PathSetting(v, key, true, &p.control_socket);
+      if (st.ok() && p.control_socket.size() > 107)
+        st = Fail(v, key, "longer than a unix socket path can be (107 bytes)");
+    } else if (key == "metrics") {
+      st = Metrics(v, p);
+    } else if (key == "state_file") {
+      st = PathSetting(v, key, true, &p.state_file);
+    } else if (key == "pin_root") {
+      std::string s;
+      st = Str(v, key, &s);
+      if (st.ok() && (s.empty() || s[0] != '/'))
+        st = Fail(v, key, "expected an absolute path on bpffs, such as /sys/fs/bpf/bannerwatch");
+      if (st.ok()) p.pin_root = s;
+    }
+    if (!st.ok()) return st;
+  }
+  if (lists) {
+    if (auto st = Seq(*lists, "lists", "lists"); !st.ok()) return st;
+    for (size_t i = 0; i < lists->size(); ++i)
+      if (auto st = List((*lists)[i], i, p); !st.ok()) return st;
+  }
+  if (auto st = CheckLimits(p, lists_line); !st.ok()) return st;
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& path) {
+  try {
+    PolicyParser parser(path);
+    return parser.Run(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.is_null() ? 1 : e.mark.line + 1, ": ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<Policy> LoadPolicyFile(const std::string& path) {
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  return ParsePolicy(*text, path);
+}
+
+// ---- compilation ---------------------------------------------------------------------------------
+
+namespace {
+
+// One non-expired entry in sweep order.
+struct Item {
+  Prefix prefix;
+  uint8_t prec;  // Precedence(action)
+  uint32_t pos;  // index in CompiledPolicy::entries: policy order
+};
+
+// Prefix ascending (covering prefixes first), then precedence descending, then policy order.
+bool ItemLess(const Item& a, const Item& b) {
+  if (a.prefix.family != b.prefix.family) return a.prefix.family < b.prefix.family;
+  if (int c = std::memcmp(a.prefix.addr.data(), b.prefix.addr.data(), a.prefix.is_v4() ? 4 : 16); c != 0)
+    return c < 0;
+  if (a.prefix.len != b.prefix.len) return a.prefix.len < b.prefix.len;
+  if (a.prec != b.prec) return a.prec > b.prec;
+  return a.pos < b.pos;
+}
+
+struct Decision {
+  uint8_t prec;
+  uint8_t len;   // the deciding entry's prefix length
+  uint32_t pos;  // the deciding entry
+};
+
+// The refs a list's entries had in the previous compile (0: new entry), matching by prefix. Lists
+// change little between compiles and keep their order, so entries are matched in sequence (with a
+// short look-ahead over removed ones); only what that misses goes through a hash map.
+std::vector<uint32_t> CarryRefs(const std::vector<PolicyEntry>& now, const CompiledEntry* old,
+                                size_t old_n) {
+  constexpr size_t kLookAhead = 8;
+  std::vector<uint32_t> refs(now.size(), 0);
+  std::vector<size_t> unmatched_new;
+  std::vector<const CompiledEntry*> unmatched_old;
+  size_t i = 0, j = 0;
+  while (i < now.size() && j < old_n) {
+    if (now[i].prefix == old[j].prefix) {
+      refs[i++] = old[j++].ref;
+      continue;
+    }
+    size_t d = 1;
+    while (d <= kLookAhead && j + d < old_n && !(now[i].prefix == old[j + d].prefix)) ++d;
+    if (d <= kLookAhead && j + d < old_n) {  // old[j .. j+d-1] were removed (or moved)
+      for (size_t k = 0; k < d; ++k) unmatched_old.push_back(&old[j + k]);
+      j += d;
+    } else {  // now[i] was added (or moved)
+      unmatched_new.push_back(i++);
+    }
+  }
+  for (; i < now.size(); ++i) unmatched_new.push_back(i);
+  for (; j < old_n; ++j) unmatched_old.push_back(&old[j]);
+  if (unmatched_new.empty() || unmatched_old.empty()) return refs;
+  absl::flat_hash_map<Prefix, uint32_t> rest;
+  rest.reserve(unmatched_old.size());
+  for (const CompiledEntry* e : unmatched_old) rest.emplace(e->prefix, e->ref);
+  for (size_t k : unmatched_new) {
+    auto it = rest.find(now[k].prefix);
+    if (it == rest.end()) continue;
+    refs[k] = it->second;
+    rest.erase(it);
+  }
+  return refs;
+}
+
+}  // namespace
+
+absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
+                                       const CompiledPolicy* previous) {
+  CompiledPolicy c;
+  c.policy_path = policy.path;
+  c.compiled_at = now;
+  c.files = policy.files;
+  c.ports = policy.ports;
+  std::sort(c.ports.begin(), c.ports.end());
+  c.ports.erase(std::unique(c.ports.begin(), c.ports.end()), c.ports.end());
+  c.config.banner_action[BW_SIDE_SERVER] = static_cast<uint8_t>(policy.banner_server);
+  c.config.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(policy.banner_client);
+  c.config.block_event_interval_ns =
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(policy.block_event_interval));
+
+  size_t total = policy.entry_count();
+  if (total >= UINT32_MAX / 2) return absl::InvalidArgumentError("too many entries");
+  // Ids run out after ~2^31 additions over a daemon's life: then numbering starts afresh.
+  if (previous && (previous->max_entry_ref > UINT32_MAX / 2 || previous->max_list_id > UINT32_MAX / 2))
+    previous = nullptr;
+
+  // Stable ids: lists by name, entries by (list, prefix). A previous policy's entries are grouped
+  // by list, in policy order.
+  absl::flat_hash_map<std::string, uint32_t> old_lists;
+  absl::flat_hash_map<uint32_t, std::pair<size_t, size_t>> old_range;  // list id -> [begin, end)
+  if (previous) {
+    c.max_list_id = previous->max_list_id;
+    c.max_entry_ref = previous->max_entry_ref;
+    for (const CompiledList& l : previous->lists) old_lists.emplace(l.name, l.id);
+    const auto& pe = previous->entries;
+    for (size_t b = 0, e = 0; b < pe.size(); b = e) {
+      while (e < pe.size() && pe[e].list_id == pe[b].list_id) ++e;
+      old_range.emplace(pe[b].list_id, std::make_pair(b, e));
+    }
+  }
+  bool dense = true;  // refs are 1..n in policy order
+
+  c.entries.reserve(total);
+  std::vector<Item> items;
+  items.reserve(total);
+  for (const ListSpec& l : policy.lists) {
+    CompiledList cl;
+    uint32_t old_id = 0;
+    if (auto it = old_lists.find(l.name); it != old_lists.end()) old_id = it->second;
+    cl.id = old_id ? old_id : ++c.max_list_id;
+    cl.name = l.name;
+    cl.action = l.action;
+    cl.tags = l.tags;
+    cl.reason = l.reason;
+    cl.expires = l.expires;
+    cl.expired = l.expires && *l.expires <= now;
+    cl.entries = l.entries.size();
+    if (l.expires && !cl.expired && (!c.next_expiry || *l.expires < *c.next_expiry))
+      c.next_expiry = l.expires;
+    uint8_t prec = static_cast<uint8_t>(Precedence(l.action));
+    std::vector<uint32_t> carried;
+    if (auto r = old_range.find(old_id); old_id && r != old_range.end())
+      carried = CarryRefs(l.entries, previous->entries.data() + r->second.first,
+                          r->second.second - r->second.first);
+    for (size_t k = 0; k < l.entries.size(); ++k) {
+      const PolicyEntry& e = l.entries[k];
+      uint32_t ref = carried.empty() ? 0 : carried[k];
+      if (!ref) ref = ++c.max_entry_ref;
+      uint32_t pos = static_cast<uint32_t>(c.entries.size());
+      dense &= ref == pos + 1;
+      c.entries.push_back(CompiledEntry{ref, e.prefix, cl.id, e.file, e.line, e.source_id});
+      if (!cl.expired) items.push_back(Item{e.prefix, prec, pos});
+    }
+    c.lists.push_back(std::move(cl));
+  }
+  if (!dense) {
+    c.entry_index.reserve(c.entries.size());
+    for (uint32_t i = 0; i < c.entries.size(); ++i) c.entry_index.emplace(c.entries[i].ref, i);
+  }
+  absl::flat_hash_map<uint32_t, uint8_t> list_action;
+  for (const CompiledList& l : c.lists) list_action[l.id] = static_cast<uint8_t>(l.action);
+
+  std::sort(items.begin(), items.end(), ItemLess);
+
+  // Sweep: the stack holds the chain of prefixes covering the current one, each with the decision
+  // for it (the best of its own entries and everything covering it).
+  std::vector<std::pair<Prefix, Decision>> stack;
+  uint32_t last_list = 0;
+  uint8_t last_action = 0;
+  for (size_t i = 0; i < items.size();) {
+    const Item& first = items[i];  // best own entry of this prefix (sort order)
+    const Prefix& pre = first.prefix;
+    size_t j = i + 1;
+    while (j < items.size() && items[j].prefix == pre) ++j;
+    while (!stack.empty() && !stack.back().first.contains(pre)) stack.pop_back();
+    Decision d{first.prec, pre.len, first.pos};
+    // Strictly higher precedence above wins; on a tie the more specific (this prefix) wins.
+    if (!stack.empty() && stack.back().second.prec > d.prec) d = stack.back().second;
+    stack.emplace_back(pre, d);
+
+    const CompiledEntry& de = c.entries[d.pos];
+    if (de.list_id != last_list) {
+      last_list = de.list_id;
+      last_action = list_action[de.list_id];
+    }
+    KernelEntry ke;
+    ke.prefix = pre;
+    ke.value.list_id = de.list_id;
+    ke.value.entry_ref = de.ref;
+    ke.value.action = last_action;
+    ke.value.prefixlen = d.len;
+    (pre.is_v4() ? c.v4 : c.v6).push_back(ke);
+    i = j;
+  }
+
+  if (c.v4.size() > policy.v4_entries)
+    return absl::InvalidArgumentError(absl::StrCat(policy.path, ": limits.v4_entries: ", c.v4.size(),
+                                                   " distinct IPv4 prefixes, more than the limit ",
+                                                   policy.v4_entries));
+  if (c.v6.size() > policy.v6_entries)
+    return absl::InvalidArgumentError(absl::StrCat(policy.path, ": limits.v6_entries: ", c.v6.size(),
+                                                   " distinct IPv6 prefixes, more than the limit ",
+                                                   policy.v6_entries));
+  return c;
+}
+
+const CompiledList* CompiledPolicy::list(uint32_t id) const {
+  for (const CompiledList& l : lists)
+    if (l.id == id) return &l;
+  return nullptr;
+}
+
+const CompiledEntry* CompiledPolicy::entry(uint32_t ref) const {
+  if (entry_index.empty()) return ref >= 1 && ref <= entries.size() ? &entries[ref - 1] : nullptr;
+  auto it = entry_index.find(ref);
+  return it == entry_index.end() ? nullptr : &entries[it->second];
+}
+
+std::string CompiledPolicy::EntryLocation(uint32_t ref) const {
+  const CompiledEntry* e = entry(ref);
+  if (!e) return "?";
+  return absl::StrCat(e->file < files.size() ? files[e->file] : std::string("?"), ":", e->line);
+}
+
+const KernelEntry* CompiledPolicy::Lookup(const Prefix& query) const {
+  const std::vector<KernelEntry>& t = query.is_v4() ? v4 : v6;
+  for (int len = query.len; len >= 0; --len) {
+    Prefix k = Prefix::Make(query.family, query.addr.data(), static_cast<unsigned>(len));
+    auto it = std::lower_bound(t.begin(), t.end(), k,
+                               [](const KernelEntry& e, const Prefix& p) { return e.prefix < p; });
+    if (it != t.end() && it->prefix == k) return &*it;
+  }
+  return nullptr;
+}
+
+Explanation CompiledPolicy::Explain(const Prefix& query) const {
+  Explanation x;
+  x.query = query;
+  for (const CompiledEntry& e : entries)
+    if (e.prefix.contains(query)) {
+      const CompiledList* l = list(e.list_id);
+      x.covering.push_back({e.ref, l && l->expired});
+    }
+  std::stable_sort(x.covering.begin(), x.covering.end(), [&](const auto& a, const auto& b) {
+    return entry(a.entry_ref)->prefix.len > entry(b.entry_ref)->prefix.len;
+  });
+  if (const KernelEntry* m = Lookup(query)) {
+    x.match = *m;
+    x.deciding_entry = m->value.entry_ref;
+  }
+  return x;
+}
+
+std::string CompiledPolicy::ExplainText(const Prefix& query) const {
+  Explanation x = Explain(query);
+  std::string out;
+  if (!x.match) {
+    absl::StrAppend(&out, query.HumanString(), ": not listed\n");
+  } else {
+    const CompiledEntry* e = entry(x.deciding_entry);
+    const CompiledList* l = e ? list(e->list_id) : nullptr;
+    absl::StrAppend(&out, query.HumanString(), ": ",
+                    ListActionName(static_cast<ListAction>(x.match->value.action)), " (kernel key ",
+                    x.match->prefix.ToString(), ", decided by list '", l ? l->name : "?", "' entry ",
+                    e ? e->prefix.ToString() : "?", " at ", EntryLocation(x.deciding_entry), ")\n");
+  }
+  for (const auto& cv : x.covering) {
+    const CompiledEntry& e = *entry(cv.entry_ref);
+    const CompiledList& l = *list(e.list_id);
+    absl::StrAppend(&out, cv.entry_ref == x.deciding_entry ? "  * " : "    ", e.prefix.ToString(),
+                    "  ", ListActionName(l.action), "  list '", l.name, "'  ",
+                    EntryLocation(cv.entry_ref), e.source_id.empty() ? "" : "  ", e.source_id,
+                    cv.expired ? "  (expired)" : "", cv.entry_ref == x.deciding_entry ? "  <- decides" : "",
+                    "\n");
+  }
+  return out;
+}
+
+}  // namespace bw

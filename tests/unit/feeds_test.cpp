@@ -1,0 +1,241 @@
+// List file parsers (daemon/feeds.hpp): each format, detection, and every error naming file:line.
+// All addresses are documentation ranges except the seed's own subnet.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "daemon/feeds.hpp"
+
+namespace bw {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/bw-feeds-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string Write(const std::string& name, const std::string& content) const {
+    std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+
+ private:
+  std::string path_;
+};
+
+Feed MustParse(const std::string& path, const std::string& content, FeedFormat f = FeedFormat::kAuto) {
+  auto r = ParseFeed(path, content, f);
+  INFO(r.status());
+  REQUIRE(r.ok());
+  return *r;
+}
+
+// The error for `content` parsed as `path`; checks it starts with "path:line: " and says `says`.
+void ExpectError(const std::string& path, const std::string& content, int line, const std::string& says,
+                 FeedFormat f = FeedFormat::kAuto) {
+  auto r = ParseFeed(path, content, f);
+  REQUIRE_FALSE(r.ok());
+  std::string m(r.status().message());
+  INFO(m);
+  CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(m.rfind(path + ":" + std::to_string(line) + ": ", 0) == 0);
+  CHECK(m.find(says) != std::string::npos);
+}
+
+TEST_CASE("feeds: plain list with comments, blanks, CRLF, BOM and both families") {
+  const std::string text =
+      "\xef\xbb\xbf# seed hosts, 2013-09-11\n"
+      "\n"
+      "37.9.53.12\n"
+      "  37.9.53.40   # trailing comment\n"
+      "37.9.53.0/24\r\n"
+      "\t2001:db8::/32\n"
+      "::ffff:198.51.100.7\n"
+      "# end";
+  Feed f = MustParse("seed.txt", text);
+  CHECK(f.format == FeedFormat::kPlain);
+  REQUIRE(f.entries.size() == 5);
+  CHECK(f.entries[0].prefix.ToString() == "37.9.53.12/32");
+  CHECK(f.entries[0].line == 3u);
+  CHECK(f.entries[1].prefix.ToString() == "37.9.53.40/32");
+  CHECK(f.entries[1].line == 4u);
+  CHECK(f.entries[2].prefix.ToString() == "37.9.53.0/24");
+  CHECK(f.entries[3].prefix.ToString() == "2001:db8::/32");
+  CHECK(f.entries[4].prefix.ToString() == "198.51.100.7/32");
+  CHECK(f.entries[4].line == 7u);
+  for (const FeedEntry& e : f.entries) CHECK(e.source_id.empty());
+  CHECK(MustParse("empty.txt", "").entries.empty());
+  CHECK(MustParse("comments.txt", "# nothing\n\n# here\n").entries.empty());
+}
+
+TEST_CASE("feeds: plain list errors name file:line and reject the whole file") {
+  const std::string good = "198.51.100.0/24\n203.0.113.0/24\n";
+  ExpectError("bad.txt", good + "010.0.0.1\n", 3, "'010.0.0.1': IPv4 octet '010' has a leading zero");
+  ExpectError("bad.txt", good + "198.51.100.300\n", 3, "octet 300 is greater than 255");
+  ExpectError("bad.txt", good + "198.51.100.0/33\n", 3, "prefix length 33 is out of range");
+  ExpectError("bad.txt", good + "2001:db8::/129\n", 3, "prefix length 129 is out of range");
+  ExpectError("bad.txt", good + "198.51.100.0/+24\n", 3, "'+24' is not a decimal number");
+  ExpectError("bad.txt", good + "198.51.100.0/ 24\n", 3, "whitespace");
+  ExpectError("bad.txt", good + "198.51.100.0/24x\n", 3, "'24x' is not a decimal number");
+  ExpectError("bad.txt", good + "198.51.100.1/24\n", 3, "host bits set: the network is 198.51.100.0/24");
+  ExpectError("bad.txt", good + "/24\n", 3, "missing address before '/'");
+  ExpectError("bad.txt", good + "0.0.0.0/0\n", 3, "allow_default_route");
+  ExpectError("bad.txt", good + "198.51.100.0/24 ; SBL1\n", 3, "whitespace",
+              FeedFormat::kPlain);
+  ExpectError("bad.txt", good + "198.51.100.9 203.0.113.9\n", 3, "whitespace");
+  ExpectError("bad.txt", good + "198.51.100.9\x07\n", 3, "non-printable byte 0x07");
+  ExpectError("bad.txt", good + std::string("\0\x01\x02", 3) + "\n", 3, "binary data (NUL byte)");
+  // An error on the last line still rejects everything before it.
+  auto r = ParseFeed("bad.txt", good + "junk\n");
+  CHECK_FALSE(r.ok());
+  // /0 is accepted with the option.
+  auto ok = ParseFeed("any.txt", "0.0.0.0/0\n", FeedFormat::kAuto, PrefixOptions{.allow_default_route = true});
+  REQUIRE(ok.ok());
+  CHECK(ok->entries.size() == 1);
+}
+
+TEST_CASE("feeds: Spamhaus DROP text") {
+  const std::string text =
+      "; Spamhaus DROP List 2024/01/24 - (c) 2024 The Spamhaus Project SLL\n"
+      "; https://www.spamhaus.org/drop/drop.txt\n"
+      "; Last-Modified: Wed, 24 Jan 2024 13:41:27 GMT\n"
+      "; Expires: Thu, 25 Jan 2024 15:03:31 GMT\n"
+      "198.51.100.0/24 ; SBL000001\n"
+      "203.0.113.0/25;SBL000002\n"
+      "2001:db8:100::/48 ; SBL000003\n";
+  Feed f = MustParse("drop.txt", text);
+  CHECK(f.format == FeedFormat::kSpamhausDrop);
+  REQUIRE(f.entries.size() == 3);
+  CHECK(f.entries[0].prefix.ToString() == "198.51.100.0/24");
+  CHECK(f.entries[0].source_id == "SBL000001");
+  CHECK(f.entries[0].line == 5u);
+  CHECK(f.entries[1].source_id == "SBL000002");
+  CHECK(f.entries[2].prefix.ToString() == "2001:db8:100::/48");
+  CHECK(f.entries[2].line == 7u);
+
+  ExpectError("drop.txt", "; x\n198.51.100.0/24 ;\n", 2, "missing source id after ';'");
+  ExpectError("drop.txt", "; x\n198.51.100.0/24 ; SBL1 SBL2\n", 2, "is not one token");
+  ExpectError("drop.txt", "; x\n198.51.100.0/24 ;; SBL1\n", 2, "is not one token");
+  ExpectError("drop.txt", "; x\n198.51.100.1/24 ; SBL1\n", 2, "host bits set");
+  ExpectError("drop.txt", "; x\n198.51.100.0/24 # SBL1\n", 2, "whitespace");
+}
+
+TEST_CASE("feeds: Spamhaus DROP JSON lines with metadata") {
+  const std::string text =
+      "{\"cidr\":\"198.51.100.0/24\",\"sblid\":\"SBL000001\",\"rir\":\"ripencc\"}\n"
+      "{\"cidr\":\"203.0.113.0/24\",\"sblid\":\"SBL000002\",\"rir\":\"apnic\"}\n"
+      "\n"
+      "{\"cidr\":\"2001:db8::/32\",\"sblid\":\"SBL000003\",\"rir\":\"arin\",\"new\":1}\n"
+      "{\"type\":\"metadata\",\"timestamp\":1706140802,\"size\":302,\"records\":3,"
+      "\"copyright\":\"(c) example\",\"terms\":\"https://example.invalid/terms\"}\n";
+  Feed f = MustParse("drop_v4.json", text);
+  CHECK(f.format == FeedFormat::kSpamhausDropJson);
+  REQUIRE(f.entries.size() == 3);
+  CHECK(f.entries[0].prefix.ToString() == "198.51.100.0/24");
+  CHECK(f.entries[0].source_id == "SBL000001");
+  CHECK(f.entries[2].line == 4u);
+  CHECK(f.meta_records == 3);
+  CHECK(f.meta_timestamp == 1706140802);
+  CHECK(f.meta_copyright == "(c) example");
+  // Detected by content too.
+  CHECK(MustParse("drop.feed", text).format == FeedFormat::kSpamhausDropJson);
+  // Without metadata is fine; without sblid the source id is empty.
+  CHECK(MustParse("x.json", "{\"cidr\":\"198.51.100.0/24\"}\n").entries[0].source_id.empty());
+
+  ExpectError("x.json", "{\"cidr\":\"198.51.100.0/24\"}\n{\"cidr\":\n", 2, "not valid JSON");
+  ExpectError("x.json", "{\"cidr\":\"198.51.100.0/24\"}\n[1,2]\n", 2, "expected a JSON object");
+  ExpectError("x.json", "{\"sblid\":\"SBL1\"}\n", 1, "record has no \"cidr\"");
+  ExpectError("x.json", "{\"cidr\":12}\n", 1, "\"cidr\" is not a string");
+  ExpectError("x.json", "{\"cidr\":\"198.51.100.0/24\",\"sblid\":7}\n", 1, "\"sblid\" is not a string");
+  ExpectError("x.json", "\n{\"cidr\":\"198.51.100.0/33\"}\n", 2, "out of range");
+  ExpectError("x.json", "{\"type\":\"other\"}\n", 1, "unknown record type \"other\"");
+  ExpectError("x.json",
+              "{\"cidr\":\"198.51.100.0/24\"}\n{\"type\":\"metadata\",\"records\":2}\n", 2,
+              "metadata says 2 records, the file has 1");
+  ExpectError("x.json", "{\"type\":\"metadata\",\"records\":\"x\"}\n", 1,
+              "\"records\" is not a non-negative integer");
+  ExpectError("x.json", "{\"type\":\"metadata\"}\n{\"type\":\"metadata\"}\n", 2,
+              "second metadata record");
+}
+
+TEST_CASE("feeds: FireHOL netset with a category header") {
+  const std::string text =
+      "#\n"
+      "# example_level1\n"
+      "#\n"
+      "# ipv4 hash:net ipset\n"
+      "#\n"
+      "# Maintainer      : Example Maintainer\n"
+      "# Maintainer URL  : https://example.invalid/\n"
+      "# Category        : reputation\n"
+      "# Version         : 1\n"
+      "#\n"
+      "198.51.100.0/24\n"
+      "203.0.113.7\n";
+  Feed f = MustParse("example_level1.netset", text);
+  CHECK(f.format == FeedFormat::kFirehol);
+  CHECK(f.category == "reputation");
+  REQUIRE(f.entries.size() == 2);
+  CHECK(f.entries[0].source_id == "reputation");
+  CHECK(f.entries[1].source_id == "reputation");
+  CHECK(f.entries[1].prefix.ToString() == "203.0.113.7/32");
+  CHECK(f.entries[1].line == 12u);
+  bool saw_maintainer = false;
+  for (auto& [k, v] : f.header)
+    if (k == "Maintainer") saw_maintainer = v == "Example Maintainer";
+  CHECK(saw_maintainer);
+  // Same content under another name: detected by the header.
+  CHECK(MustParse("level1.txt", text).format == FeedFormat::kFirehol);
+  CHECK(MustParse("level1.ipset", "198.51.100.1\n").format == FeedFormat::kFirehol);
+  ExpectError("level1.netset", text + "203.0.113.999\n", 13, "greater than 255");
+}
+
+TEST_CASE("feeds: detection and format names") {
+  CHECK(DetectFeedFormat("a.txt", "198.51.100.0/24\n") == FeedFormat::kPlain);
+  CHECK(DetectFeedFormat("a.txt", "# x\n198.51.100.0/24 # c\n") == FeedFormat::kPlain);
+  CHECK(DetectFeedFormat("a.txt", "; Spamhaus\n") == FeedFormat::kSpamhausDrop);
+  CHECK(DetectFeedFormat("a.txt", "198.51.100.0/24 ; SBL1\n") == FeedFormat::kSpamhausDrop);
+  CHECK(DetectFeedFormat("a.txt", "  {\"cidr\":\"198.51.100.0/24\"}\n") == FeedFormat::kSpamhausDropJson);
+  CHECK(DetectFeedFormat("a.JSON", "") == FeedFormat::kSpamhausDropJson);
+  CHECK(DetectFeedFormat("dir.json/a.txt", "198.51.100.1\n") == FeedFormat::kPlain);
+  CHECK(DetectFeedFormat("a.netset", "") == FeedFormat::kFirehol);
+  CHECK(DetectFeedFormat("a", "# Category : abuse\n198.51.100.1\n") == FeedFormat::kFirehol);
+  for (FeedFormat f : {FeedFormat::kAuto, FeedFormat::kPlain, FeedFormat::kSpamhausDrop,
+                       FeedFormat::kSpamhausDropJson, FeedFormat::kFirehol})
+    CHECK(*ParseFeedFormat(FeedFormatName(f)) == f);
+  CHECK_FALSE(ParseFeedFormat("csv").ok());
+  // A forced format wins over detection.
+  Feed f = MustParse("x.json", "198.51.100.0/24\n", FeedFormat::kPlain);
+  CHECK(f.entries.size() == 1);
+}
+
+TEST_CASE("feeds: files on disk; an unreadable file names its path") {
+  TempDir d;
+  std::string p = d.Write("seed.txt", "37.9.53.0/24\n37.9.53.12\n");
+  auto f = LoadFeed(p);
+  REQUIRE(f.ok());
+  CHECK(f->path == p);
+  CHECK(f->entries.size() == 2);
+  std::string bad = d.Write("bad.txt", "37.9.53.0/24\n\n37.9.53.256\n");
+  auto e = LoadFeed(bad);
+  REQUIRE_FALSE(e.ok());
+  CHECK(std::string(e.status().message()).rfind(bad + ":3: ", 0) == 0);
+  auto missing = LoadFeed(d.Write("x", "") + ".nope");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().message().find(".nope: cannot open: No such file or directory") !=
+        absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace bw

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bannerwatch.skel.h"
+#include <bpf/bpf.h>
 
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
@@ -54,7 +55,17 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
       {dp->skel_->maps.bw_events, opts.events_bytes},
   };
   for (const auto& s : sizes) {
-    if (int err = bpf_map__set_max_entries(s.map, s.n); err != 0)
+    uint32_t n = s.n;
+    // Adopting: a pinned map keeps the size it was made with (libbpf reuses only an identical
+    // map); a policy that needs more is refused at apply time, not here.
+    std::string pin = absl::StrCat(dp->pin_root_, "/", bpf_map__name(s.map));
+    if (int pfd = bpf_obj_get(pin.c_str()); pfd >= 0) {
+      bpf_map_info info{};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0) n = info.max_entries;
+      close(pfd);
+    }
+    if (int err = bpf_map__set_max_entries(s.map, n); err != 0)
       return ErrnoStatus(bpf_map__name(s.map), "bpf_map__set_max_entries", -err);
   }
 
@@ -90,6 +101,8 @@ DataPlane::~DataPlane() {
 int DataPlane::xdp_fd() const { return bpf_program__fd(skel_->progs.bw_xdp_ingress); }
 int DataPlane::tc_fd() const { return bpf_program__fd(skel_->progs.bw_tc_egress); }
 int DataPlane::events_fd() const { return bpf_map__fd(skel_->maps.bw_events); }
+uint32_t DataPlane::v4_capacity() const { return bpf_map__max_entries(skel_->maps.bw_watch_v4); }
+uint32_t DataPlane::v6_capacity() const { return bpf_map__max_entries(skel_->maps.bw_watch_v6); }
 
 absl::StatusOr<MapSet> DataPlane::Maps() const {
   MapSet s;

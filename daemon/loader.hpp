@@ -36,6 +36,9 @@ class DataPlane {
   int xdp_fd() const;
   int tc_fd() const;
   int events_fd() const;
+  // Capacities (max_entries) the tries were loaded or adopted with.
+  uint32_t v4_capacity() const;
+  uint32_t v6_capacity() const;
   // True when the maps were found pinned (a previous daemon's) rather than created.
   bool adopted() const { return adopted_; }
   // Fresh fds (dup) for every map.

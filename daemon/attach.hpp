@@ -1,0 +1,51 @@
+// attach.hpp — puts the loaded programs on interfaces and takes them off again.
+//
+// Contract: XDP is attached through a bpf_link pinned at <pin root>/link_xdp_<ifname>, so it
+// survives the daemon (crash, kill -9). When that pin exists, AttachInterface() swaps the new
+// program into the existing link (bpf_link_update: atomic, no moment without enforcement) instead
+// of attaching a second time. TC egress uses a clsact qdisc and one direct-action filter at a fixed
+// handle/priority, replaced atomically (BPF_TC_F_REPLACE); netlink filters outlive the process.
+// DetachInterface() removes both and the pin.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace bw {
+
+enum class XdpMode { kAuto, kNative, kGeneric };
+
+absl::StatusOr<XdpMode> ParseXdpMode(const std::string& s);
+
+struct Attachment {
+  std::string ifname;
+  int ifindex = 0;
+  std::string xdp_mode;      // "native" or "generic" as the kernel reports it
+  bool xdp_adopted = false;  // an existing pinned link was updated in place
+};
+
+// TC filter identity on the egress hook.
+inline constexpr unsigned kTcHandle = 0xb4;
+inline constexpr unsigned kTcPriority = 0xc000;
+
+std::string XdpLinkPin(const std::string& pin_root, const std::string& ifname);
+
+absl::StatusOr<Attachment> AttachInterface(const std::string& pin_root, int xdp_prog_fd,
+                                           int tc_prog_fd, const std::string& ifname,
+                                           XdpMode mode);
+
+// Removes the XDP link pin (detaching it) and the TC filter. Missing pieces are not errors.
+absl::Status DetachInterface(const std::string& pin_root, const std::string& ifname);
+
+// Interfaces with a pinned XDP link under pin_root.
+std::vector<std::string> PinnedInterfaces(const std::string& pin_root);
+
+// "native" / "generic" / "none" for an interface, from the kernel.
+std::string XdpModeOf(int ifindex);
+
+// The interface that carries the IPv4 (else IPv6) default route.
+absl::StatusOr<std::string> DefaultRouteInterface();
+
+}  // namespace bw

@@ -1,0 +1,190 @@
+#include "daemon/control.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "maps/maps.hpp"
+
+namespace bw {
+namespace {
+
+absl::StatusOr<sockaddr_un> Address(const std::string& path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(a.sun_path))
+    return absl::InvalidArgumentError(absl::StrCat("control socket path too long: ", path));
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  return a;
+}
+
+bool WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// Reads one line (up to 1 MiB) with the socket's receive timeout.
+bool ReadLine(int fd, std::string* line, std::string* rest) {
+  std::string buf = std::move(*rest);
+  rest->clear();
+  char tmp[4096];
+  while (true) {
+    auto nl = buf.find('\n');
+    if (nl != std::string::npos) {
+      *line = buf.substr(0, nl);
+      *rest = buf.substr(nl + 1);
+      return true;
+    }
+    if (buf.size() > (1u << 20)) return false;
+    ssize_t r = ::recv(fd, tmp, sizeof(tmp), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (!buf.empty()) {
+        *line = buf;
+        return true;
+      }
+      return false;
+    }
+    buf.append(tmp, static_cast<size_t>(r));
+  }
+}
+
+void SetTimeout(int fd, int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& path,
+                                                                    Handler handler) {
+  std::unique_ptr<ControlServer> s(new ControlServer());
+  s->path_ = path;
+  s->handler_ = std::move(handler);
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return absl::InternalError(absl::StrCat("mkdir ", parent.string(), ": ", ec.message()));
+    chmod(parent.c_str(), 0700);
+  }
+  auto addr = Address(path);
+  if (!addr.ok()) return addr.status();
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return ErrnoStatus(path, "socket", errno);
+  s->listen_fd_ = fd;
+  // A socket file left by a killed daemon: only this daemon holds the pin-root lock, so the old
+  // socket is dead and may be replaced.
+  ::unlink(path.c_str());
+  mode_t old = umask(0177);
+  int b = ::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr));
+  umask(old);
+  if (b != 0) return ErrnoStatus(path, "bind", errno);
+  if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(path, "chmod", errno);
+  if (::listen(fd, 16) != 0) return ErrnoStatus(path, "listen", errno);
+  return s;
+}
+
+ControlServer::~ControlServer() {
+  for (int f : followers_) ::close(f);
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    ::unlink(path_.c_str());
+  }
+}
+
+void ControlServer::OnReadable() {
+  while (true) {
+    int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;  // EAGAIN: nothing more pending
+    SetTimeout(c, 2000);
+    std::string line, rest;
+    nlohmann::json resp;
+    bool follow = false;
+    if (!ReadLine(c, &line, &rest)) {
+      ::close(c);
+      continue;
+    }
+    nlohmann::json req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (req.is_discarded() || !req.is_object() || !req.contains("cmd") ||
+        !req["cmd"].is_string()) {
+      resp = {{"ok", false}, {"error", "request must be a JSON object with a string \"cmd\""}};
+    } else {
+      resp = handler_(req);
+      follow = req.value("follow", false) && resp.value("ok", false);
+    }
+    std::string out = resp.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (!WriteAll(c, out.data(), out.size()) || !follow) {
+      ::close(c);
+      continue;
+    }
+    // Followers: non-blocking from now on, so a stalled reader never blocks the daemon.
+    fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+    int big = 1 << 20;
+    setsockopt(c, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    followers_.push_back(c);
+  }
+}
+
+void ControlServer::Broadcast(absl::string_view line) {
+  for (size_t i = 0; i < followers_.size();) {
+    int f = followers_[i];
+    ssize_t w = ::send(f, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w != static_cast<ssize_t>(line.size())) {
+      // Gone, or too slow (a partial line would corrupt the stream): drop it.
+      ::close(f);
+      followers_[i] = followers_.back();
+      followers_.pop_back();
+      continue;
+    }
+    ++i;
+  }
+}
+
+absl::StatusOr<nlohmann::json> ControlCall(
+    const std::string& path, const nlohmann::json& request,
+    const std::function<bool(const std::string& line)>& on_follow_line,
+    const std::function<void(const nlohmann::json&)>& on_response) {
+  auto addr = Address(path);
+  if (!addr.ok()) return addr.status();
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus(path, "socket", errno);
+  Fd owner(fd);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0)
+    return ErrnoStatus(path, "connect (is `bannerwatch run` running?)", errno);
+  SetTimeout(fd, 30000);
+  std::string req = request.dump() + "\n";
+  if (!WriteAll(fd, req.data(), req.size())) return ErrnoStatus(path, "send", errno);
+  std::string line, rest;
+  if (!ReadLine(fd, &line, &rest))
+    return absl::UnavailableError(absl::StrCat(path, ": no response from the daemon"));
+  nlohmann::json resp = nlohmann::json::parse(line, nullptr, false);
+  if (resp.is_discarded())
+    return absl::InternalError(absl::StrCat(path, ": unparsable response: ", line));
+  if (on_follow_line && resp.value("ok", false)) {
+    if (on_response) on_response(resp);
+    SetTimeout(fd, 0);  // follow: block until the daemon goes away or the callback says stop
+    while (ReadLine(fd, &line, &rest)) {
+      if (!on_follow_line(line)) break;
+    }
+  }
+  return resp;
+}
+
+}  // namespace bw

@@ -1,0 +1,793 @@
+#include "daemon/daemon.hpp"
+
+#include <bpf/bpf.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "daemon/apply.hpp"
+#include "daemon/control.hpp"
+#include "daemon/eve_writer.hpp"
+#include "daemon/events.hpp"
+#include "daemon/libbpf_log.hpp"
+#include "daemon/loader.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/policy.hpp"
+#include "daemon/state.hpp"
+#include "maps/maps.hpp"
+
+namespace bw {
+namespace {
+
+using json = nlohmann::json;
+
+void Log(const std::string& msg) {
+  std::string t = absl::FormatTime("%Y-%m-%dT%H:%M:%S%Ez", absl::Now(), absl::LocalTimeZone());
+  std::fprintf(stderr, "%s bannerwatch: %s\n", t.c_str(), msg.c_str());
+}
+
+std::string TimeText(absl::Time t) {
+  if (t == absl::InfinitePast()) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3S%Ez", t, absl::UTCTimeZone());
+}
+
+// Holds the pin root's lock: flock on the directory itself, released when the process dies.
+class PinRootLock {
+ public:
+  static absl::StatusOr<PinRootLock> Take(const std::string& pin_root) {
+    absl::Status st = EnsurePinRoot(pin_root);
+    if (!st.ok()) return st;
+    int fd = ::open(pin_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(pin_root, "open", errno);
+    Fd owner(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "another bannerwatch daemon holds ", pin_root,
+            " (one daemon per pin root; use --pin-root for a second, independent one)"));
+      return ErrnoStatus(pin_root, "flock", errno);
+    }
+    PinRootLock l;
+    l.fd_ = std::move(owner);
+    return l;
+  }
+
+ private:
+  Fd fd_;
+};
+
+// Interface names by index, refreshed on a miss.
+class IfNames {
+ public:
+  std::string_view Name(uint32_t ifindex) const {
+    auto it = names_.find(ifindex);
+    if (it != names_.end()) return it->second;
+    char buf[IF_NAMESIZE] = {};
+    if (!if_indextoname(ifindex, buf)) return {};
+    return names_.emplace(ifindex, buf).first->second;
+  }
+
+ private:
+  mutable std::map<uint32_t, std::string> names_;
+};
+
+class Daemon : public EveLookup {
+ public:
+  explicit Daemon(DaemonOptions o) : opts_(std::move(o)), formatter_(this, MonotonicToRealtimeNs()) {}
+  int Run();
+
+  // EveLookup
+  std::string_view IfName(uint32_t ifindex) const override { return ifnames_.Name(ifindex); }
+  bool List(uint32_t id, EveListInfo* out) const override {
+    const CompiledList* l = compiled_ ? compiled_->list(id) : nullptr;
+    if (!l) return false;
+    out->name = l->name;
+    out->tags = l->tags;
+    out->reason = l->reason;
+    return true;
+  }
+  std::string_view EntrySourceId(uint32_t ref) const override {
+    const CompiledEntry* e = compiled_ ? compiled_->entry(ref) : nullptr;
+    return e ? std::string_view(e->source_id) : std::string_view();
+  }
+  bool IsWatchedPort(uint16_t port) const override { return watched_ports_.count(port) > 0; }
+
+ private:
+  absl::Status Start();
+  // Validates everything, then applies as a diff. On error nothing changes.
+  absl::Status Reload(const std::string& why, const RuntimeState* runtime_override = nullptr);
+  absl::StatusOr<Policy> BuildPolicy(const RuntimeState& runtime);
+  void OnEvent(const bw_event& ev);
+  json HandleControl(const json& req);
+  json Status();
+  json RuntimeChange(const json& req, const std::string& action);
+  json Unlist(const json& req);
+  std::string RenderMetrics();
+  void Shutdown();
+  void WatchFiles();
+  void OnInotify();
+  void OnTimer();
+  absl::Time NextExpiry() const;
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> PerListStats(bool allow_cached);
+
+  DaemonOptions opts_;
+  std::string pin_root_;
+  std::optional<PinRootLock> lock_;
+  Policy policy_;  // last good (file part plus runtime lists)
+  std::unique_ptr<CompiledPolicy> compiled_;
+  RuntimeState runtime_;
+  std::string state_file_;
+  bool keep_on_exit_ = false;
+  std::set<uint16_t> watched_ports_;
+
+  std::unique_ptr<DataPlane> dp_;
+  MapSet maps_;
+  std::vector<Attachment> attached_;
+  std::unique_ptr<EventReader> reader_;
+  std::unique_ptr<EveSink> sink_;
+  EveFormatter formatter_;
+  IfNames ifnames_;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::deque<std::string> recent_;  // the last EVE lines, for `events`
+  static constexpr size_t kRecent = 1000;
+
+  Fd epoll_, sigfd_, timerfd_, inotify_;
+  std::map<int, std::string> watch_dirs_;  // inotify wd -> directory
+  std::set<std::string> watched_files_;
+  absl::Time reload_due_ = absl::InfiniteFuture();  // debounced inotify reload
+  absl::Time clock_resync_ = absl::InfinitePast();
+
+  // Reload bookkeeping.
+  uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+  absl::Time last_reload_ = absl::InfinitePast();
+  bool last_reload_ok_ = false;
+  std::string last_reload_error_, last_reload_summary_;
+  uint64_t format_errors_ = 0;
+  absl::Time started_ = absl::Now();
+  bool stop_ = false;
+
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> list_stats_cache_;
+  absl::Time list_stats_at_ = absl::InfinitePast();
+  absl::Duration list_stats_took_ = absl::ZeroDuration();
+};
+
+absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
+  auto p = LoadPolicyFile(opts_.config_path);
+  if (!p.ok()) return p.status();
+  Policy pol = std::move(*p);
+  // Runtime entries (CLI block/watch/allow) become entries of lists named by --list; a list of the
+  // policy file with the same name and action takes them, otherwise a runtime list is made.
+  uint32_t state_file_idx = static_cast<uint32_t>(pol.files.size());
+  pol.files.push_back(state_file_);
+  PrefixOptions popts{pol.allow_default_route};
+  uint32_t line = 0;
+  for (const RuntimeEntry& r : runtime.entries()) {
+    ++line;
+    auto prefix = ParsePrefix(r.cidr, popts);
+    if (!prefix.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat(state_file_, ": entry ", line, ": ", prefix.status().message()));
+    ListAction act = r.action == "block"      ? ListAction::kBlock
+                     : r.action == "safelist" ? ListAction::kSafelist
+                                              : ListAction::kWatch;
+    ListSpec* target = nullptr;
+    for (ListSpec& l : pol.lists)
+      if (l.name == r.list) target = &l;
+    if (target && target->action != act)
+      return absl::InvalidArgumentError(absl::StrCat(
+          state_file_, ": entry ", line, ": list '", r.list, "' is a ",
+          ListActionName(target->action), " list in the policy, not ", ListActionName(act)));
+    if (!target) {
+      ListSpec l;
+      l.name = r.list;
+      l.action = act;
+      l.reason = r.reason;
+      l.tags = {"runtime"};
+      pol.lists.push_back(std::move(l));
+      target = &pol.lists.back();
+    }
+    PolicyEntry e;
+    e.prefix = *prefix;
+    e.file = state_file_idx;
+    e.line = line;
+    e.source_id = r.reason.empty() ? "" : absl::StrCat("runtime: ", r.reason);
+    target->entries.push_back(std::move(e));
+  }
+  return pol;
+}
+
+absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_override) {
+  absl::Time t0 = absl::Now();
+  const RuntimeState& rt = runtime_override ? *runtime_override : runtime_;
+  auto fail = [&](const absl::Status& st) {
+    ++reloads_failed_;
+    last_reload_ = absl::Now();
+    last_reload_ok_ = false;
+    last_reload_error_ = std::string(st.message());
+    Log(absl::StrCat("reload (", why, ") rejected, the last good policy stays in force: ",
+                     st.message()));
+    return st;
+  };
+  auto pol = BuildPolicy(rt);
+  if (!pol.ok()) return fail(pol.status());
+  auto compiled = Compile(*pol, t0, compiled_.get());  // ids stay stable across reloads
+  if (!compiled.ok()) return fail(compiled.status());
+  // The maps were sized at load; a policy that outgrew them cannot be applied half-way.
+  uint32_t cap4 = dp_->v4_capacity();
+  uint32_t cap6 = dp_->v6_capacity();
+  if (compiled->v4.size() > cap4 || compiled->v6.size() > cap6)
+    return fail(absl::ResourceExhaustedError(absl::StrCat(
+        "policy needs ", compiled->v4.size(), " IPv4 / ", compiled->v6.size(),
+        " IPv6 prefixes; the loaded maps hold ", cap4, " / ", cap6,
+        " (raise limits and restart after `bannerwatch detach`)")));
+  auto stats = ApplyPolicy(*compiled, maps_);
+  if (!stats.ok()) {
+    // Put the last good policy back so no half-applied state remains.
+    if (compiled_) {
+      auto back = ApplyPolicy(*compiled_, maps_);
+      if (!back.ok()) Log(absl::StrCat("restoring the previous policy failed: ", back.status().message()));
+    }
+    return fail(stats.status());
+  }
+  policy_ = std::move(*pol);
+  compiled_ = std::make_unique<CompiledPolicy>(std::move(*compiled));
+  watched_ports_ = std::set<uint16_t>(compiled_->ports.begin(), compiled_->ports.end());
+  ++reloads_ok_;
+  last_reload_ = absl::Now();
+  last_reload_ok_ = true;
+  last_reload_error_.clear();
+  last_reload_summary_ = stats->ToString();
+  list_stats_at_ = absl::InfinitePast();
+  Log(absl::StrCat("policy ", opts_.config_path, " applied (", why, "): ", last_reload_summary_));
+  WatchFiles();
+  return absl::OkStatus();
+}
+
+void Daemon::OnEvent(const bw_event& ev) {
+  auto line = formatter_.Format(ev);
+  if (!line.ok()) {
+    ++format_errors_;
+    return;
+  }
+  if (sink_) {
+    absl::Status st = sink_->Write(*line);
+    (void)st;  // counted by the sink
+  }
+  if (control_ && control_->followers() > 0) {
+    std::string l(*line);
+    l.push_back('\n');
+    control_->Broadcast(l);
+  }
+  if (recent_.size() >= kRecent) recent_.pop_front();
+  recent_.emplace_back(*line);
+}
+
+std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allow_cached) {
+  // Reading a million-entry trie takes most of a second: when a read is that slow, metrics scrapes
+  // reuse a result up to 10 s old. Small lists are always read afresh.
+  if (allow_cached && list_stats_took_ > absl::Milliseconds(50) &&
+      absl::Now() - list_stats_at_ < absl::Seconds(10))
+    return list_stats_cache_;
+  absl::Time t0 = absl::Now();
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> out;
+  for (auto r : {ReadTrie(maps_.watch_v4), ReadTrie(maps_.watch_v6)}) {
+    if (!r.ok()) continue;
+    for (const KernelEntry& e : *r) {
+      auto& s = out[e.value.list_id];
+      s.first += e.value.hits;
+      s.second += e.value.drops;
+    }
+  }
+  list_stats_cache_ = out;
+  list_stats_at_ = absl::Now();
+  list_stats_took_ = list_stats_at_ - t0;
+  return out;
+}
+
+json Daemon::Status() {
+  json j;
+  j["ok"] = true;
+  j["pid"] = getpid();
+  j["pin_root"] = pin_root_;
+  j["policy"] = opts_.config_path;
+  j["state_file"] = state_file_;
+  j["uptime_s"] = absl::ToInt64Seconds(absl::Now() - started_);
+  j["adopted"] = dp_->adopted();
+  j["interfaces"] = json::array();
+  for (const Attachment& a : attached_)
+    j["interfaces"].push_back({{"name", a.ifname}, {"ifindex", a.ifindex},
+                               {"xdp_mode", XdpModeOf(a.ifindex)}, {"tc_egress", true},
+                               {"adopted", a.xdp_adopted}});
+  std::vector<uint16_t> ports(watched_ports_.begin(), watched_ports_.end());
+  j["ports"] = ports;
+  j["banner"] = {{"server", BannerActionName(static_cast<bw_banner_action>(
+                                compiled_->config.banner_action[BW_SIDE_SERVER]))},
+                 {"client", BannerActionName(static_cast<bw_banner_action>(
+                                compiled_->config.banner_action[BW_SIDE_CLIENT]))}};
+  auto stats = PerListStats(false);
+  j["lists"] = json::array();
+  for (const CompiledList& l : compiled_->lists) {
+    json e = {{"name", l.name}, {"action", ListActionName(l.action)}, {"entries", l.entries},
+              {"expired", l.expired}, {"hits", stats[l.id].first}, {"drops", stats[l.id].second}};
+    if (l.expires) e["expires"] = TimeText(*l.expires);
+    j["lists"].push_back(std::move(e));
+  }
+  j["prefixes"] = {{"v4", compiled_->v4.size()}, {"v6", compiled_->v6.size()}};
+  for (int d = 0; d < BW_DIR__MAX; ++d) {
+    auto c = maps_.ReadCounters(static_cast<bw_direction>(d));
+    if (!c.ok()) continue;
+    json cj;
+    for (int i = 0; i < BW_CNT__MAX; ++i) cj[kCounterNames[i]] = (*c)[i];
+    j["counters"][d == BW_DIR_INGRESS ? "ingress" : "egress"] = cj;
+  }
+  j["eve"] = {{"path", sink_ ? sink_->path() : ""},
+              {"lines_written", sink_ ? sink_->lines_written() : 0},
+              {"lines_dropped", sink_ ? sink_->lines_dropped() : 0},
+              {"format_errors", format_errors_},
+              {"followers", control_ ? control_->followers() : 0}};
+  j["last_reload"] = {{"time", TimeText(last_reload_)}, {"ok", last_reload_ok_},
+                      {"error", last_reload_error_}, {"summary", last_reload_summary_},
+                      {"reloads_ok", reloads_ok_}, {"reloads_failed", reloads_failed_}};
+  return j;
+}
+
+json Daemon::RuntimeChange(const json& req, const std::string& action) {
+  std::string cidr = req.value("cidr", "");
+  auto prefix = ParsePrefix(cidr, PrefixOptions{policy_.allow_default_route});
+  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
+  RuntimeEntry e;
+  e.cidr = prefix->ToString();
+  e.action = action;
+  e.list = req.value("list", "");
+  if (e.list.empty()) e.list = "runtime-" + action;
+  e.reason = req.value("reason", "");
+  e.added = absl::Now();
+  int64_t ttl = req.value("ttl_seconds", int64_t{0});
+  if (ttl > 0) e.expires = e.added + absl::Seconds(ttl);
+  RuntimeState next = runtime_;
+  next.Upsert(e);
+  absl::Status st = Reload(absl::StrCat(action, " ", e.cidr), &next);
+  if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
+  // Applied: persist (atomic write + rename). A failed save is reported, the change stays live.
+  runtime_ = std::move(next);
+  absl::Status saved = runtime_.Save(state_file_);
+  json r = {{"ok", true}, {"cidr", e.cidr}, {"list", e.list}, {"action", action},
+            {"summary", last_reload_summary_}};
+  if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
+  return r;
+}
+
+json Daemon::Unlist(const json& req) {
+  std::string cidr = req.value("cidr", "");
+  auto prefix = ParsePrefix(cidr, PrefixOptions{true});
+  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
+  RuntimeState next = runtime_;
+  size_t n = next.Remove(prefix->ToString());
+  if (n == 0) {
+    // Not a runtime entry: say where it comes from, if anywhere.
+    std::vector<std::string> where;
+    for (const CompiledEntry& e : compiled_->entries)
+      if (e.prefix == *prefix && e.file < compiled_->files.size() &&
+          compiled_->files[e.file] != state_file_)
+        where.push_back(absl::StrCat(compiled_->files[e.file], ":", e.line));
+    if (!where.empty())
+      return {{"ok", false},
+              {"error", absl::StrCat(prefix->ToString(), " is listed by the policy (",
+                                     absl::StrJoin(where, ", "),
+                                     "); edit the file there, then `bannerwatch reload`")}};
+    return {{"ok", false}, {"error", absl::StrCat(prefix->ToString(), " is not listed")}};
+  }
+  absl::Status st = Reload(absl::StrCat("unlist ", prefix->ToString()), &next);
+  if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
+  runtime_ = std::move(next);
+  absl::Status saved = runtime_.Save(state_file_);
+  json r = {{"ok", true}, {"removed", n}, {"summary", last_reload_summary_}};
+  if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
+  return r;
+}
+
+json Daemon::HandleControl(const json& req) {
+  const std::string cmd = req["cmd"];
+  if (cmd == "status") return Status();
+  if (cmd == "block") return RuntimeChange(req, "block");
+  if (cmd == "watch") return RuntimeChange(req, "watch");
+  if (cmd == "allow") return RuntimeChange(req, "safelist");
+  if (cmd == "unlist") return Unlist(req);
+  if (cmd == "reload") {
+    absl::Status st = Reload("control");
+    if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
+    return {{"ok", true}, {"summary", last_reload_summary_}};
+  }
+  if (cmd == "query") {
+    auto addr = ParseAddress(req.value("ip", ""));
+    if (!addr.ok()) return {{"ok", false}, {"error", std::string(addr.status().message())}};
+    Explanation ex = compiled_->Explain(*addr);
+    json j = {{"ok", true}, {"query", addr->HumanString()},
+              {"text", compiled_->ExplainText(*addr)}};
+    if (ex.match) {
+      const CompiledList* l = compiled_->list(ex.match->value.list_id);
+      j["effective_action"] = ListActionName(static_cast<ListAction>(
+          ex.match->value.action & BW_ACTION_SAFELIST   ? BW_ACTION_SAFELIST
+          : ex.match->value.action & BW_ACTION_BLOCK    ? BW_ACTION_BLOCK
+                                                        : BW_ACTION_WATCH));
+      j["list"] = l ? l->name : "";
+      j["kernel_key"] = ex.match->prefix.ToString();
+      j["deciding_entry"] = compiled_->EntryLocation(ex.deciding_entry);
+    } else {
+      j["effective_action"] = "none";
+    }
+    return j;
+  }
+  if (cmd == "events") {
+    json j = {{"ok", true}, {"recent", json::array()}};
+    size_t n = req.value("count", size_t{50});
+    size_t start = recent_.size() > n ? recent_.size() - n : 0;
+    for (size_t i = start; i < recent_.size(); ++i) j["recent"].push_back(recent_[i]);
+    return j;
+  }
+  return {{"ok", false}, {"error", absl::StrCat("unknown command '", cmd, "'")}};
+}
+
+std::string Daemon::RenderMetrics() {
+  MetricsText m;
+  for (int i = 0; i < BW_CNT__MAX; ++i) {
+    std::string name = absl::StrCat("bannerwatch_", kCounterNames[i], "_total");
+    m.Family(name, "counter", absl::StrCat("Data-plane counter ", kCounterNames[i], ", by direction"));
+    for (int d = 0; d < BW_DIR__MAX; ++d) {
+      auto c = maps_.ReadCounters(static_cast<bw_direction>(d));
+      if (!c.ok()) continue;
+      m.Sample(name, MetricsText::Label("direction", d == BW_DIR_INGRESS ? "ingress" : "egress"),
+               (*c)[i]);
+    }
+  }
+  auto stats = PerListStats(true);
+  m.Family("bannerwatch_list_entries", "gauge", "Entries of each list in the applied policy");
+  for (const CompiledList& l : compiled_->lists)
+    m.Sample("bannerwatch_list_entries",
+             absl::StrCat(MetricsText::Label("list", l.name), ",",
+                          MetricsText::Label("action", ListActionName(l.action))),
+             static_cast<uint64_t>(l.expired ? 0 : l.entries));
+  m.Family("bannerwatch_list_hits_total", "counter", "Connection starts with a watched address, by list (cached up to 10 s)");
+  for (const CompiledList& l : compiled_->lists)
+    m.Sample("bannerwatch_list_hits_total", MetricsText::Label("list", l.name), stats[l.id].first);
+  m.Family("bannerwatch_list_drops_total", "counter", "Packets dropped for a blocked address, by list (cached up to 10 s)");
+  for (const CompiledList& l : compiled_->lists)
+    m.Sample("bannerwatch_list_drops_total", MetricsText::Label("list", l.name), stats[l.id].second);
+  m.Family("bannerwatch_eve_lines_written_total", "counter", "EVE lines written");
+  m.Sample("bannerwatch_eve_lines_written_total", "", sink_ ? sink_->lines_written() : 0);
+  m.Family("bannerwatch_eve_lines_dropped_total", "counter", "EVE lines lost to write errors");
+  m.Sample("bannerwatch_eve_lines_dropped_total", "", sink_ ? sink_->lines_dropped() : 0);
+  m.Family("bannerwatch_reloads_total", "counter", "Policy reloads by result");
+  m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "ok"), reloads_ok_);
+  m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "error"), reloads_failed_);
+  m.Family("bannerwatch_last_reload_success", "gauge", "1 if the last reload was applied");
+  m.Sample("bannerwatch_last_reload_success", "", uint64_t{last_reload_ok_ ? 1u : 0u});
+  m.Family("bannerwatch_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload");
+  m.Sample("bannerwatch_last_reload_timestamp_seconds", "", absl::ToDoubleSeconds(last_reload_ - absl::UnixEpoch()));
+  return m.str();
+}
+
+void Daemon::WatchFiles() {
+  if (!inotify_.valid()) return;
+  std::set<std::string> dirs;
+  watched_files_.clear();
+  for (const std::string& f : policy_.files) {
+    if (f == state_file_) continue;  // changed by this daemon itself
+    std::error_code ec;
+    std::string abs = std::filesystem::absolute(f, ec).lexically_normal().string();
+    watched_files_.insert(abs);
+    dirs.insert(std::filesystem::path(abs).parent_path().string());
+  }
+  // Directories, not files: editors and config management replace files by rename.
+  for (auto it = watch_dirs_.begin(); it != watch_dirs_.end();) {
+    if (!dirs.count(it->second)) {
+      inotify_rm_watch(inotify_.get(), it->first);
+      it = watch_dirs_.erase(it);
+    } else {
+      dirs.erase(it->second);
+      ++it;
+    }
+  }
+  for (const std::string& d : dirs) {
+    int wd = inotify_add_watch(inotify_.get(), d.c_str(),
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE);
+    if (wd >= 0) watch_dirs_[wd] = d;
+  }
+}
+
+void Daemon::OnInotify() {
+  alignas(inotify_event) char buf[8192];
+  ssize_t n;
+  while ((n = ::read(inotify_.get(), buf, sizeof(buf))) > 0) {
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      auto it = watch_dirs_.find(ev->wd);
+      if (it != watch_dirs_.end() && ev->len > 0) {
+        std::string path = (std::filesystem::path(it->second) / ev->name).string();
+        // Debounce: an editor's save is several events; reload once things are quiet.
+        if (watched_files_.count(path)) reload_due_ = absl::Now() + absl::Milliseconds(200);
+      }
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+}
+
+absl::Time Daemon::NextExpiry() const {
+  absl::Time t = absl::InfiniteFuture();
+  if (compiled_ && compiled_->next_expiry) t = *compiled_->next_expiry;
+  for (const RuntimeEntry& e : runtime_.entries()) t = std::min(t, e.expires);
+  return t;
+}
+
+void Daemon::OnTimer() {
+  uint64_t ticks;
+  (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
+  absl::Time now = absl::Now();
+  if (sink_) (void)sink_->Flush();
+  if (now >= reload_due_) {
+    reload_due_ = absl::InfiniteFuture();
+    (void)Reload("file changed");
+  }
+  if (now >= NextExpiry()) {
+    RuntimeState next = runtime_;
+    size_t gone = next.Expire(now);
+    if (Reload("expiry", &next).ok()) {
+      runtime_ = std::move(next);
+      if (gone) (void)runtime_.Save(state_file_);
+    }
+  }
+  if (now - clock_resync_ > absl::Seconds(10)) {
+    formatter_.set_clock_offset_ns(MonotonicToRealtimeNs());
+    clock_resync_ = now;
+  }
+}
+
+absl::Status Daemon::Start() {
+  // The policy first: an invalid one at start is fatal, before anything is touched.
+  auto probe = LoadPolicyFile(opts_.config_path);
+  if (!probe.ok()) return probe.status();
+  const Policy& p0 = *probe;
+  pin_root_ = opts_.pin_root.value_or(p0.pin_root);
+  state_file_ = opts_.state_file.value_or(p0.state_file);
+  keep_on_exit_ = p0.keep_on_exit;
+
+  auto lock = PinRootLock::Take(pin_root_);
+  if (!lock.ok()) return lock.status();
+  lock_.emplace(std::move(*lock));
+
+  auto rt = RuntimeState::Load(state_file_);
+  if (!rt.ok()) return rt.status();
+  runtime_ = std::move(*rt);
+
+  LoadOptions lo;
+  lo.pin_root = pin_root_;
+  lo.v4_entries = p0.v4_entries;
+  lo.v6_entries = p0.v6_entries;
+  auto dp = DataPlane::Load(lo);
+  if (!dp.ok()) return dp.status();
+  dp_ = std::move(*dp);
+  auto maps = dp_->Maps();
+  if (!maps.ok()) return maps.status();
+  maps_ = std::move(*maps);
+  Log(dp_->adopted() ? absl::StrCat("adopted the maps pinned under ", pin_root_)
+                     : absl::StrCat("created and pinned maps under ", pin_root_));
+
+  inotify_ = Fd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  absl::Status st = Reload("start");
+  if (!st.ok()) return st;
+
+  // Output before attaching, so the first events have somewhere to go.
+  EveSinkOptions so;
+  so.path = opts_.eve_path.value_or(policy_.eve_path);
+  so.to_stdout = opts_.eve_stdout.value_or(policy_.eve_stdout);
+  if (!so.path.empty() || so.to_stdout) {
+    auto sink = EveSink::Open(so);
+    if (!sink.ok()) return sink.status();
+    sink_ = std::move(*sink);
+  }
+  auto reader = EventReader::Create(dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); });
+  if (!reader.ok()) return reader.status();
+  reader_ = std::move(*reader);
+  // Events the kernel buffered while no daemon was running.
+  auto drained = reader_->Drain();
+  if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));
+
+  std::vector<std::string> ifaces = opts_.ifaces;
+  if (ifaces.empty()) ifaces = policy_.interfaces;
+  if (ifaces.empty()) {
+    auto def = DefaultRouteInterface();
+    if (!def.ok()) return def.status();
+    ifaces.push_back(*def);
+  }
+  for (const std::string& ifn : ifaces) {
+    auto a = AttachInterface(pin_root_, dp_->xdp_fd(), dp_->tc_fd(), ifn, opts_.xdp_mode);
+    if (!a.ok()) return a.status();
+    Log(absl::StrCat(a->xdp_adopted ? "took over " : "attached to ", ifn, " (XDP ", a->xdp_mode,
+                     ", TC egress)"));
+    attached_.push_back(*a);
+  }
+  // Interfaces a previous daemon attached to and this one does not want: let them go.
+  for (const std::string& old : PinnedInterfaces(pin_root_)) {
+    if (std::find(ifaces.begin(), ifaces.end(), old) != ifaces.end()) continue;
+    absl::Status d = DetachInterface(pin_root_, old);
+    Log(d.ok() ? absl::StrCat("detached from ", old, " (no longer configured)")
+               : absl::StrCat("detaching from ", old, ": ", d.message()));
+  }
+
+  std::string ctl = opts_.control_socket.value_or(policy_.control_socket);
+  if (!ctl.empty()) {
+    auto c = ControlServer::Listen(ctl, [this](const json& r) { return HandleControl(r); });
+    if (!c.ok()) return c.status();
+    control_ = std::move(*c);
+  }
+  std::string ml = opts_.metrics_listen.value_or(policy_.metrics_listen);
+  if (!ml.empty() && ml != "off") {
+    auto m = MetricsServer::Listen(ml, [this] { return RenderMetrics(); });
+    if (!m.ok()) return m.status();
+    metrics_ = std::move(*m);
+    Log(absl::StrCat("metrics on http://", ml, "/metrics"));
+  }
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  sigfd_ = Fd(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  timerfd_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  itimerspec its{{0, 100'000'000}, {0, 100'000'000}};
+  timerfd_settime(timerfd_.get(), 0, &its, nullptr);
+
+  epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+  auto add = [&](int fd) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e);
+  };
+  add(reader_->epoll_fd());
+  add(sigfd_.get());
+  add(timerfd_.get());
+  if (inotify_.valid()) add(inotify_.get());
+  if (control_) add(control_->fd());
+  if (metrics_) add(metrics_->fd());
+  Log(absl::StrCat("running: policy ", opts_.config_path, ", EVE ",
+                   sink_ ? (sink_->path().empty() ? "stdout" : sink_->path()) : "off",
+                   control_ ? absl::StrCat(", control ", ctl) : ""));
+  return absl::OkStatus();
+}
+
+void Daemon::Shutdown() {
+  if (reader_) (void)reader_->Drain();
+  if (sink_) (void)sink_->Flush();
+  if (keep_on_exit_) {
+    Log("stopping; keep_on_exit: programs stay attached and maps pinned");
+    return;
+  }
+  for (const Attachment& a : attached_) {
+    absl::Status st = DetachInterface(pin_root_, a.ifname);
+    if (!st.ok()) Log(absl::StrCat("detach ", a.ifname, ": ", st.message()));
+  }
+  absl::Status st = dp_->UnpinMaps();
+  if (!st.ok()) Log(absl::StrCat("unpin: ", st.message()));
+  Log("stopped; detached and unpinned");
+}
+
+int Daemon::Run() {
+  absl::Status st = Start();
+  if (!st.ok()) {
+    Log(absl::StrCat("cannot start: ", st.message()));
+    // Attachments made before the failure must not stay behind a dead daemon, unless adopted.
+    if (dp_ && !keep_on_exit_ && !dp_->adopted()) {
+      for (const Attachment& a : attached_) (void)DetachInterface(pin_root_, a.ifname);
+      (void)dp_->UnpinMaps();
+    }
+    return 1;
+  }
+  epoll_event evs[16];
+  while (!stop_) {
+    int n = epoll_wait(epoll_.get(), evs, 16, 1000);
+    if (n < 0 && errno != EINTR) {
+      Log(absl::StrCat("epoll_wait: ", std::strerror(errno)));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == reader_->epoll_fd()) {
+        auto r = reader_->Poll(0);
+        if (r.ok() && *r == 0 && sink_) (void)sink_->Flush();  // idle: nothing waits in the buffer
+      } else if (fd == sigfd_.get()) {
+        signalfd_siginfo si;
+        while (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
+          if (si.ssi_signo == SIGHUP) {
+            if (sink_) {
+              absl::Status rs = sink_->Reopen();
+              if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()));
+            }
+            (void)Reload("SIGHUP");
+          } else {
+            Log(absl::StrCat("signal ", si.ssi_signo, ": stopping"));
+            stop_ = true;
+          }
+        }
+      } else if (fd == timerfd_.get()) {
+        OnTimer();
+      } else if (inotify_.valid() && fd == inotify_.get()) {
+        OnInotify();
+      } else if (control_ && fd == control_->fd()) {
+        control_->OnReadable();
+      } else if (metrics_ && fd == metrics_->fd()) {
+        metrics_->OnReadable();
+      }
+    }
+  }
+  Shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& opts) {
+  InstallLibbpfLog(opts.verbose);
+  Daemon d(opts);
+  return d.Run();
+}
+
+int DetachAll(const std::string& pin_root) {
+  InstallLibbpfLog(false);
+  if (access(pin_root.c_str(), F_OK) != 0) {
+    std::fprintf(stderr, "bannerwatch: nothing pinned under %s\n", pin_root.c_str());
+    return 0;
+  }
+  auto lock = PinRootLock::Take(pin_root);
+  if (!lock.ok()) {
+    std::fprintf(stderr, "bannerwatch: %s; stop it first (SIGTERM detaches unless keep_on_exit)\n",
+                 std::string(lock.status().message()).c_str());
+    return 1;
+  }
+  int rc = 0;
+  for (const std::string& ifn : PinnedInterfaces(pin_root)) {
+    absl::Status st = DetachInterface(pin_root, ifn);
+    if (!st.ok()) {
+      std::fprintf(stderr, "bannerwatch: detach %s: %s\n", ifn.c_str(),
+                   std::string(st.message()).c_str());
+      rc = 1;
+    } else {
+      std::fprintf(stderr, "bannerwatch: detached from %s\n", ifn.c_str());
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
+    if (::unlink(e.path().c_str()) != 0) {
+      std::fprintf(stderr, "bannerwatch: unlink %s: %s\n", e.path().c_str(), std::strerror(errno));
+      rc = 1;
+    }
+  }
+  if (rc == 0 && ::rmdir(pin_root.c_str()) != 0 && errno != ENOENT) {
+    std::fprintf(stderr, "bannerwatch: rmdir %s: %s\n", pin_root.c_str(), std::strerror(errno));
+    rc = 1;
+  }
+  if (rc == 0) std::fprintf(stderr, "bannerwatch: removed everything under %s\n", pin_root.c_str());
+  return rc;
+}
+
+}  // namespace bw

@@ -1,0 +1,39 @@
+// daemon.hpp — `bannerwatch run`: the long-running controller around the data plane.
+//
+// Contract: RunDaemon() takes the pin-root lock (a second daemon on the same root is refused),
+// loads the policy (an invalid policy at start is fatal; later it only fails the reload), loads the
+// programs reusing whatever is pinned (adoption after a crash), applies the policy as a diff,
+// attaches XDP + TC egress to every interface, then serves on one thread: ring-buffer events to
+// EVE, the control socket, metrics, SIGHUP / inotify reloads, list expiry. SIGTERM / SIGINT detach
+// and unpin unless the policy says keep_on_exit. Returns the process exit code.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/attach.hpp"
+
+namespace bw {
+
+struct DaemonOptions {
+  std::string config_path;          // policy YAML
+  std::vector<std::string> ifaces;  // empty: policy's interfaces, else the default-route one
+  XdpMode xdp_mode = XdpMode::kAuto;
+  bool verbose = false;
+  // Overrides of the policy's daemon settings (unset: the policy's value).
+  std::optional<std::string> pin_root;
+  std::optional<std::string> eve_path;  // "" = no file
+  std::optional<bool> eve_stdout;
+  std::optional<std::string> control_socket;
+  std::optional<std::string> metrics_listen;  // "" or "off" = off
+  std::optional<std::string> state_file;
+};
+
+int RunDaemon(const DaemonOptions& opts);
+
+// `bannerwatch detach`: removes every attachment and pin under pin_root (refused while a daemon
+// holds the root).
+int DetachAll(const std::string& pin_root);
+
+}  // namespace bw

@@ -1,0 +1,48 @@
+#include "daemon/events.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include "maps/maps.hpp"
+
+namespace bw {
+
+absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Create(int ringbuf_fd, Handler handler) {
+  std::unique_ptr<EventReader> r(new EventReader());
+  r->handler_ = std::move(handler);
+  r->rb_ = ring_buffer__new(ringbuf_fd, &EventReader::OnRecord, r.get(), nullptr);
+  if (!r->rb_) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__new", errno);
+  return r;
+}
+
+EventReader::~EventReader() {
+  if (rb_) ring_buffer__free(rb_);
+}
+
+int EventReader::OnRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<EventReader*>(ctx);
+  if (size != sizeof(bw_event)) {
+    ++self->malformed_;
+    return 0;
+  }
+  // Ring-buffer records are 8-byte aligned and sized exactly: read in place.
+  self->handler_(*static_cast<const bw_event*>(data));
+  ++self->delivered_;
+  return 0;
+}
+
+absl::StatusOr<int> EventReader::Poll(int timeout_ms) {
+  int n = ring_buffer__poll(rb_, timeout_ms);
+  if (n < 0 && n != -EINTR) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__poll", -n);
+  return n < 0 ? 0 : n;
+}
+
+absl::StatusOr<int> EventReader::Drain() {
+  int n = ring_buffer__consume(rb_);
+  if (n < 0) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__consume", -n);
+  return n;
+}
+
+int EventReader::epoll_fd() const { return ring_buffer__epoll_fd(rb_); }
+
+}  // namespace bw

@@ -1,0 +1,47 @@
+// events.hpp — reads struct bw_event records from the data plane's ring buffer.
+//
+// Contract: a reader wraps libbpf's ring_buffer on the events map fd and calls the handler once per
+// record, in order, on the calling thread. Records the kernel buffered before the reader existed
+// (e.g. while the daemon was down; the ring is pinned) are delivered first. A record of the wrong
+// size is counted as malformed and skipped. epoll_fd() lets a caller wait on it with other fds.
+#pragma once
+
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "maps/bannerwatch_abi.h"
+
+namespace bw {
+
+class EventReader {
+ public:
+  using Handler = std::function<void(const bw_event&)>;
+
+  static absl::StatusOr<std::unique_ptr<EventReader>> Create(int ringbuf_fd, Handler handler);
+  ~EventReader();
+  EventReader(const EventReader&) = delete;
+  EventReader& operator=(const EventReader&) = delete;
+
+  // Waits up to timeout_ms for records and handles all that are ready; returns how many.
+  absl::StatusOr<int> Poll(int timeout_ms);
+  // Handles every record available now, without waiting.
+  absl::StatusOr<int> Drain();
+  int epoll_fd() const;
+
+  uint64_t delivered() const { return delivered_; }
+  uint64_t malformed() const { return malformed_; }
+
+ private:
+  EventReader() = default;
+  static int OnRecord(void* ctx, void* data, size_t size);
+  ring_buffer* rb_ = nullptr;
+  Handler handler_;
+  uint64_t delivered_ = 0;
+  uint64_t malformed_ = 0;
+};
+
+}  // namespace bw

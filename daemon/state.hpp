@@ -1,0 +1,46 @@
+// state.hpp — runtime list changes made through the CLI (block / watch / allow / unlist), kept
+// in a JSON state file so they survive restarts.
+//
+// Contract: Save() writes the whole state atomically (temporary file in the same directory,
+// fsync, rename), so a crash leaves either the old or the new file, never a torn one. Load() of a
+// missing file is an empty state; a corrupt file is an error naming the path (the daemon then
+// refuses to start rather than silently dropping an operator's blocks).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace bw {
+
+inline constexpr const char* kStateFileDefault = "/var/lib/bannerwatch/state.json";
+
+struct RuntimeEntry {
+  std::string cidr;    // as normalised by the policy's prefix parser
+  std::string action;  // watch | block | safelist
+  std::string list;    // list name (default: runtime-<action>)
+  std::string reason;
+  absl::Time added = absl::UnixEpoch();
+  absl::Time expires = absl::InfiniteFuture();
+};
+
+class RuntimeState {
+ public:
+  static absl::StatusOr<RuntimeState> Load(const std::string& path);
+  absl::Status Save(const std::string& path) const;
+
+  // Replaces an entry with the same cidr and list, else appends.
+  void Upsert(const RuntimeEntry& e);
+  // Removes every entry for cidr; returns how many.
+  size_t Remove(const std::string& cidr);
+  // Drops entries expired at `now`; returns how many.
+  size_t Expire(absl::Time now);
+  const std::vector<RuntimeEntry>& entries() const { return entries_; }
+
+ private:
+  std::vector<RuntimeEntry> entries_;
+};
+
+}  // namespace bw

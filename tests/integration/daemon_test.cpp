@@ -1,0 +1,355 @@
+// The daemon, live: `bannerwatch run` in a namespace the test makes, real OpenSSH, real clients.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "lib/netns.hpp"
+#include "lib/topology.hpp"
+
+namespace bw::test {
+namespace {
+
+using json = nlohmann::json;
+
+// The repository's default policy and its list files, copied into the test directory.
+std::string DefaultPolicyText(Topology& t) {
+  std::string src = std::string(BW_SOURCE_DIR) + "/policies";
+  std::filesystem::copy(src + "/watchlists", t.dir() + "/watchlists",
+                        std::filesystem::copy_options::recursive |
+                            std::filesystem::copy_options::overwrite_existing);
+  return ReadFile(src + "/default.yaml");
+}
+
+std::vector<json> AlertsWithSid(Daemon& d, int sid) {
+  std::vector<json> out;
+  for (const json& j : d.EveLines())
+    if (j["alert"]["signature_id"] == sid) out.push_back(j);
+  return out;
+}
+
+int Ping(Netns& from, const std::string& addr) {
+  return from.Run("ping -c 2 -W 1 -i 0.2 " + addr + " >/dev/null 2>&1");
+}
+
+// A UDP socket bound inside a namespace, owned by this process.
+class UdpReceiver {
+ public:
+  UdpReceiver(Netns& ns, const char* addr, uint16_t port) {
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(self >= 0);
+    REQUIRE(target >= 0);
+    REQUIRE(setns(target, CLONE_NEWNET) == 0);
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, addr, &a.sin_addr);
+    int b = bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    REQUIRE(setns(self, CLONE_NEWNET) == 0);
+    close(self);
+    close(target);
+    REQUIRE(b == 0);
+  }
+  ~UdpReceiver() { close(fd_); }
+  // Datagrams waiting now (drains them).
+  int Drain() {
+    char buf[2048];
+    int n = 0;
+    while (recv(fd_, buf, sizeof(buf), 0) >= 0) ++n;
+    return n;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A child process in `ns` sending UDP datagrams to addr:port as fast as it can until stopped;
+// Stop() returns how many it sent.
+class UdpFlood {
+ public:
+  UdpFlood(Netns& ns, const char* addr, uint16_t port, const std::string& count_file)
+      : count_file_(count_file) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY);
+      if (target < 0 || setns(target, CLONE_NEWNET) != 0) _exit(3);
+      static volatile sig_atomic_t stop = 0;
+      signal(SIGTERM, [](int) { stop = 1; });
+      int fd = socket(AF_INET, SOCK_DGRAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      inet_pton(AF_INET, addr, &a.sin_addr);
+      uint64_t sent = 0;
+      while (!stop) {
+        if (sendto(fd, "bannerwatch", 11, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 11)
+          ++sent;
+        usleep(100);
+      }
+      FILE* f = fopen(count_file_.c_str(), "w");
+      if (f) {
+        fprintf(f, "%llu\n", static_cast<unsigned long long>(sent));
+        fclose(f);
+      }
+      _exit(0);
+    }
+  }
+  uint64_t Stop() {
+    if (pid_ <= 0) return 0;
+    kill(pid_, SIGTERM);
+    int st;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return std::stoull("0" + ReadFile(count_file_));
+  }
+  ~UdpFlood() { Stop(); }
+
+ private:
+  pid_t pid_ = -1;
+  std::string count_file_;
+};
+
+const char* kBlockServerPolicy = R"(ports: [443]
+banner: {server: alert, client: alert}
+lists:
+  - name: test-block
+    action: block
+    reason: "integration test"
+    entries: [198.51.100.2/32, 2001:db8:100::2/128]
+)";
+
+const char* kEmptyPolicy = R"(ports: [443]
+banner: {server: alert, client: alert}
+lists: []
+)";
+
+TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000147) in the EVE file") {
+  Topology t;
+  auto sshd = StartSshd(t, 443);
+  Daemon d(t, DefaultPolicyText(t));
+  d.Start();
+  std::string out;
+  int st = SshProbe(t, kServerV4, 443, 5, &out);
+  INFO("ssh: " << out);
+  CHECK(st == 255);
+  CHECK(out.find("Permission denied") != std::string::npos);  // banners were exchanged
+  REQUIRE(WaitFor([&] { return !AlertsWithSid(d, 1000146).empty(); }, 5000));
+  json a = AlertsWithSid(d, 1000146).at(0);
+  INFO(a.dump());
+  CHECK(a["event_type"] == "alert");
+  CHECK(a["src_ip"] == kServerV4);
+  CHECK(a["src_port"] == 443);
+  CHECK(a["dest_ip"] == kHostV4);
+  CHECK(a["proto"] == "TCP");
+  CHECK(a["in_iface"] == kHostIf);
+  CHECK(a["direction"] == "to_client");
+  CHECK(a["alert"]["action"] == "allowed");
+  CHECK(a["alert"]["signature"] == "ET POLICY SSH banner detected on TCP 443 likely proxy evasion");
+  CHECK(a["bannerwatch"]["banner"].get<std::string>().rfind("SSH-2.0-OpenSSH", 0) == 0);
+  CHECK(a["bannerwatch"]["direction"] == "ingress");
+  auto c = AlertsWithSid(d, 1000147);
+  REQUIRE(c.size() == 1u);
+  CHECK(c[0]["src_ip"] == kHostV4);
+  CHECK(c[0]["dest_port"] == 443);
+  CHECK(c[0]["bannerwatch"]["direction"] == "egress");
+  CHECK(c[0]["flow_id"] == a["flow_id"]);
+
+  // Over IPv6 as well.
+  st = SshProbe(t, kServerV6, 443, 5, &out);
+  CHECK(WaitFor([&] { return AlertsWithSid(d, 1000146).size() == 2u; }, 5000));
+  CHECK(AlertsWithSid(d, 1000146).back()["src_ip"] == kServerV6);
+
+  json s = d.Status();
+  CHECK(s["counters"]["ingress"]["banner_server"] == 2);
+  CHECK(s["interfaces"][0]["name"] == kHostIf);
+  CHECK(d.Stop() == 0);
+}
+
+TEST_CASE("SSH on port 22 with the default ports raises no banner alert") {
+  Topology t;
+  auto sshd = StartSshd(t, 22);
+  Daemon d(t, DefaultPolicyText(t));
+  d.Start();
+  std::string out;
+  CHECK(SshProbe(t, kServerV4, 22, 5, &out) == 255);
+  CHECK(out.find("Permission denied") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(d.EveLines().empty());
+  CHECK(d.Status()["counters"]["ingress"]["tcp"].get<int>() > 0);
+}
+
+TEST_CASE("a blocked list stops traffic both ways, IPv4 and IPv6, and reloads take it back") {
+  Topology t;
+  auto sshd = StartSshd(t, 443);
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  // Before: both directions work.
+  REQUIRE(Ping(t.host(), kServerV4) == 0);
+  REQUIRE(Ping(t.server(), kHostV4) == 0);
+  REQUIRE(Ping(t.server(), kHostV6) == 0);
+
+  d.WritePolicy(kBlockServerPolicy);
+  std::string out;
+  REQUIRE(d.Cli("reload", &out) == 0);
+  INFO(out);
+  CHECK(Ping(t.host(), kServerV4) != 0);   // egress: TC drops toward the blocked address
+  CHECK(Ping(t.server(), kHostV4) != 0);   // ingress: XDP drops from it
+  CHECK(Ping(t.server(), kHostV6) != 0);
+  CHECK(Ping(t.host(), kServerV6) != 0);
+  CHECK(SshProbe(t, kServerV4, 443, 2, &out) == 255);
+  CHECK(out.find("timed out") != std::string::npos);
+  json s = d.Status();
+  CHECK(s["counters"]["ingress"]["block_drops"].get<int>() > 0);
+  CHECK(s["counters"]["egress"]["block_drops"].get<int>() > 0);
+  auto blocks = AlertsWithSid(d, 1000148);
+  REQUIRE(!blocks.empty());
+  CHECK(blocks[0]["alert"]["action"] == "blocked");
+  CHECK(blocks[0]["bannerwatch"]["list"] == "test-block");
+
+  // The file changes again (no explicit reload: inotify) and traffic flows.
+  d.WritePolicy(kEmptyPolicy);
+  CHECK(WaitFor([&] { return Ping(t.server(), kHostV4) == 0; }, 5000));
+  CHECK(Ping(t.host(), kServerV4) == 0);
+}
+
+TEST_CASE("a bad policy is rejected whole: bpftool's view of the maps is byte-identical") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  d.Start();
+  auto dump = [&] {
+    return ShOut("bpftool map dump pinned " + d.pin_root() + "/bw_watch_v4") +
+           ShOut("bpftool map dump pinned " + d.pin_root() + "/bw_watch_v6") +
+           ShOut("bpftool map dump pinned " + d.pin_root() + "/bw_config");
+  };
+  std::string before = dump();
+  REQUIRE(before.find("198") != std::string::npos);
+  d.WritePolicy(std::string(kBlockServerPolicy) + "  - name: broken\n    action: block\n"
+                                                  "    entries: [203.0.113.0/24, 37.9.53.0/33]\n");
+  std::string out;
+  CHECK(d.Cli("reload", &out) == 1);
+  CHECK(out.find("policy.yaml:10") != std::string::npos);
+  CHECK(out.find("/33") != std::string::npos);
+  CHECK(dump() == before);
+  json s = d.Status();
+  CHECK(s["last_reload"]["ok"] == false);
+  CHECK(Ping(t.server(), kHostV4) != 0);  // the last good policy still blocks
+}
+
+TEST_CASE("kill -9 and restart: the blocked source sending all the while gets zero packets through") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  UdpReceiver rx(t.host(), kHostV4, 9999);
+
+  // Control: with no daemon, the flood arrives (so this test can fail).
+  {
+    UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    uint64_t sent = flood.Stop();
+    REQUIRE(sent > 100u);
+    REQUIRE(rx.Drain() > 50);
+  }
+  d.Start();
+  rx.Drain();
+  uint64_t sent = 0;
+  {
+    UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent1");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    d.Kill9();
+    REQUIRE(std::filesystem::exists(d.pin_root() + "/link_xdp_" + kHostIf));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    d.Start();  // adopts the pinned maps and link
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sent = flood.Stop();
+  }
+  INFO("daemon log:\n" << d.log());
+  CHECK(sent > 1000u);
+  CHECK(rx.Drain() == 0);
+  json s = d.Status();
+  CHECK(s["adopted"] == true);
+  CHECK(s["counters"]["ingress"]["block_drops"].get<uint64_t>() >= sent);
+  CHECK(d.log().find("adopted the maps") != std::string::npos);
+
+  // A clean stop detaches: the flood arrives again.
+  CHECK(d.Stop() == 0);
+  CHECK(!std::filesystem::exists(d.pin_root()));
+  UdpFlood after(t.server(), kHostV4, 9999, t.dir() + "/sent2");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  after.Stop();
+  CHECK(rx.Drain() > 50);
+}
+
+TEST_CASE("block and unlist through the CLI take effect and survive a restart") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  REQUIRE(Ping(t.host(), kServerV4) == 0);
+  std::string out;
+  REQUIRE(d.Cli("block 198.51.100.2 --reason 'seen beaconing' --list manual", &out) == 0);
+  INFO(out);
+  CHECK(Ping(t.host(), kServerV4) != 0);
+  CHECK(d.Cli("query 198.51.100.2", &out) == 0);
+  CHECK(out.find("block") != std::string::npos);
+  CHECK(out.find("manual") != std::string::npos);
+  CHECK(ReadFile(d.state_path()).find("198.51.100.2/32") != std::string::npos);
+
+  CHECK(d.Stop() == 0);
+  d.Start();
+  CHECK(Ping(t.host(), kServerV4) != 0);  // restored from the state file
+
+  CHECK(d.Cli("unlist 198.51.100.2/32", &out) == 0);
+  CHECK(Ping(t.host(), kServerV4) == 0);
+  CHECK(d.Cli("unlist 198.51.100.2/32", &out) == 1);  // nothing left to remove
+  CHECK(d.Stop() == 0);
+  d.Start();
+  CHECK(Ping(t.host(), kServerV4) == 0);
+
+  // Bad input is refused with a reason, and changes nothing.
+  CHECK(d.Cli("block 198.51.100.300/32", &out) == 1);
+  CHECK(out.find("198.51.100.300") != std::string::npos);
+  CHECK(d.Cli("block 198.51.100.0/24 --ttl forever", &out) == 2);
+}
+
+TEST_CASE("Prometheus metrics: kernel counters, per-list hits and drops, EVE lines, reloads") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy, {"--metrics", "127.0.0.1:9464"});
+  d.Start();
+  CHECK(Ping(t.server(), kHostV4) != 0);  // some drops to count
+  int st = 0;
+  std::string m = t.host().Out("curl -s http://127.0.0.1:9464/metrics", &st);
+  INFO(m);
+  REQUIRE(st == 0);
+  CHECK(m.find("# TYPE bannerwatch_packets_total counter") != std::string::npos);
+  CHECK(m.find("bannerwatch_block_drops_total{direction=\"ingress\"} 2") != std::string::npos);
+  CHECK(m.find("bannerwatch_list_entries{list=\"test-block\",action=\"block\"} 2") != std::string::npos);
+  CHECK(m.find("bannerwatch_list_drops_total{list=\"test-block\"} 2") != std::string::npos);
+  CHECK(m.find("bannerwatch_reloads_total{result=\"ok\"} 1") != std::string::npos);
+  CHECK(m.find("bannerwatch_last_reload_success 1") != std::string::npos);
+  CHECK(m.find("bannerwatch_eve_lines_written_total") != std::string::npos);
+}
+
+TEST_CASE("a second daemon on the same pin root is refused") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out = t.host().Out(BannerwatchBinary() + " run --config " + d.policy_path() +
+                                 " --iface bwh0 --pin-root " + d.pin_root() +
+                                 " --control " + t.dir() + "/other.sock --metrics off" +
+                                 " --no-eve-file --state " + t.dir() + "/other.json 2>&1");
+  CHECK(out.find("another bannerwatch daemon holds") != std::string::npos);
+  CHECK(d.running());
+}
+
+}  // namespace
+}  // namespace bw::test

@@ -1,0 +1,83 @@
+// topology.hpp — the integration tests' little network: a protected host and a server, each in its
+// own namespace, joined by a veth pair, plus helpers to run real servers and the daemon there.
+//
+//   [host ns] bwh0  198.51.100.1/24 2001:db8:100::1/64  <-veth->  bws0 198.51.100.2/24 2001:db8:100::2/64 [server ns]
+//
+// Contract: everything (namespaces, veth, processes, pins, temporary files) is removed when the
+// objects are destroyed, also when a test fails. The daemon runs in the host namespace with a
+// private pin root, EVE file, control socket and state file under the test's work directory.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/netns.hpp"
+
+namespace bw::test {
+
+inline constexpr const char* kHostV4 = "198.51.100.1";
+inline constexpr const char* kServerV4 = "198.51.100.2";
+inline constexpr const char* kHostV6 = "2001:db8:100::1";
+inline constexpr const char* kServerV6 = "2001:db8:100::2";
+inline constexpr const char* kHostIf = "bwh0";
+inline constexpr const char* kServerIf = "bws0";
+
+// The built binary.
+std::string BannerwatchBinary();
+
+class Topology {
+ public:
+  Topology();
+  ~Topology();
+  Netns& host() { return *host_; }
+  Netns& server() { return *server_; }
+  const std::string& dir() const { return dir_; }  // the test's work directory
+
+ private:
+  std::string dir_;
+  std::unique_ptr<Netns> host_, server_;
+  std::unique_ptr<Veth> veth_;
+};
+
+// OpenSSH's sshd listening on `port` in the server namespace (its own host key and config).
+std::unique_ptr<Process> StartSshd(Topology& t, int port);
+// A client connection attempt from the host namespace; returns ssh's exit status (255 when the
+// banners were exchanged but authentication failed, as expected; 255 too when no connection).
+// `out` gets ssh's stderr.
+int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out);
+
+class Daemon {
+ public:
+  // Writes `policy_yaml` to <dir>/policy.yaml (list files may be written beside it first).
+  Daemon(Topology& t, const std::string& policy_yaml, const std::vector<std::string>& extra = {});
+  ~Daemon();
+  void Start();   // returns once the control socket answers
+  void Kill9();   // SIGKILL, pins and attachments stay
+  int Stop();     // SIGTERM, waits; returns the exit status
+  bool running();
+  // Runs `bannerwatch ARGS --control <sock>` (client commands); returns exit status.
+  int Cli(const std::string& args, std::string* out = nullptr);
+  nlohmann::json Status();
+  std::vector<nlohmann::json> EveLines();  // every line of the EVE file, parsed
+  std::string log();
+  const std::string& pin_root() const { return pin_root_; }
+  const std::string& policy_path() const { return policy_; }
+  const std::string& state_path() const { return state_; }
+  void WritePolicy(const std::string& yaml);
+
+ private:
+  Topology& t_;
+  std::string policy_, eve_, sock_, state_, pin_root_, log_;
+  std::vector<std::string> extra_;
+  std::unique_ptr<Process> proc_;
+};
+
+// Reads a whole file ("" if missing).
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& text);
+
+}  // namespace bw::test

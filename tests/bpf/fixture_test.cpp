@@ -599,7 +599,7 @@ TEST_CASE("fixture table: XDP ingress and TC egress against the loaded object") 
   CHECK(rows.size() >= 80u);
 }
 
-TEST_CASE("a full ring buffer loses events, never verdicts; the lost counter is exact") {
+TEST_CASE("a full ring buffer loses events, never verdicts, and the lost counter is exact") {
   LoadOptions small;
   small.events_bytes = 4096;  // the smallest ring: one page
   BpfHarness h(small);

@@ -165,7 +165,7 @@ TEST_CASE("cidr: containment, ordering, hashing, formatting") {
   CHECK(Prefix::V4(0x2509350c, 24).ToString() == "37.9.53.0/24");  // Make masks
 }
 
-TEST_CASE("cidr: kernel keys round-trip; host bits in a stored key are masked") {
+TEST_CASE("cidr: kernel keys round-trip, host bits in a stored key are masked") {
   Prefix p = *ParsePrefix("37.9.53.0/24");
   bw_lpm_v4_key k = ToV4Key(p);
   CHECK(k.prefixlen == 24u);

@@ -220,7 +220,7 @@ TEST_CASE("feeds: detection and format names") {
   CHECK(f.entries.size() == 1);
 }
 
-TEST_CASE("feeds: files on disk; an unreadable file names its path") {
+TEST_CASE("feeds: files on disk, an unreadable file names its path") {
   TempDir d;
   std::string p = d.Write("seed.txt", "37.9.53.0/24\n37.9.53.12\n");
   auto f = LoadFeed(p);

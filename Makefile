@@ -21,7 +21,8 @@ build: deps configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
 
-run: build
+run: deps configure
+	cmake --build $(BUILD) -j$(JOBS) --target bannerwatch
 	./$(BUILD)/bannerwatch run $(RUN_ARGS)
 
 bench: build

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/libbpf_log.hpp"
 #include "maps/maps.hpp"
 
 namespace bw {
@@ -54,7 +55,11 @@ absl::Status AttachTc(int ifindex, const std::string& ifname, int prog_fd) {
               .handle = kTcHandle, .priority = kTcPriority);
   // The clsact qdisc usually exists already (adoption, other tools): attach first, create the
   // hook only when the attach says it is missing.
-  int err = bpf_tc_attach(&hook, &opts);
+  int err;
+  {
+    ScopedLibbpfQuiet quiet;  // "Parent Qdisc doesn't exist" is the expected answer on first use
+    err = bpf_tc_attach(&hook, &opts);
+  }
   if (err) {
     err = bpf_tc_hook_create(&hook);
     if (err && err != -EEXIST) return ErrnoStatus(ifname, "bpf_tc_hook_create(clsact)", -err);

@@ -5,4 +5,14 @@
 
 namespace bw {
 void InstallLibbpfLog(bool verbose);
-}
+
+// While alive, libbpf's warnings on this thread are treated as debug output: for calls whose
+// failure is expected and handled (probing whether a clsact qdisc exists).
+class ScopedLibbpfQuiet {
+ public:
+  ScopedLibbpfQuiet();
+  ~ScopedLibbpfQuiet();
+  ScopedLibbpfQuiet(const ScopedLibbpfQuiet&) = delete;
+  ScopedLibbpfQuiet& operator=(const ScopedLibbpfQuiet&) = delete;
+};
+}  // namespace bw

@@ -140,6 +140,11 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
   auto sshd = StartSshd(t, 443);
   Daemon d(t, DefaultPolicyText(t));
   d.Start();
+  // An analyst following the alerts live.
+  Process follow(nullptr,
+                 {BannerwatchBinary(), "events", "--follow", "--control", t.dir() + "/control.sock"},
+                 t.dir() + "/follow.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::string out;
   int st = SshProbe(t, kServerV4, 443, 5, &out);
   INFO("ssh: " << out);
@@ -165,6 +170,10 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
   CHECK(c[0]["dest_port"] == 443);
   CHECK(c[0]["bannerwatch"]["direction"] == "egress");
   CHECK(c[0]["flow_id"] == a["flow_id"]);
+
+  CHECK(WaitFor([&] { return ReadFile(t.dir() + "/follow.log").find("1000146") != std::string::npos; }, 3000));
+  CHECK(d.Cli("events --count 5", &out) == 0);
+  CHECK(out.find("\"signature_id\":1000146") != std::string::npos);
 
   // Over IPv6 as well.
   st = SshProbe(t, kServerV6, 443, 5, &out);
@@ -314,6 +323,15 @@ TEST_CASE("block and unlist through the CLI take effect and survive a restart") 
   CHECK(d.Stop() == 0);
   d.Start();
   CHECK(Ping(t.host(), kServerV4) == 0);
+
+  // A TTL: blocked now, unblocked by itself once it expires, and gone from the state file.
+  REQUIRE(d.Cli("block 198.51.100.2 --ttl 4s", &out) == 0);
+  // One probe only: a packet shot on egress makes ping's sendmsg fail (ENOBUFS) and ping back off,
+  // so a second probe could land after the expiry.
+  CHECK(t.host().Run("ping -c 1 -W 1 198.51.100.2 >/dev/null 2>&1") != 0);
+  CHECK(WaitFor([&] { return Ping(t.host(), kServerV4) == 0; }, 10000));
+  CHECK(ReadFile(d.state_path()).find("198.51.100.2/32") == std::string::npos);
+  CHECK(d.log().find("(expiry)") != std::string::npos);
 
   // Bad input is refused with a reason, and changes nothing.
   CHECK(d.Cli("block 198.51.100.300/32", &out) == 1);

@@ -1,0 +1,62 @@
+// Verifier statistics for each program: how many instructions the verifier processed (its cost
+// and its distance from the 1 M limit), printed for the record and bounded here so that a change
+// that blows up verification is caught.
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "bannerwatch.skel.h"
+#include "daemon/loader.hpp"
+
+namespace bw::test {
+namespace {
+
+TEST_CASE("verifier: both programs load, with the instruction counts printed") {
+  std::string root = "/sys/fs/bpf/bwtest-verifier-" + std::to_string(getpid());
+  REQUIRE(EnsurePinRoot(root).ok());
+  LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = root.c_str());
+  bannerwatch* skel = bannerwatch__open_opts(&oo);
+  REQUIRE(skel != nullptr);
+  std::vector<char> xdp_log(1 << 20), tc_log(1 << 20);
+  // Level 4: statistics only ("processed N insns ... peak_states ...").
+  bpf_program__set_log_buf(skel->progs.bw_xdp_ingress, xdp_log.data(), xdp_log.size());
+  bpf_program__set_log_level(skel->progs.bw_xdp_ingress, 4);
+  bpf_program__set_log_buf(skel->progs.bw_tc_egress, tc_log.data(), tc_log.size());
+  bpf_program__set_log_level(skel->progs.bw_tc_egress, 4);
+  int err = bannerwatch__load(skel);
+  if (err == 0) {
+    struct {
+      const char* name;
+      bpf_program* prog;
+      const char* log;
+    } progs[] = {{"bw_xdp_ingress", skel->progs.bw_xdp_ingress, xdp_log.data()},
+                 {"bw_tc_egress", skel->progs.bw_tc_egress, tc_log.data()}};
+    for (const auto& p : progs) {
+      std::string log(p.log);
+      std::smatch sm;
+      REQUIRE(std::regex_search(log, sm, std::regex("processed (\\d+) insns")));
+      long processed = std::stol(sm[1]);
+      bpf_prog_info info{};
+      uint32_t len = sizeof(info);
+      REQUIRE(bpf_obj_get_info_by_fd(bpf_program__fd(p.prog), &info, &len) == 0);
+      std::printf("verifier: %-15s processed %ld insns; %zu BPF insns in the object, %u bytes "
+                  "translated, %u bytes JITed\n  %s",
+                  p.name, processed, bpf_program__insn_cnt(p.prog), info.xlated_prog_len,
+                  info.jited_prog_len, log.c_str());
+      CHECK(processed > 100);
+      CHECK(processed < 200000);  // a fifth of the verifier's limit: room to grow, no blow-up
+    }
+  }
+  bannerwatch__destroy(skel);
+  std::filesystem::remove_all(root);
+  REQUIRE(err == 0);
+}
+
+}  // namespace
+}  // namespace bw::test

@@ -99,12 +99,17 @@ struct TrieResult {
 
 template <typename K>
 absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
-                                     const std::vector<KernelEntry>& want, const ApplyOptions& opts) {
+                                     const std::vector<KernelEntry>& want,
+                                     const std::vector<KernelEntry>* known,
+                                     const ApplyOptions& opts) {
   TrieResult res;
   absl::Time t0 = absl::Now();
-  auto have_or = ReadTrieImpl(map);
-  if (!have_or.ok()) return have_or.status();
-  const std::vector<KernelEntry>& have = *have_or;
+  absl::StatusOr<std::vector<KernelEntry>> have_or;
+  if (!known) {
+    have_or = ReadTrieImpl(map);
+    if (!have_or.ok()) return have_or.status();
+  }
+  const std::vector<KernelEntry>& have = known ? *known : *have_or;
   res.read_time = absl::Now() - t0;
 
   std::vector<Op> write, remove;
@@ -197,8 +202,10 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
   ApplyStats st;
   if (opts.lists) {
     for (int fam = 0; fam < 2; ++fam) {
-      absl::StatusOr<TrieResult> r = fam == 0 ? ApplyTrie(maps.watch_v4, policy.v4, opts)
-                                              : ApplyTrie(maps.watch_v6, policy.v6, opts);
+      const CompiledPolicy* a = opts.applied;
+      absl::StatusOr<TrieResult> r =
+          fam == 0 ? ApplyTrie(maps.watch_v4, policy.v4, a ? &a->v4 : nullptr, opts)
+                   : ApplyTrie(maps.watch_v6, policy.v6, a ? &a->v6 : nullptr, opts);
       if (!r.ok()) return r.status();
       st.added += r->added;
       st.updated += r->updated;
@@ -211,7 +218,7 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
     }
   }
   if (!opts.dry_run) {
-    if (opts.ports)
+    if (opts.ports && !(opts.applied && opts.applied->ports == policy.ports))
       if (auto s = maps.SetWatchedPorts(policy.ports); !s.ok()) return s;
     if (opts.config)
       if (auto s = maps.WriteConfig(policy.config); !s.ok()) return s;

@@ -1,6 +1,7 @@
 // apply.hpp — writes a CompiledPolicy into the data plane's maps as a safe diff.
 //
-// Contract: the tries are read back and compared with the compiled tables. New prefixes and changed
+// Contract: the tries are read back (or taken from ApplyOptions::applied) and compared with the
+// compiled tables. New prefixes and changed
 // values are written first, most specific first; prefixes no longer wanted are deleted last, least
 // specific first. With that order every address, at every moment of the change, resolves to either
 // its old or its new entry: nothing kept by both versions goes missing and no address is ever
@@ -29,6 +30,11 @@ struct ApplyOptions {
   // (max_entries) is too small for that, the apply fails before writing anything, unless this is
   // set: then that trie's removals run first, and addresses may be briefly unlisted.
   bool allow_remove_first = false;
+  // What the maps hold now, when this process applied it last and nothing else wrote them since:
+  // the diff is then taken against it instead of reading the tries back (reading 1 M prefixes
+  // takes most of a second), and ports are rewritten only if they changed. Null: read the maps
+  // (at start, on adoption, and after a failed apply).
+  const CompiledPolicy* applied = nullptr;
 };
 
 struct ApplyStats {

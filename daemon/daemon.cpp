@@ -133,6 +133,7 @@ class Daemon : public EveLookup {
   std::optional<PinRootLock> lock_;
   Policy policy_;  // last good (file part plus runtime lists)
   std::unique_ptr<CompiledPolicy> compiled_;
+  bool maps_in_sync_ = false;  // the tries hold exactly compiled_ (this process applied it)
   RuntimeState runtime_;
   std::string state_file_;
   bool keep_on_exit_ = false;
@@ -239,15 +240,21 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
         "policy needs ", compiled->v4.size(), " IPv4 / ", compiled->v6.size(),
         " IPv6 prefixes; the loaded maps hold ", cap4, " / ", cap6,
         " (raise limits and restart after `bannerwatch detach`)")));
-  auto stats = ApplyPolicy(*compiled, maps_);
+  ApplyOptions ao;
+  ao.applied = maps_in_sync_ ? compiled_.get() : nullptr;  // diff against memory, not the maps
+  auto stats = ApplyPolicy(*compiled, maps_, ao);
   if (!stats.ok()) {
-    // Put the last good policy back so no half-applied state remains.
+    // Put the last good policy back so no half-applied state remains (reading the maps: what a
+    // failed apply left is not known).
+    maps_in_sync_ = false;
     if (compiled_) {
       auto back = ApplyPolicy(*compiled_, maps_);
       if (!back.ok()) Log(absl::StrCat("restoring the previous policy failed: ", back.status().message()));
+      maps_in_sync_ = back.ok();
     }
     return fail(stats.status());
   }
+  maps_in_sync_ = true;
   policy_ = std::move(*pol);
   compiled_ = std::make_unique<CompiledPolicy>(std::move(*compiled));
   watched_ports_ = std::set<uint16_t>(compiled_->ports.begin(), compiled_->ports.end());

@@ -202,6 +202,30 @@ TEST_CASE("apply: a re-apply diffs, and counters of prefixes that stay are kept"
   CheckTriesEqual(a, h.maps());
 }
 
+TEST_CASE("apply: diffing against the applied policy in memory gives what reading the maps gives") {
+  BpfHarness h;
+  h.Reset();
+  CompiledPolicy a = CompileYaml(kPolicyA), b = CompileYaml(kPolicyB);
+  MustApply(a, h.maps());
+  SetCounters(h.maps(), "37.9.53.12", 5, 0);  // stays, value changes: counters kept
+  ApplyStats st = MustApply(b, h.maps(), ApplyOptions{.applied = &a});
+  CHECK(st.added == 2);
+  CHECK(st.updated == 2);
+  CHECK(st.removed == 2);
+  CHECK(st.unchanged == 3);
+  CheckTriesEqual(b, h.maps());
+  CHECK(Exact(h.maps(), "37.9.53.12")->hits == 5u);
+  CHECK(*h.maps().WatchedPorts() == std::vector<uint16_t>{443});  // a's 8443 went: rewritten
+  // Unchanged ports are not rewritten, so a stray write stays...
+  REQUIRE(h.maps().ports.Update(22, BW_PORT_WATCHED).ok());
+  MustApply(b, h.maps(), ApplyOptions{.applied = &b});
+  CHECK(*h.maps().WatchedPorts() == std::vector<uint16_t>{22, 443});
+  // ...while a read-back apply repairs everything.
+  MustApply(b, h.maps());
+  CHECK(*h.maps().WatchedPorts() == std::vector<uint16_t>{443});
+  CheckTriesEqual(b, h.maps());
+}
+
 TEST_CASE("apply: stray keys with host bits set are matched as their prefix") {
   BpfHarness h;
   h.Reset();
@@ -405,6 +429,11 @@ TEST_CASE("apply: bench: 1M prefixes, then a 1% change", "[.bench]") {
   ApplyStats fresh_ids = MustApply(*renumbered, h.maps(), ApplyOptions{.dry_run = true});
   ApplyStats second = MustApply(*c2, h.maps(), ApplyOptions{.ports = false, .config = false});
   ApplyStats same = MustApply(*c2, h.maps(), ApplyOptions{.ports = false, .config = false});
+  // As the daemon does it: the diff against the policy it applied last, without reading back.
+  MustApply(*c, h.maps(), ApplyOptions{.ports = false, .config = false});
+  ApplyStats mem = MustApply(*c2, h.maps(),
+                             ApplyOptions{.ports = false, .config = false, .applied = &*c});
+  CheckTriesEqual(*c2, h.maps());
   auto ms = [](absl::Duration d) { return absl::ToDoubleMilliseconds(d); };
   std::printf("compile 1M: %.0f ms (%zu kernel entries)\n",
               std::chrono::duration<double, std::milli>(t1 - t0).count(), c->v4.size());
@@ -417,6 +446,7 @@ TEST_CASE("apply: bench: 1M prefixes, then a 1% change", "[.bench]") {
   std::printf("apply 1%% change: %s (read %.0f ms, write %.0f ms)\n", second.ToString().c_str(),
               ms(second.read_time), ms(second.write_time));
   std::printf("apply no change: %s (read %.0f ms)\n", same.ToString().c_str(), ms(same.read_time));
+  std::printf("apply 1%% change against the applied policy in memory: %s\n", mem.ToString().c_str());
 }
 
 }  // namespace

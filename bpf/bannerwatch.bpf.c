@@ -90,11 +90,51 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_block_rl SEC(".maps");
 
-/* What the decision found out about a packet, for the event writer. */
+/* Servers on watched ports whose first payload is awaited: its sequence number (SYN-ACK's + 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BW_FIRST_DEFAULT);
+	__type(key, struct bw_flow_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_first SEC(".maps");
+
+/* Split banners: the start of "SSH-" seen in a short segment, waiting for the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BW_PARTIAL_DEFAULT);
+	__type(key, struct bw_flow_key);
+	__type(value, struct bw_partial);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_partial SEC(".maps");
+
+/* HTTP CONNECT tunnels to watched ports, keyed proxy -> client. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BW_TUNNELS_DEFAULT);
+	__type(key, struct bw_flow_key);
+	__type(value, struct bw_tunnel);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_tunnels SEC(".maps");
+
+/* Per-CPU room to scan a first payload (more than the 512-byte stack holds). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bw_scratch);
+} bw_scratch SEC(".maps");
+
+/* What the decision found out about a packet, for the event writer: scalars only, so it can be
+ * handed to a global (separately verified) function. */
 struct bw_match {
-	struct bw_list_value *entry; /* remote's watchlist entry, NULL if unlisted */
 	__u32 ifindex;
+	__u32 list_id;   /* remote's entry, 0 if unlisted */
+	__u32 entry_ref;
 	__u8 dir;
+	__u8 list_action;
+	__u8 prefixlen;
+	__u8 _pad0;
 };
 
 static __always_inline const __u8 *bw_remote(const struct bw_pkt *p, int dir)
@@ -118,28 +158,58 @@ static __always_inline struct bw_list_value *bw_lookup(const struct bw_pkt *p, i
 	return bpf_map_lookup_elem(&bw_watch_v6, &k6);
 }
 
-/* Copies up to BW_BANNER_MAX payload bytes into the event. XDP and TC read payload through their
+/* Where an event's banner bytes come from: `len` packet bytes at offset `off`, after the four
+ * bytes "SSH-" when `lead` is set (a split banner whose start came in earlier segments). */
+struct bw_banner_src {
+	__u32 off;
+	__u32 len;
+	__u8 lead;
+	__u8 match; /* enum bw_banner_match */
+};
+
+static __always_inline long bw_load(void *ctx, int is_xdp, __u32 off, void *to, __u64 len)
+{
+	return is_xdp ? bpf_xdp_load_bytes(ctx, off, to, len) : bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+/* Copies up to BW_BANNER_MAX bytes into the event. XDP and TC read payload through their
  * load_bytes helpers so payload in fragments / non-linear skb data is reachable. */
-static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct bw_pkt *p,
+static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct bw_banner_src *b,
 					   struct bw_event *ev)
 {
-	__u32 n = p->payload_len;
+	/* 64-bit: a 32-bit length gets zero-extended after the checks below, and the verifier then
+	 * loses the bounds it learnt from them. */
+	__u64 n = b->len;
 
+	if (b->lead) {
+		ev->banner[0] = 'S';
+		ev->banner[1] = 'S';
+		ev->banner[2] = 'H';
+		ev->banner[3] = '-';
+		ev->banner_len = 4;
+		if (n > BW_BANNER_MAX - 4)
+			n = BW_BANNER_MAX - 4;
+		/* The verifier needs the length provably in [1, BW_BANNER_MAX - 4]. */
+		n &= 0x3f;
+		if (n == 0 || n > BW_BANNER_MAX - 4)
+			return;
+		if (bw_load(ctx, is_xdp, b->off, ev->banner + 4, n) == 0)
+			ev->banner_len = 4 + n;
+		return;
+	}
 	if (n > BW_BANNER_MAX)
 		n = BW_BANNER_MAX;
-	/* The verifier needs the length provably in [1, BW_BANNER_MAX]. */
 	n &= 0x7f;
 	if (n == 0 || n > BW_BANNER_MAX)
 		return;
-	long r = is_xdp ? bpf_xdp_load_bytes(ctx, p->payload_off, ev->banner, n)
-			: bpf_skb_load_bytes(ctx, p->payload_off, ev->banner, n);
-	if (r == 0)
+	if (bw_load(ctx, is_xdp, b->off, ev->banner, n) == 0)
 		ev->banner_len = n;
 }
 
 static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *cnt,
 				    const struct bw_pkt *p, const struct bw_match *m, __u8 kind,
-				    __u8 verdict, __u8 side, __u32 suppressed, __u64 now)
+				    __u8 verdict, __u8 side, __u32 suppressed, __u64 now,
+				    const struct bw_banner_src *b)
 {
 	struct bw_event *ev = bpf_ringbuf_reserve(&bw_events, sizeof(*ev), 0);
 
@@ -154,17 +224,10 @@ static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *c
 	ev->direction = m->dir;
 	ev->family = p->family;
 	ev->verdict = verdict;
-	if (m->entry) {
-		ev->list_id = m->entry->list_id;
-		ev->entry_ref = m->entry->entry_ref;
-		ev->list_action = m->entry->action;
-		ev->prefixlen = m->entry->prefixlen;
-	} else {
-		ev->list_id = 0;
-		ev->entry_ref = 0;
-		ev->list_action = BW_ACTION_NONE;
-		ev->prefixlen = 0;
-	}
+	ev->list_id = m->list_id;
+	ev->entry_ref = m->entry_ref;
+	ev->list_action = m->list_action;
+	ev->prefixlen = m->prefixlen;
 	ev->l4proto = p->l4proto;
 	ev->tcp_flags = p->tcp_flags;
 	__builtin_memcpy(ev->saddr, p->saddr, 16);
@@ -173,9 +236,10 @@ static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *c
 	ev->dport = p->dport;
 	ev->banner_side = side;
 	ev->banner_len = 0;
+	ev->match = b ? b->match : 0;
 	ev->_pad0 = 0;
-	if (kind == BW_EV_BANNER)
-		bw_copy_banner(ctx, is_xdp, p, ev);
+	if (b)
+		bw_copy_banner(ctx, is_xdp, b, ev);
 	bpf_ringbuf_submit(ev, 0);
 	cnt->events++;
 }
@@ -221,15 +285,160 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 	s->family = p->family;
 	s->last_ns = now;
 	s->suppressed = 0;
-	bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_BLOCK, BW_VERDICT_DROP, 0, held, now);
+	bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_BLOCK, BW_VERDICT_DROP, 0, held, now, 0);
 }
 
-static __always_inline int bw_port_watched(__be16 port)
+static __always_inline __u8 bw_port_flags(__be16 port)
 {
 	__u32 k = bpf_ntohs(port);
 	__u8 *v = bpf_map_lookup_elem(&bw_ports, &k);
 
-	return v && (*v & BW_PORT_WATCHED);
+	return v ? *v : 0;
+}
+
+/* Directional flow key: "a" is this packet's sender. */
+static __always_inline void bw_dir_key(const struct bw_pkt *p, struct bw_flow_key *k, int reverse)
+{
+	if (!reverse) {
+		__builtin_memcpy(k->a_addr, p->saddr, 16);
+		__builtin_memcpy(k->b_addr, p->daddr, 16);
+		k->a_port = p->sport;
+		k->b_port = p->dport;
+	} else {
+		__builtin_memcpy(k->a_addr, p->daddr, 16);
+		__builtin_memcpy(k->b_addr, p->saddr, 16);
+		k->a_port = p->dport;
+		k->b_port = p->sport;
+	}
+	k->family = p->family;
+	k->_pad0[0] = k->_pad0[1] = k->_pad0[2] = 0;
+}
+
+/* "SSH-"[i] without a static table (libbpf 1.1 cannot finalize BTF for function-local statics). */
+static __always_inline __u8 bw_ssh_char(__u32 i)
+{
+	return i < 2 ? 'S' : i == 2 ? 'H' : '-';
+}
+
+static __always_inline int bw_is_ssh(const __u8 *h)
+{
+	return h[0] == 'S' && h[1] == 'S' && h[2] == 'H' && h[3] == '-';
+}
+
+enum bw_scan_mode {
+	BW_SCAN_LINES = 0,      /* "SSH-" at the start of a later line; lines of at most 255 bytes */
+	BW_SCAN_AFTER_HEAD = 1, /* "SSH-" right after the blank line that ends an HTTP head */
+};
+
+struct bw_scan_state {
+	struct bw_scratch *s;
+	__u32 n;          /* bytes loaded */
+	__u32 mode;       /* enum bw_scan_mode */
+	__u32 line_start;
+	int found;        /* offset of "SSH-", or -1 */
+};
+
+/* One step of the scan, run by bpf_loop: the verifier checks the body once, however many steps
+ * run (a plain 1024-step loop branches on every byte and exhausts the 1 M instruction budget). */
+static long bw_scan_step(__u32 index, void *arg)
+{
+	struct bw_scan_state *st = arg;
+	struct bw_scratch *s = st->s;
+	/* 64-bit and masked: BW_SCAN_MAX is a power of two, and the mask is a bound the verifier
+	 * keeps (a compared 32-bit index is zero-extended into a register that forgot it). */
+	__u64 i = index & (BW_SCAN_MAX - 1);
+
+	if (!s || index >= BW_SCAN_MAX || i + 5 > st->n)
+		return 1; /* stop */
+	if (s->buf[i] != '\n')
+		return 0;
+	if (st->mode == BW_SCAN_LINES) {
+		if (i - st->line_start > BW_LINE_MAX)
+			return 1; /* a line too long for a protocol-version exchange preamble */
+		st->line_start = i + 1;
+		if (bw_is_ssh(&s->buf[i + 1])) {
+			st->found = i + 1;
+			return 1;
+		}
+		return 0;
+	}
+	if (i >= 3 && s->buf[i - 1] == '\r' && s->buf[i - 2] == '\n' && s->buf[i - 3] == '\r') {
+		if (bw_is_ssh(&s->buf[i + 1]))
+			st->found = i + 1;
+		return 1; /* the head ends here either way */
+	}
+	return 0;
+}
+
+/* Loads up to BW_SCAN_MAX payload bytes into the per-CPU scratch buffer and scans them. */
+static __always_inline int bw_scan(void *ctx, int is_xdp, __u32 payload_off, __u32 payload_len,
+				   int mode)
+{
+	__u32 zero = 0;
+	struct bw_scratch *s = bpf_map_lookup_elem(&bw_scratch, &zero);
+	__u64 n = payload_len; /* 64-bit for the verifier, see bw_copy_banner */
+
+	if (!s)
+		return -1;
+	if (n > BW_SCAN_MAX)
+		n = BW_SCAN_MAX;
+	n &= 0x7ff;
+	if (n < 5 || n > BW_SCAN_MAX)
+		return -1;
+	if (bw_load(ctx, is_xdp, payload_off, s->buf, n))
+		return -1;
+	struct bw_scan_state st = { .s = s, .n = (__u32)n, .mode = mode, .found = -1 };
+
+	bpf_loop(BW_SCAN_MAX, bw_scan_step, &st, 0);
+	return st.found;
+}
+
+/* A client's "CONNECT host:port HTTP/1.x" to a proxy port: follow it when port is watched. */
+static __always_inline void bw_note_connect(void *ctx, int is_xdp, struct bw_counters *cnt,
+					    const struct bw_pkt *p)
+{
+	__u8 line[64];
+	__u64 n = p->payload_len > sizeof(line) ? sizeof(line) : p->payload_len;
+
+	n &= 0x7f;
+	if (n < 12 || n > sizeof(line))
+		return;
+	if (bw_load(ctx, is_xdp, p->payload_off, line, n))
+		return;
+	if (line[4] != 'E' || line[5] != 'C' || line[6] != 'T' || line[7] != ' ')
+		return;
+	/* The port: digits after the last ':' before the first space that follows the target. */
+	__u32 port = 0;
+	int colon = 0;
+
+	for (__u32 i = 8; i < sizeof(line); i++) {
+		if (i >= n)
+			return;
+		__u8 c = line[i];
+
+		if (c == ' ')
+			break;
+		if (c == ':') {
+			colon = 1;
+			port = 0;
+		} else if (colon && c >= '0' && c <= '9') {
+			port = port * 10 + (c - '0');
+			if (port > 65535)
+				return;
+		} else if (colon && c != ']') {
+			colon = 0; /* an IPv6 literal's colons; the port follows the ']' */
+		}
+	}
+	__be16 bport = bpf_htons((__u16)port);
+
+	if (!colon || !(bw_port_flags(bport) & BW_PORT_WATCHED))
+		return;
+	struct bw_flow_key k;
+	struct bw_tunnel t = { .state = BW_TUNNEL_REQUESTED, .target_port = (__u16)port };
+
+	bw_dir_key(p, &k, 1); /* proxy -> client */
+	bpf_map_update_elem(&bw_tunnels, &k, &t, BPF_ANY);
+	cnt->tunnels++;
 }
 
 static __always_inline void bw_flow_key(const struct bw_pkt *p, struct bw_flow_key *k)
@@ -263,13 +472,249 @@ ordered:
 	k->_pad0[0] = k->_pad0[1] = k->_pad0[2] = 0;
 }
 
+/* A banner found: count it, apply the side's action, report it. */
+static __always_inline int bw_banner_hit(void *ctx, int is_xdp, struct bw_counters *cnt,
+					 const struct bw_pkt *p, const struct bw_match *m, __u8 side,
+					 __u8 act, const struct bw_banner_src *b)
+{
+	int verdict = BW_VERDICT_PASS;
+
+	if (side == BW_SIDE_SERVER)
+		cnt->banner_server++;
+	else
+		cnt->banner_client++;
+	if (b->match == BW_MATCH_SPLIT)
+		cnt->banner_split++;
+	else if (b->match == BW_MATCH_PRELINES)
+		cnt->banner_prelines++;
+	else if (b->match == BW_MATCH_CONNECT)
+		cnt->banner_connect++;
+	if (act == BW_BANNER_DROP) {
+		struct bw_flow_key fk;
+		struct bw_flow_value fv = { .since_ns = bpf_ktime_get_ns(), .packets = 0 };
+
+		bw_flow_key(p, &fk);
+		bpf_map_update_elem(&bw_flows, &fk, &fv, BPF_ANY);
+		cnt->banner_drops++;
+		verdict = BW_VERDICT_DROP;
+	}
+	bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_BANNER, verdict, side, 0, 0, b);
+	return verdict;
+}
+
+/* Stage 3 of the decision: TCP with a watched or proxy port at either end. */
+static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt *p,
+				      const struct bw_match *m, __u8 sf, __u8 df)
+{
+	__u32 zero = 0, dk = m->dir;
+	struct bw_counters *cnt = bpf_map_lookup_elem(&bw_counters, &dk);
+	struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
+
+	if (!cnt || !cfg)
+		return BW_VERDICT_PASS;
+	__u8 act_srv = (sf & BW_PORT_WATCHED) ? cfg->banner_action[BW_SIDE_SERVER] : BW_BANNER_OFF;
+	__u8 act_cli = (df & BW_PORT_WATCHED) ? cfg->banner_action[BW_SIDE_CLIENT] : BW_BANNER_OFF;
+	int non_tls = (sf & BW_PORT_WATCHED) && (cfg->flags & BW_CFG_NON_TLS);
+	/* Tunnels carry a far server's banner: the server side's action applies. */
+	__u8 act_tun = cfg->banner_action[BW_SIDE_SERVER];
+	int proxy_srv = (sf & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+	int proxy_cli = (df & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+	struct bw_flow_key k;
+
+	/* Either side's drop action may have recorded this flow, seen from either end. */
+	if (cfg->banner_action[BW_SIDE_SERVER] == BW_BANNER_DROP ||
+	    cfg->banner_action[BW_SIDE_CLIENT] == BW_BANNER_DROP) {
+		bw_flow_key(p, &k);
+		struct bw_flow_value *fv = bpf_map_lookup_elem(&bw_flows, &k);
+
+		if (fv) {
+			cnt->flow_drops++;
+			__sync_fetch_and_add(&fv->packets, 1);
+			return BW_VERDICT_DROP;
+		}
+	}
+	if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls && !proxy_srv &&
+	    !proxy_cli)
+		return BW_VERDICT_PASS;
+
+	/* A server's SYN-ACK: its first payload will carry sequence number ISN + 1. */
+	if ((p->tcp_flags & 0x12) == 0x12 && p->payload_len == 0) {
+		if (act_srv != BW_BANNER_OFF || non_tls) {
+			__u32 next = p->seq + 1;
+
+			bw_dir_key(p, &k, 0);
+			bpf_map_update_elem(&bw_first, &k, &next, BPF_ANY);
+		}
+		return BW_VERDICT_PASS;
+	}
+	if (p->payload_len == 0)
+		return BW_VERDICT_PASS;
+
+	__u8 head[4] = {};
+	__u64 hn = p->payload_len < 4 ? p->payload_len : 4;
+
+	/* The verifier needs the length provably in [1, 4]. */
+	hn &= 7;
+	if (hn == 0 || hn > 4)
+		return BW_VERDICT_PASS;
+	if (bw_load(ctx, is_xdp, p->payload_off, head, hn))
+		return BW_VERDICT_PASS;
+	int ssh = hn == 4 && bw_is_ssh(head);
+	struct bw_banner_src b = { .off = p->payload_off, .len = p->payload_len,
+				   .match = BW_MATCH_DIRECT };
+
+	/* A client asks a proxy for a tunnel. */
+	if (proxy_cli && p->payload_len >= 12 && head[0] == 'C' && head[1] == 'O' &&
+	    head[2] == 'N' && head[3] == 'N') {
+		bw_note_connect(ctx, is_xdp, cnt, p);
+		return BW_VERDICT_PASS;
+	}
+	/* A proxy answers on a tunnel to a watched port. */
+	if (proxy_srv) {
+		bw_dir_key(p, &k, 0);
+		struct bw_tunnel *t = bpf_map_lookup_elem(&bw_tunnels, &k);
+
+		if (t) {
+			b.match = BW_MATCH_CONNECT;
+			if (t->state == BW_TUNNEL_OPEN) {
+				bpf_map_delete_elem(&bw_tunnels, &k);
+				if (ssh)
+					return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER,
+							     act_tun, &b);
+				return BW_VERDICT_PASS;
+			}
+			/* "HTTP/1.x 200": open; the banner may follow in this very segment. */
+			if (head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P') {
+				__u8 st[12];
+
+				if (p->payload_len < sizeof(st) ||
+				    bw_load(ctx, is_xdp, p->payload_off, st, sizeof(st)) ||
+				    st[9] != '2' || st[10] != '0' || st[11] != '0') {
+					bpf_map_delete_elem(&bw_tunnels, &k);
+					return BW_VERDICT_PASS;
+				}
+				int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len,
+						 BW_SCAN_AFTER_HEAD);
+
+				if (at > 0) {
+					bpf_map_delete_elem(&bw_tunnels, &k);
+					b.off = p->payload_off + (__u32)at;
+					b.len = p->payload_len - (__u32)at;
+					return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER,
+							     act_tun, &b);
+				}
+				t->state = BW_TUNNEL_OPEN;
+			}
+			return BW_VERDICT_PASS;
+		}
+	}
+	if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls)
+		return BW_VERDICT_PASS;
+	__u8 side = act_srv != BW_BANNER_OFF ? BW_SIDE_SERVER : BW_SIDE_CLIENT;
+	__u8 act = side == BW_SIDE_SERVER ? act_srv : act_cli;
+
+	/* "SSH-" at offset 0: the seed's rule. */
+	if (ssh && act != BW_BANNER_OFF)
+		return bw_banner_hit(ctx, is_xdp, cnt, p, m, side, act, &b);
+	/* A split banner: a segment shorter than four bytes that starts "SSH-" waits for the rest;
+	 * only segments that could continue it ('S', 'H' or '-' first) look it up. */
+	if (act != BW_BANNER_OFF && (head[0] == 'S' || head[0] == 'H' || head[0] == '-')) {
+		bw_dir_key(p, &k, 0);
+		struct bw_partial *pt = bpf_map_lookup_elem(&bw_partial, &k);
+		__u32 have = 0;
+
+		if (pt && pt->next_seq == p->seq)
+			have = pt->len & 3;
+		/* Bytes of this segment that must continue "SSH-" from position `have`. */
+		__u32 need = 4 - have, got = hn < need ? hn : need;
+		int ok = 1;
+
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			if (i < got && head[i] != bw_ssh_char(have + i))
+				ok = 0;
+		if (ok && have + got == 4) {
+			if (pt)
+				bpf_map_delete_elem(&bw_partial, &k);
+			if (have) {
+				b.match = BW_MATCH_SPLIT;
+				b.lead = 1;
+				b.off = p->payload_off + got;
+				b.len = p->payload_len - got;
+			}
+			return bw_banner_hit(ctx, is_xdp, cnt, p, m, side, act, &b);
+		}
+		if (ok && p->payload_len < 4 && have + got < 4) {
+			struct bw_partial np = { .next_seq = p->seq + p->payload_len,
+						 .len = (__u8)(have + got) };
+
+			bpf_map_update_elem(&bw_partial, &k, &np, BPF_ANY);
+			return BW_VERDICT_PASS;
+		}
+		if (pt)
+			bpf_map_delete_elem(&bw_partial, &k);
+	}
+	/* A server's first payload: lines before the version line (RFC 4253 4.2), and the non-TLS
+	 * flag. TLS records (content types 20..23) never look. */
+	if ((sf & BW_PORT_WATCHED) && (act_srv != BW_BANNER_OFF || non_tls) &&
+	    !(head[0] >= 20 && head[0] <= 23)) {
+		bw_dir_key(p, &k, 0);
+		__u32 *first = bpf_map_lookup_elem(&bw_first, &k);
+
+		if (!first || *first != p->seq)
+			return BW_VERDICT_PASS;
+		bpf_map_delete_elem(&bw_first, &k);
+		int http = head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P';
+
+		if (http)
+			return BW_VERDICT_PASS;
+		if (act_srv != BW_BANNER_OFF) {
+			int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len, BW_SCAN_LINES);
+
+			if (at > 0) {
+				b.match = BW_MATCH_PRELINES;
+				b.off = p->payload_off + (__u32)at;
+				b.len = p->payload_len - (__u32)at;
+				return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_srv,
+						     &b);
+			}
+		}
+		if (non_tls) {
+			cnt->non_tls++;
+			bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_NON_TLS, BW_VERDICT_PASS,
+				BW_SIDE_SERVER, 0, 0, &b);
+		}
+	}
+	return BW_VERDICT_PASS;
+}
+
+/* Stage 3 as global functions, one per program type: the verifier checks each once, on its own,
+ * rather than once for every combination of facts the caller's paths carry (inlined, the banner
+ * stage exhausts the 1 M instruction budget). */
+__noinline int bw_banners_xdp(struct xdp_md *ctx, const struct bw_pkt *p, const struct bw_match *m,
+			      __u8 sf, __u8 df)
+{
+	if (!p || !m)
+		return BW_VERDICT_PASS;
+	return bw_banners(ctx, 1, p, m, sf, df);
+}
+
+__noinline int bw_banners_tc(struct __sk_buff *ctx, const struct bw_pkt *p,
+			     const struct bw_match *m, __u8 sf, __u8 df)
+{
+	if (!p || !m)
+		return BW_VERDICT_PASS;
+	return bw_banners(ctx, 0, p, m, sf, df);
+}
+
 /* The whole decision. Returns enum bw_verdict; counters and events are side effects. */
 static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, int parsed,
 				     __u32 ifindex, int dir)
 {
-	__u32 k = dir, zero = 0;
+	__u32 k = dir;
 	struct bw_counters *cnt = bpf_map_lookup_elem(&bw_counters, &k);
-	struct bw_match m = { .entry = 0, .ifindex = ifindex, .dir = dir };
+	struct bw_match m = { .ifindex = ifindex, .dir = dir };
+	struct bw_list_value *entry;
 
 	if (!cnt)
 		return BW_VERDICT_PASS;
@@ -301,9 +746,14 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 		cnt->malformed++;
 
 	/* 1. The remote address: safelist > block > watch, whatever else the packet carries. */
-	m.entry = bw_lookup(p, dir);
-	if (m.entry) {
-		__u8 act = m.entry->action;
+	entry = bw_lookup(p, dir);
+	if (entry) {
+		__u8 act = entry->action;
+
+		m.list_id = entry->list_id;
+		m.entry_ref = entry->entry_ref;
+		m.list_action = act;
+		m.prefixlen = entry->prefixlen;
 
 		if (act & BW_ACTION_SAFELIST) {
 			cnt->safelist_passes++;
@@ -311,7 +761,7 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 		}
 		if (act & BW_ACTION_BLOCK) {
 			cnt->block_drops++;
-			__sync_fetch_and_add(&m.entry->drops, 1);
+			__sync_fetch_and_add(&entry->drops, 1);
 			bw_block_event(ctx, is_xdp, cnt, p, &m);
 			return BW_VERDICT_DROP;
 		}
@@ -320,69 +770,18 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 		return BW_VERDICT_PASS;
 
 	/* 2. Connection starts with a watched remote. */
-	if (m.entry && (m.entry->action & BW_ACTION_WATCH) && (p->tcp_flags & 0x02 /* SYN */)) {
+	if (entry && (entry->action & BW_ACTION_WATCH) && (p->tcp_flags & 0x02 /* SYN */)) {
 		cnt->watch_hits++;
-		__sync_fetch_and_add(&m.entry->hits, 1);
-		bw_emit(ctx, is_xdp, cnt, p, &m, BW_EV_WATCH, BW_VERDICT_PASS, 0, 0, 0);
+		__sync_fetch_and_add(&entry->hits, 1);
+		bw_emit(ctx, is_xdp, cnt, p, &m, BW_EV_WATCH, BW_VERDICT_PASS, 0, 0, 0, 0);
 	}
 
-	/* 3. Banners on watched ports. */
-	int sw = bw_port_watched(p->sport), dw = bw_port_watched(p->dport);
+	/* 3. Banners on watched ports, and tunnels through proxy ports. */
+	__u8 sf = bw_port_flags(p->sport), df = bw_port_flags(p->dport);
 
-	if (!sw && !dw)
+	if (!((sf | df) & (BW_PORT_WATCHED | BW_PORT_PROXY)))
 		return BW_VERDICT_PASS;
-	struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
-
-	if (!cfg)
-		return BW_VERDICT_PASS;
-	__u8 act_srv = sw ? cfg->banner_action[BW_SIDE_SERVER] : BW_BANNER_OFF;
-	__u8 act_cli = dw ? cfg->banner_action[BW_SIDE_CLIENT] : BW_BANNER_OFF;
-
-	/* Either side's drop action may have recorded this flow, seen from either end. */
-	if (cfg->banner_action[BW_SIDE_SERVER] == BW_BANNER_DROP ||
-	    cfg->banner_action[BW_SIDE_CLIENT] == BW_BANNER_DROP) {
-		struct bw_flow_key fk;
-
-		bw_flow_key(p, &fk);
-		struct bw_flow_value *fv = bpf_map_lookup_elem(&bw_flows, &fk);
-
-		if (fv) {
-			cnt->flow_drops++;
-			__sync_fetch_and_add(&fv->packets, 1);
-			return BW_VERDICT_DROP;
-		}
-	}
-	if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF)
-		return BW_VERDICT_PASS;
-	if (p->payload_len < 4)
-		return BW_VERDICT_PASS;
-
-	__u8 head[4];
-	long r = is_xdp ? bpf_xdp_load_bytes(ctx, p->payload_off, head, 4)
-			: bpf_skb_load_bytes(ctx, p->payload_off, head, 4);
-
-	if (r || head[0] != 'S' || head[1] != 'S' || head[2] != 'H' || head[3] != '-')
-		return BW_VERDICT_PASS;
-
-	__u8 side = act_srv != BW_BANNER_OFF ? BW_SIDE_SERVER : BW_SIDE_CLIENT;
-	__u8 act = side == BW_SIDE_SERVER ? act_srv : act_cli;
-	int verdict = BW_VERDICT_PASS;
-
-	if (side == BW_SIDE_SERVER)
-		cnt->banner_server++;
-	else
-		cnt->banner_client++;
-	if (act == BW_BANNER_DROP) {
-		struct bw_flow_key fk;
-		struct bw_flow_value fv = { .since_ns = bpf_ktime_get_ns(), .packets = 0 };
-
-		bw_flow_key(p, &fk);
-		bpf_map_update_elem(&bw_flows, &fk, &fv, BPF_ANY);
-		cnt->banner_drops++;
-		verdict = BW_VERDICT_DROP;
-	}
-	bw_emit(ctx, is_xdp, cnt, p, &m, BW_EV_BANNER, verdict, side, 0, 0);
-	return verdict;
+	return is_xdp ? bw_banners_xdp(ctx, p, &m, sf, df) : bw_banners_tc(ctx, p, &m, sf, df);
 }
 
 SEC("xdp")

@@ -42,6 +42,7 @@ struct bw_pkt {
 	__u8 daddr[16];
 	__u32 payload_off; /* from the start of the frame */
 	__u32 payload_len; /* TCP payload bytes according to the IP length fields */
+	__u32 seq;         /* TCP sequence number, host order */
 	__be16 sport;
 	__be16 dport;
 	__u8 family;     /* enum bw_family */
@@ -232,6 +233,7 @@ static __always_inline int bw_parse_tcp(struct bw_cursor *c, struct bw_pkt *p, _
 	p->sport = tcp->source;
 	p->dport = tcp->dest;
 	p->tcp_flags = ((__u8 *)tcp)[13];
+	p->seq = bpf_ntohl(tcp->seq);
 	p->payload_off = c->off + hlen;
 	p->payload_len = ip_end - p->payload_off;
 	return BW_PARSE_OK;

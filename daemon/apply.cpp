@@ -218,8 +218,9 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
     }
   }
   if (!opts.dry_run) {
-    if (opts.ports && !(opts.applied && opts.applied->ports == policy.ports))
-      if (auto s = maps.SetWatchedPorts(policy.ports); !s.ok()) return s;
+    if (opts.ports && !(opts.applied && opts.applied->ports == policy.ports &&
+                        opts.applied->proxy_ports == policy.proxy_ports))
+      if (auto s = maps.SetWatchedPorts(policy.ports, policy.proxy_ports); !s.ok()) return s;
     if (opts.config)
       if (auto s = maps.WriteConfig(policy.config); !s.ok()) return s;
   }

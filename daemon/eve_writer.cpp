@@ -363,8 +363,23 @@ inline std::string_view KindName(uint8_t kind) {
       return "block";
     case BW_EV_WATCH:
       return "watch";
+    case BW_EV_NON_TLS:
+      return "non_tls";
   }
   return {};
+}
+
+inline std::string_view MatchName(uint8_t match) {
+  switch (match) {
+    case BW_MATCH_SPLIT:
+      return "split";
+    case BW_MATCH_PRELINES:
+      return "after_lines";
+    case BW_MATCH_CONNECT:
+      return "connect_tunnel";
+    default:
+      return "direct";
+  }
 }
 
 inline char* Proto(char* p, uint8_t proto) {
@@ -400,7 +415,8 @@ inline uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
 }
 
 absl::Status Validate(const bw_event& ev) {
-  if (ev.kind != BW_EV_BANNER && ev.kind != BW_EV_BLOCK && ev.kind != BW_EV_WATCH)
+  if (ev.kind != BW_EV_BANNER && ev.kind != BW_EV_BLOCK && ev.kind != BW_EV_WATCH &&
+      ev.kind != BW_EV_NON_TLS)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown kind ", unsigned{ev.kind}));
   if (ev.family != BW_FAMILY_V4 && ev.family != BW_FAMILY_V6)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown family ", unsigned{ev.family}));
@@ -512,6 +528,12 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
   if (ev.kind == BW_EV_BANNER) {
     p = ev.banner_side == BW_SIDE_CLIENT ? Lit(p, ",\"banner_side\":\"client\",\"banner\":")
                                          : Lit(p, ",\"banner_side\":\"server\",\"banner\":");
+    p = JsonBanner(p, ev.banner, ev.banner_len);
+    p = Lit(p, ",\"match\":\"");
+    p = Str(p, MatchName(ev.match));
+    *p++ = '"';
+  } else if (ev.kind == BW_EV_NON_TLS) {
+    p = Lit(p, ",\"payload\":");
     p = JsonBanner(p, ev.banner, ev.banner_len);
   }
   if (ev.l4proto == IPPROTO_TCP) {
@@ -632,6 +654,7 @@ uint64_t EveFlowId(const bw_event& ev) {
 
 bool EveToServer(const bw_event& ev, const EveLookup* lookup) {
   if (ev.kind == BW_EV_BANNER) return ev.banner_side == BW_SIDE_CLIENT;
+  if (ev.kind == BW_EV_NON_TLS) return false;  // a server's payload
   constexpr uint8_t kSyn = 0x02, kAck = 0x10;
   if (ev.l4proto == IPPROTO_TCP && (ev.tcp_flags & kSyn)) return !(ev.tcp_flags & kAck);
   if (!HasPorts(ev)) return true;

@@ -237,7 +237,7 @@ class PolicyParser {
   absl::Status Output(const YAML::Node& n, Policy& p);
   absl::Status Metrics(const YAML::Node& n, Policy& p);
   absl::Status Interfaces(const YAML::Node& n, Policy& p);
-  absl::Status Ports(const YAML::Node& n, Policy& p);
+  absl::Status Ports(const YAML::Node& n, const std::string& key, std::vector<uint16_t>* out);
   absl::Status List(const YAML::Node& n, size_t index, Policy& p);
   absl::Status CheckLimits(const Policy& p, int lists_line) const;
 
@@ -247,28 +247,35 @@ class PolicyParser {
   std::set<std::string> list_names_;
 };
 
-absl::Status PolicyParser::Ports(const YAML::Node& n, Policy& p) {
-  if (auto st = Seq(n, "ports", "TCP port numbers"); !st.ok()) return st;
-  p.ports.clear();
+absl::Status PolicyParser::Ports(const YAML::Node& n, const std::string& key,
+                                 std::vector<uint16_t>* out) {
+  if (auto st = Seq(n, key, "TCP port numbers"); !st.ok()) return st;
+  out->clear();
   std::map<uint64_t, int> seen;
   for (size_t i = 0; i < n.size(); ++i) {
-    std::string where = absl::StrCat("ports[", i, "]");
+    std::string where = absl::StrCat(key, "[", i, "]");
     uint64_t v;
     if (auto st = Uint(n[i], where, 1, 65535, &v); !st.ok()) return st;
     auto [pos, fresh] = seen.emplace(v, LineOf(n[i]));
     if (!fresh) return Fail(n[i], where, absl::StrCat("port ", v, " is listed twice"));
-    p.ports.push_back(static_cast<uint16_t>(v));
+    out->push_back(static_cast<uint16_t>(v));
   }
   return absl::OkStatus();
 }
 
 absl::Status PolicyParser::Banner(const YAML::Node& n, Policy& p) {
-  auto f = MapFields(n, "banner", {"server", "client"});
+  auto f = MapFields(n, "banner", {"server", "client", "non_tls"});
   if (!f.ok()) return f.status();
   const std::vector<std::pair<absl::string_view, bw_banner_action>> values = {
       {"off", BW_BANNER_OFF}, {"alert", BW_BANNER_ALERT}, {"drop", BW_BANNER_DROP}};
   for (auto& [key, k, v] : *f) {
     std::string where = absl::StrCat("banner.", key);
+    if (key == "non_tls") {
+      const std::vector<std::pair<absl::string_view, bool>> onoff = {{"off", false},
+                                                                     {"alert", true}};
+      if (auto st = Enum(v, where, onoff, &p.non_tls); !st.ok()) return st;
+      continue;
+    }
     bw_banner_action* out = key == "server" ? &p.banner_server : &p.banner_client;
     // `off` is a plain YAML 1.1 boolean to some parsers; yaml-cpp keeps the scalar text.
     if (auto st = Enum(v, where, values, out); !st.ok()) return st;
@@ -530,7 +537,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
   p.path = path_;
   p.files.push_back(path_);
   auto fields = MapFields(root, "",
-                          {"ports", "banner", "allow_default_route", "keep_on_exit", "limits",
+                          {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit", "limits",
                            "block_event_interval", "lists", "interfaces", "output", "control_socket",
                            "metrics", "state_file", "pin_root"});
   if (!fields.ok()) return fields.status();
@@ -547,7 +554,9 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
   for (auto& [key, k, v] : *fields) {
     absl::Status st;
     if (key == "ports") {
-      st = Ports(v, p);
+      st = Ports(v, "ports", &p.ports);
+    } else if (key == "proxy_ports") {
+      st = Ports(v, "proxy_ports", &p.proxy_ports);
     } else if (key == "banner") {
       st = Banner(v, p);
     } else if (key == "keep_on_exit") {
@@ -695,6 +704,10 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.ports.erase(std::unique(c.ports.begin(), c.ports.end()), c.ports.end());
   c.config.banner_action[BW_SIDE_SERVER] = static_cast<uint8_t>(policy.banner_server);
   c.config.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(policy.banner_client);
+  c.config.flags = policy.non_tls ? BW_CFG_NON_TLS : 0;
+  c.proxy_ports = policy.proxy_ports;
+  std::sort(c.proxy_ports.begin(), c.proxy_ports.end());
+  c.proxy_ports.erase(std::unique(c.proxy_ports.begin(), c.proxy_ports.end()), c.proxy_ports.end());
   c.config.block_event_interval_ns =
       static_cast<uint64_t>(absl::ToInt64Nanoseconds(policy.block_event_interval));
 

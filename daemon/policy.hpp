@@ -74,8 +74,12 @@ struct Policy {
   std::vector<std::string> files;  // [0] = path, then every list file (PolicyEntry::file)
 
   std::vector<uint16_t> ports = {443};
+  // HTTP proxy ports: a CONNECT to a watched port through them is followed to the far server's
+  // banner (sid 1000146 with match connect_tunnel).
+  std::vector<uint16_t> proxy_ports = {3128, 8080, 8888};
   bw_banner_action banner_server = BW_BANNER_ALERT;  // sid 1000146: "SSH-" from a watched port
   bw_banner_action banner_client = BW_BANNER_ALERT;  // sid 1000147: "SSH-" to a watched port
+  bool non_tls = false;  // sid 1000150: a server's first payload neither TLS nor HTTP
   bool allow_default_route = false;
   bool keep_on_exit = false;  // leave programs attached and maps pinned when the daemon exits
   uint32_t v4_entries = BW_V4_ENTRIES_DEFAULT;  // limits: at most this many IPv4 prefixes
@@ -149,6 +153,7 @@ struct CompiledPolicy {
   std::vector<CompiledEntry> entries;   // policy order; entry(ref) finds one by ref
   std::vector<KernelEntry> v4, v6;      // sorted by prefix; the tries' exact desired contents
   std::vector<uint16_t> ports;          // sorted, unique
+  std::vector<uint16_t> proxy_ports;    // sorted, unique
   bw_config config{};
   std::optional<absl::Time> next_expiry;  // earliest list expiry after compiled_at: recompile then
   uint32_t max_list_id = 0, max_entry_ref = 0;  // the highest ids handed out (new ids go above)

@@ -24,7 +24,7 @@ constexpr std::array<Signature, 5> kTable = {{
     {1, kSidWatchedAddress, 1, "BANNERWATCH connection with watched watchlist address",
      "bad-unknown", "Potentially Bad Traffic", 2, true},
     {1, kSidNonTlsOnWatchedPort, 1, "BANNERWATCH non-TLS payload on watched TCP port",
-     "protocol-command-decode", "Generic Protocol Command Decode", 3, false},
+     "protocol-command-decode", "Generic Protocol Command Decode", 3, true},
 }};
 
 }  // namespace
@@ -39,6 +39,8 @@ const Signature* SignatureForEvent(uint8_t kind, uint8_t banner_side) {
       return &kTable[2];
     case BW_EV_WATCH:
       return &kTable[3];
+    case BW_EV_NON_TLS:
+      return &kTable[4];
     default:
       return nullptr;
   }

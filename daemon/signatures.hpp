@@ -17,7 +17,7 @@ inline constexpr uint32_t kSidSshServerBanner = 1000146;  // the seed's ET POLIC
 inline constexpr uint32_t kSidSshClientBanner = 1000147;
 inline constexpr uint32_t kSidBlockedAddress = 1000148;
 inline constexpr uint32_t kSidWatchedAddress = 1000149;
-inline constexpr uint32_t kSidNonTlsOnWatchedPort = 1000150;  // reserved, not emitted yet
+inline constexpr uint32_t kSidNonTlsOnWatchedPort = 1000150;  // banner.non_tls: alert
 
 struct Signature {
   uint32_t gid;

@@ -24,6 +24,10 @@
 #define BW_MAP_COUNTERS "bw_counters"
 #define BW_MAP_EVENTS "bw_events"
 #define BW_MAP_BLOCK_RL "bw_block_rl"
+#define BW_MAP_FIRST "bw_first"
+#define BW_MAP_PARTIAL "bw_partial"
+#define BW_MAP_TUNNELS "bw_tunnels"
+#define BW_MAP_SCRATCH "bw_scratch"
 #define BW_PROG_XDP "bw_xdp_ingress"
 #define BW_PROG_TC "bw_tc_egress"
 
@@ -38,6 +42,11 @@
 #define BW_V6_EXT_MAX 6                    /* IPv6 extension headers walked */
 #define BW_PORTS_MAX 65536U                /* bw_ports is indexed by the TCP port number */
 #define BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT 1000000000ULL
+#define BW_FIRST_DEFAULT (1U << 16)    /* server first payloads awaited (LRU) */
+#define BW_PARTIAL_DEFAULT (1U << 14)  /* split banners awaiting their rest (LRU) */
+#define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
+#define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
+#define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
 
 /* ---- enums ----------------------------------------------------------------------------------- */
 /* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32
@@ -74,9 +83,18 @@ enum bw_direction {
 };
 
 enum bw_event_kind {
-	BW_EV_BANNER = 1, /* "SSH-" at payload offset 0 on a watched port */
-	BW_EV_BLOCK = 2,  /* packet dropped because the remote address is blocked (rate-limited) */
-	BW_EV_WATCH = 3,  /* connection start (SYN or SYN-ACK) with a watched remote address */
+	BW_EV_BANNER = 1,  /* an SSH version line on a watched port (see enum bw_banner_match) */
+	BW_EV_BLOCK = 2,   /* packet dropped because the remote address is blocked (rate-limited) */
+	BW_EV_WATCH = 3,   /* connection start (SYN or SYN-ACK) with a watched remote address */
+	BW_EV_NON_TLS = 4, /* a server's first payload on a watched port is neither TLS nor HTTP */
+};
+
+/* How a banner was found. */
+enum bw_banner_match {
+	BW_MATCH_DIRECT = 0,   /* "SSH-" at payload offset 0 of one segment */
+	BW_MATCH_SPLIT = 1,    /* "SSH-" spread over consecutive segments of a flow */
+	BW_MATCH_PRELINES = 2, /* after other lines in a server's first payload (RFC 4253 4.2) */
+	BW_MATCH_CONNECT = 3,  /* from a proxy after its 200 reply to a CONNECT to a watched port */
 };
 
 enum bw_verdict {
@@ -91,7 +109,13 @@ enum bw_family {
 
 /* bw_ports values */
 enum bw_port_flags {
-	BW_PORT_WATCHED = 1 << 0,
+	BW_PORT_WATCHED = 1 << 0, /* banner checks on this port */
+	BW_PORT_PROXY = 1 << 1,   /* an HTTP proxy port: CONNECTs to watched ports are followed */
+};
+
+/* bw_config.flags */
+enum bw_config_flags {
+	BW_CFG_NON_TLS = 1 << 0, /* report a server's first payload that is neither TLS nor HTTP */
 };
 
 /* ---- counters -------------------------------------------------------------------------------- */
@@ -112,6 +136,11 @@ enum bw_port_flags {
 	X(banner_server)     /* "SSH-" from a watched port */                                 \
 	X(banner_client)     /* "SSH-" to a watched port */                                   \
 	X(banner_drops)      /* packets dropped because their banner matched a drop action */ \
+	X(banner_split)      /* banners completed across segments (also in banner_*) */    \
+	X(banner_prelines)   /* banners after other lines (also in banner_server) */        \
+	X(banner_connect)    /* banners through a CONNECT tunnel (also in banner_server) */  \
+	X(tunnels)           /* CONNECTs to a watched port seen on a proxy port */           \
+	X(non_tls)           /* first server payloads neither TLS nor HTTP */               \
 	X(flow_drops)        /* later packets of a banner-dropped flow */                      \
 	X(watch_hits)        /* connection starts with a watched remote */                     \
 	X(block_drops)       /* packets dropped for a blocked remote */                        \
@@ -160,7 +189,8 @@ struct bw_list_value {
 /* bw_config: a one-element array, written by the daemon at any time. */
 struct bw_config {
 	__u8 banner_action[BW_SIDE__MAX]; /* enum bw_banner_action, by enum bw_banner_side */
-	__u8 _pad0[6];
+	__u8 flags;                       /* enum bw_config_flags */
+	__u8 _pad0[5];
 	__u64 block_event_interval_ns; /* at most one block event per source per interval (per CPU) */
 };
 
@@ -180,6 +210,33 @@ struct bw_flow_key {
 struct bw_flow_value {
 	__u64 since_ns; /* bpf_ktime_get_ns() when the banner was dropped */
 	__u64 packets;  /* later packets dropped */
+};
+
+/* bw_first, bw_partial and bw_tunnels use struct bw_flow_key directionally: "a" is the sender of
+ * the segments awaited (a server, a proxy), "b" the receiver. */
+
+/* bw_partial: the start of "SSH-" seen in a segment shorter than four bytes. */
+struct bw_partial {
+	__u32 next_seq; /* sequence number the continuation must carry */
+	__u8 len;       /* bytes of "SSH-" seen so far (1..3) */
+	__u8 _pad0[3];
+};
+
+/* bw_tunnels: a CONNECT to a watched port through a proxy port. */
+enum bw_tunnel_state {
+	BW_TUNNEL_REQUESTED = 1, /* CONNECT seen, waiting for the proxy's 200 */
+	BW_TUNNEL_OPEN = 2,      /* 200 seen: the next segment is the far server's first */
+};
+struct bw_tunnel {
+	__u8 state;      /* enum bw_tunnel_state */
+	__u8 _pad0;
+	__u16 target_port; /* host order, from the CONNECT line */
+	__u32 _pad1;
+};
+
+/* bw_scratch: per-CPU room for scanning a first payload (the BPF stack holds 512 bytes). */
+struct bw_scratch {
+	__u8 buf[BW_SCAN_MAX + 8];
 };
 
 /* ---- block-event rate limiter (per-CPU array of hashed slots) ---------------------------------- */
@@ -212,8 +269,9 @@ struct bw_event {
 	__be16 dport;
 	__u8 banner_side; /* BW_EV_BANNER: enum bw_banner_side */
 	__u8 banner_len;  /* bytes valid in banner[] */
-	__u16 _pad0;
-	__u8 banner[BW_BANNER_MAX]; /* first payload bytes, BW_EV_BANNER only */
+	__u8 match;       /* BW_EV_BANNER: enum bw_banner_match */
+	__u8 _pad0;
+	__u8 banner[BW_BANNER_MAX]; /* BW_EV_BANNER: the version line; BW_EV_NON_TLS: the payload */
 };
 
 #endif /* BANNERWATCH_ABI_H */

@@ -110,33 +110,42 @@ absl::StatusOr<bw_config> MapSet::ReadConfig() const {
 
 absl::Status MapSet::WriteConfig(const bw_config& cfg) const { return config.Update(0, cfg); }
 
-absl::Status MapSet::SetWatchedPorts(const std::vector<uint16_t>& want) const {
-  std::array<bool, BW_PORTS_MAX> on{};
-  for (uint16_t p : want) on[p] = true;
-  for (uint16_t p : want) {
-    absl::Status st = ports.Update(p, BW_PORT_WATCHED);
-    if (!st.ok()) return st;
-  }
-  auto cur = WatchedPorts();
-  if (!cur.ok()) return cur.status();
-  for (uint16_t p : *cur) {
-    if (on[p]) continue;
-    absl::Status st = ports.Update(p, 0);
+absl::Status MapSet::SetWatchedPorts(const std::vector<uint16_t>& want,
+                                     const std::vector<uint16_t>& proxy) const {
+  std::array<uint8_t, BW_PORTS_MAX> flags{};
+  for (uint16_t p : want) flags[p] |= BW_PORT_WATCHED;
+  for (uint16_t p : proxy) flags[p] |= BW_PORT_PROXY;
+  // One pass over the array: every port gets its flags, so nothing is briefly unwatched that
+  // stays watched. 64 Ki lookups take a few ms; apply skips this when the ports did not change.
+  for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
+    auto v = ports.Lookup(p);
+    if (!v.ok()) return v.status();
+    uint8_t cur = v->has_value() ? **v : 0;
+    if (cur == flags[p]) continue;
+    absl::Status st = ports.Update(p, flags[p]);
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<uint16_t>> MapSet::WatchedPorts() const {
-  // One batch read would be faster; 64 Ki lookups take a few milliseconds and run only on
-  // policy changes and `status`.
+namespace {
+absl::StatusOr<std::vector<uint16_t>> PortsWith(const PortsMap& ports, uint8_t flag) {
   std::vector<uint16_t> out;
   for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
     auto v = ports.Lookup(p);
     if (!v.ok()) return v.status();
-    if (v->has_value() && (**v & BW_PORT_WATCHED)) out.push_back(static_cast<uint16_t>(p));
+    if (v->has_value() && (**v & flag)) out.push_back(static_cast<uint16_t>(p));
   }
   return out;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<uint16_t>> MapSet::WatchedPorts() const {
+  return PortsWith(ports, BW_PORT_WATCHED);
+}
+
+absl::StatusOr<std::vector<uint16_t>> MapSet::ProxyPorts() const {
+  return PortsWith(ports, BW_PORT_PROXY);
 }
 
 }  // namespace bw

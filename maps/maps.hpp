@@ -126,9 +126,11 @@ struct MapSet {
   // Config helpers.
   absl::StatusOr<bw_config> ReadConfig() const;
   absl::Status WriteConfig(const bw_config& cfg) const;
-  // Makes exactly `ports` watched: adds first, then removes the rest.
-  absl::Status SetWatchedPorts(const std::vector<uint16_t>& ports) const;
+  // Makes exactly `ports` watched and `proxy` proxy ports: sets first, then clears the rest.
+  absl::Status SetWatchedPorts(const std::vector<uint16_t>& ports,
+                               const std::vector<uint16_t>& proxy = {}) const;
   absl::StatusOr<std::vector<uint16_t>> WatchedPorts() const;
+  absl::StatusOr<std::vector<uint16_t>> ProxyPorts() const;
 
   // Empties a map (all keys deleted); for tests and `detach`.
   template <typename M>

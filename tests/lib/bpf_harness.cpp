@@ -116,6 +116,15 @@ void BpfHarness::Reset() {
   REQUIRE(MapSet::Clear(maps_.watch_v4).ok());
   REQUIRE(MapSet::Clear(maps_.watch_v6).ok());
   REQUIRE(MapSet::Clear(maps_.flows).ok());
+  for (const char* name : {BW_MAP_FIRST, BW_MAP_PARTIAL, BW_MAP_TUNNELS}) {
+    auto fd = OpenPinnedObject(pin_root_ + "/" + name);
+    REQUIRE(fd.ok());
+    bw_flow_key k, next;
+    while (bpf_map_get_next_key(fd->get(), nullptr, &next) == 0) {
+      k = next;
+      bpf_map_delete_elem(fd->get(), &k);
+    }
+  }
   for (uint32_t i = 0; i < BW_BLOCK_RL_SLOTS; ++i) REQUIRE(maps_.block_rl.Zero(i).ok());
   REQUIRE(maps_.ZeroCounters().ok());
   SetBannerActions(BW_BANNER_ALERT, BW_BANNER_ALERT);
@@ -123,16 +132,18 @@ void BpfHarness::Reset() {
   Drain();
 }
 
-void BpfHarness::SetBannerActions(bw_banner_action server, bw_banner_action client) {
+void BpfHarness::SetBannerActions(bw_banner_action server, bw_banner_action client,
+                                  uint8_t flags) {
   bw_config cfg{};
+  cfg.flags = flags;
   cfg.banner_action[BW_SIDE_SERVER] = server;
   cfg.banner_action[BW_SIDE_CLIENT] = client;
   cfg.block_event_interval_ns = BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT;
   REQUIRE(maps_.WriteConfig(cfg).ok());
 }
 
-void BpfHarness::SetPorts(const std::vector<uint16_t>& ports) {
-  REQUIRE(maps_.SetWatchedPorts(ports).ok());
+void BpfHarness::SetPorts(const std::vector<uint16_t>& ports, const std::vector<uint16_t>& proxy) {
+  REQUIRE(maps_.SetWatchedPorts(ports, proxy).ok());
 }
 
 void BpfHarness::AddPrefix(const std::string& cidr, uint8_t action, uint32_t list_id,

@@ -36,8 +36,8 @@ class BpfHarness {
 
   // Back to a clean state: empty lists/flows/limiter, zero counters, default config, ports {443}.
   void Reset();
-  void SetBannerActions(bw_banner_action server, bw_banner_action client);
-  void SetPorts(const std::vector<uint16_t>& ports);
+  void SetBannerActions(bw_banner_action server, bw_banner_action client, uint8_t flags = 0);
+  void SetPorts(const std::vector<uint16_t>& ports, const std::vector<uint16_t>& proxy = {});
   // Adds a prefix ("203.0.113.0/24", "2001:db8::/32") with an effective action.
   void AddPrefix(const std::string& cidr, uint8_t action, uint32_t list_id = 1,
                  uint32_t entry_ref = 0);

@@ -106,6 +106,10 @@ PacketBuilder& PacketBuilder::doff(uint8_t v) {
   doff_ = v;
   return *this;
 }
+PacketBuilder& PacketBuilder::seq(uint32_t v) {
+  seq_ = v;
+  return *this;
+}
 PacketBuilder& PacketBuilder::udp(uint16_t s, uint16_t d) {
   l4_ = L4::kUdp;
   sport_ = s;
@@ -150,7 +154,10 @@ Bytes PacketBuilder::build() const {
       l4.assign(hl, 0);
       Put16(l4, 0, sport_);
       Put16(l4, 2, dport_);
-      l4[4] = 0x11;  // seq
+      l4[4] = seq_ >> 24;
+      l4[5] = (seq_ >> 16) & 0xff;
+      l4[6] = (seq_ >> 8) & 0xff;
+      l4[7] = seq_ & 0xff;
       l4[8] = 0x22;  // ack
       l4[12] = static_cast<uint8_t>((doff_ ? *doff_ : hl / 4) << 4);
       l4[13] = flags_;

@@ -245,9 +245,10 @@ TEST_CASE("eve: every event kind and banner side has its signature") {
   CHECK(bw::SignatureForEvent(BW_EV_WATCH, 0)->signature_id == 1000149);
   CHECK(bw::SignatureForEvent(BW_EV_BANNER, BW_SIDE__MAX) == nullptr);
   CHECK(bw::SignatureForEvent(0, 0) == nullptr);
-  CHECK(bw::SignatureForEvent(4, 0) == nullptr);
+  CHECK(bw::SignatureForEvent(5, 0) == nullptr);
   REQUIRE(bw::SignatureById(1000150) != nullptr);
-  CHECK_FALSE(bw::SignatureById(1000150)->emitted);
+  CHECK(bw::SignatureById(1000150)->emitted);
+  CHECK(bw::SignatureForEvent(BW_EV_NON_TLS, 0)->signature_id == 1000150u);
   CHECK(bw::SignatureById(1000145) == nullptr);
 }
 
@@ -280,6 +281,26 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
   };
   // clang-format off
   const std::vector<Row> rows = {
+    {"server banner split over segments: match says so",
+     [] { bw_event e = Ev().src("37.9.53.12", 443).dst("198.51.100.10", 51234).banner(BW_SIDE_SERVER, "SSH-2.0-x\r\n");
+          e.match = BW_MATCH_SPLIT; return e; }(),
+     {{"in_iface", "eth0"}, {"src_ip", "37.9.53.12"}, {"src_port", 443}, {"dest_ip", "198.51.100.10"},
+      {"dest_port", 51234}, {"proto", "TCP"}, {"direction", "to_client"},
+      {"alert", {{"action", "allowed"}, {"gid", 1}, {"signature_id", 1000146}, {"rev", 1},
+                 {"signature", "ET POLICY SSH banner detected on TCP 443 likely proxy evasion"},
+                 {"category", "Misc activity"}, {"severity", 3}}},
+      {"bannerwatch", {{"kind", "banner"}, {"direction", "ingress"}, {"banner_side", "server"}, {"match", "split"},
+                       {"banner", "SSH-2.0-x\r\n"}, {"tcp_flags", "18"}}}}},
+    {"non-TLS first payload on a watched port (sid 1000150)",
+     [] { bw_event e = Ev().src("203.0.113.7", 443).dst("198.51.100.10", 51234).banner(BW_SIDE_SERVER, "+OK ready\r\n");
+          e.kind = BW_EV_NON_TLS; return e; }(),
+     {{"in_iface", "eth0"}, {"src_ip", "203.0.113.7"}, {"src_port", 443}, {"dest_ip", "198.51.100.10"},
+      {"dest_port", 51234}, {"proto", "TCP"}, {"direction", "to_client"},
+      {"alert", {{"action", "allowed"}, {"gid", 1}, {"signature_id", 1000150}, {"rev", 1},
+                 {"signature", "BANNERWATCH non-TLS payload on watched TCP port"},
+                 {"category", "Generic Protocol Command Decode"}, {"severity", 3}}},
+      {"bannerwatch", {{"kind", "non_tls"}, {"direction", "ingress"},
+                       {"payload", "+OK ready\r\n"}, {"tcp_flags", "18"}}}}},
     {"server banner, IPv4 ingress, unlisted: the seed's rule",
      Ev().src("37.9.53.12", 443).dst("198.51.100.10", 51234).banner(BW_SIDE_SERVER, "SSH-2.0-OpenSSH_9.2\r\n"),
      {{"in_iface", "eth0"}, {"src_ip", "37.9.53.12"}, {"src_port", 443}, {"dest_ip", "198.51.100.10"},
@@ -287,7 +308,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"alert", {{"action", "allowed"}, {"gid", 1}, {"signature_id", 1000146}, {"rev", 1},
                  {"signature", "ET POLICY SSH banner detected on TCP 443 likely proxy evasion"},
                  {"category", "Misc activity"}, {"severity", 3}}},
-      {"bannerwatch", {{"kind", "banner"}, {"direction", "ingress"}, {"banner_side", "server"},
+      {"bannerwatch", {{"kind", "banner"}, {"direction", "ingress"}, {"banner_side", "server"}, {"match", "direct"},
                        {"banner", "SSH-2.0-OpenSSH_9.2\r\n"}, {"tcp_flags", "18"}}}}},
     {"client banner, IPv4 egress, dropped, remote on the seed's watch list",
      Ev().src("198.51.100.10", 51234).dst("37.9.53.97", 443).egress().drop()
@@ -297,7 +318,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"alert", {{"action", "blocked"}, {"gid", 1}, {"signature_id", 1000147}, {"rev", 1},
                  {"signature", "BANNERWATCH SSH client banner sent to watched TCP port likely proxy evasion"},
                  {"category", "Potential Corporate Privacy Violation"}, {"severity", 1}}},
-      {"bannerwatch", {{"kind", "banner"}, {"direction", "egress"}, {"banner_side", "client"},
+      {"bannerwatch", {{"kind", "banner"}, {"direction", "egress"}, {"banner_side", "client"}, {"match", "direct"},
                        {"banner", "SSH-2.0-PuTTY_Release_0.78\r\n"}, {"tcp_flags", "18"},
                        {"list", "seed-ssh-over-443"}, {"list_action", "watch"}, {"prefix", "37.9.53.0/24"},
                        {"tags", {"seed", "ukraine"}}, {"reason", "beaconing over 443"}}}}},
@@ -308,7 +329,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"alert", {{"action", "allowed"}, {"gid", 1}, {"signature_id", 1000146}, {"rev", 1},
                  {"signature", "ET POLICY SSH banner detected on TCP 443 likely proxy evasion"},
                  {"category", "Misc activity"}, {"severity", 3}}},
-      {"bannerwatch", {{"kind", "banner"}, {"direction", "ingress"}, {"banner_side", "server"},
+      {"bannerwatch", {{"kind", "banner"}, {"direction", "ingress"}, {"banner_side", "server"}, {"match", "direct"},
                        {"banner", ""}, {"tcp_flags", "18"}}}}},
     {"client banner, IPv6 egress to a blocked /48 with a source id",
      Ev().v6().egress().drop().src("2001:db8::1", 50000).dst("2001:db8:bad:1::5", 443)
@@ -318,7 +339,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"alert", {{"action", "blocked"}, {"gid", 1}, {"signature_id", 1000147}, {"rev", 1},
                  {"signature", "BANNERWATCH SSH client banner sent to watched TCP port likely proxy evasion"},
                  {"category", "Potential Corporate Privacy Violation"}, {"severity", 1}}},
-      {"bannerwatch", {{"kind", "banner"}, {"direction", "egress"}, {"banner_side", "client"},
+      {"bannerwatch", {{"kind", "banner"}, {"direction", "egress"}, {"banner_side", "client"}, {"match", "direct"},
                        {"banner", "SSH-2.0-Go"}, {"tcp_flags", "18"}, {"list", "spamhaus-drop"},
                        {"list_action", "block"}, {"prefix", "2001:db8:bad::/48"}, {"tags", json::array()},
                        {"source_id", "SBL123456"}}}}},

@@ -199,6 +199,17 @@ lists:
   CHECK(MustParse("metrics: off\n").metrics_listen.empty());
   CHECK(m.pin_root == BW_PIN_ROOT_DEFAULT);
   CHECK(MustParse("ports: []\n").ports.empty());
+  CHECK(m.proxy_ports == std::vector<uint16_t>{3128, 8080, 8888});
+  CHECK_FALSE(m.non_tls);
+  {
+    Policy q = MustParse("proxy_ports: [8888, 3128]\nbanner:\n  non_tls: alert\nlists: []\n");
+    CHECK(q.non_tls);
+    auto c = Compile(q);
+    REQUIRE(c.ok());
+    CHECK(c->proxy_ports == std::vector<uint16_t>{3128, 8888});
+    CHECK(c->config.flags == BW_CFG_NON_TLS);
+    CHECK(Compile(m)->config.flags == 0);
+  }
 }
 
 struct BadRow {
@@ -258,6 +269,9 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"block_event_interval: 1 parsec\n", 1, "is not a duration such as 1s"},
       {"block_event_interval: -1s\n", 1, "is not a duration"},
       {"block_event_interval: inf\n", 1, "is not a duration"},
+      {"proxy_ports: [8080, 8080]\n", 1, "port 8080 is listed twice"},
+      {"proxy_ports: [0]\n", 1, "proxy_ports[0]"},
+      {"banner:\n  non_tls: drop\n", 2, "banner.non_tls"},
       // daemon settings
       {"metrics: 9470\n", 1, "missing port"},
       {"metrics: \"::1:9470\"\n", 1, "an IPv6 address needs brackets"},

@@ -326,10 +326,12 @@ json Daemon::Status() {
                                {"adopted", a.xdp_adopted}});
   std::vector<uint16_t> ports(watched_ports_.begin(), watched_ports_.end());
   j["ports"] = ports;
+  j["proxy_ports"] = compiled_->proxy_ports;
   j["banner"] = {{"server", BannerActionName(static_cast<bw_banner_action>(
                                 compiled_->config.banner_action[BW_SIDE_SERVER]))},
                  {"client", BannerActionName(static_cast<bw_banner_action>(
-                                compiled_->config.banner_action[BW_SIDE_CLIENT]))}};
+                                compiled_->config.banner_action[BW_SIDE_CLIENT]))},
+                 {"non_tls", (compiled_->config.flags & BW_CFG_NON_TLS) ? "alert" : "off"}};
   auto stats = PerListStats(false);
   j["lists"] = json::array();
   for (const CompiledList& l : compiled_->lists) {

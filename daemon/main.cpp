@@ -14,6 +14,7 @@
 #include "daemon/control.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/policy.hpp"
+#include "daemon/scan.hpp"
 
 namespace {
 
@@ -31,6 +32,10 @@ Daemon:
         Remove every attachment and pin a daemon left (refused while one runs).
   check [--config FILE]
         Validate a policy and its list files; print what would be loaded.
+  scan [--config FILE] [--local CIDR]... CAPTURE...
+        Replay pcap/pcapng captures through the data plane (BPF_PROG_TEST_RUN): EVE lines on
+        stdout, a summary on stderr. Frames from --local addresses run through TC egress, the
+        rest through XDP. Block events are rate-limited on capture time. `scan --help` for more.
 
 Talking to a running daemon (--control SOCK, default /run/bannerwatch/control.sock):
   status [--json]
@@ -303,6 +308,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "run") return CmdRun(argc, argv);
   if (cmd == "check") return CmdCheck(argc, argv);
+  if (cmd == "scan") return bw::ScanMain(argc, argv);
   if (cmd == "detach") {
     Args a(argc, argv, 2, {"pin-root"}, {});
     if (!a.error.empty()) return Usage(a.error);

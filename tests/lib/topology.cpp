@@ -74,15 +74,182 @@ std::unique_ptr<Process> StartSshd(Topology& t, int port) {
   return p;
 }
 
-int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out) {
+int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out,
+             const std::string& extra) {
   std::string cmd = t.host().Prefix() + " timeout " + std::to_string(timeout_s + 2) +
                     " ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-                    " -o ConnectTimeout=" + std::to_string(timeout_s) + " -p " +
+                    " -o ConnectTimeout=" + std::to_string(timeout_s) + " " + extra + " -p " +
                     std::to_string(port) + " nobody@" + addr + " true 2>&1";
   int st = 0;
   std::string o = ShOut(cmd, &st);
   if (out) *out = o;
   return st;
+}
+
+bool WaitListening(Netns& ns, int port, int timeout_ms) {
+  return WaitFor(
+      [&] { return ns.Run("ss -ltnH | grep -q \":" + std::to_string(port) + " \"") == 0; },
+      timeout_ms);
+}
+
+namespace {
+// <dir>/<name>-<port>, created.
+std::string ServerDir(Topology& t, const std::string& name, int port) {
+  std::string d = t.dir() + "/" + name + "-" + std::to_string(port);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+void RequireListening(Topology& t, int port, const std::string& log) {
+  bool up = WaitListening(t.server(), port);
+  INFO(log << ":\n" << ReadFile(log));
+  REQUIRE(up);
+}
+}  // namespace
+
+TlsFiles SelfSignedCert(Topology& t) {
+  TlsFiles f{t.dir() + "/tls-cert.pem", t.dir() + "/tls-key.pem"};
+  if (!std::filesystem::exists(f.cert))
+    REQUIRE(Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+               " -subj /CN=server.test -keyout " + f.key + " -out " + f.cert + " >/dev/null 2>&1") == 0);
+  return f;
+}
+
+std::unique_ptr<Process> StartDropbear(Topology& t, int port) {
+  std::string d = ServerDir(t, "dropbear", port);
+  if (!std::filesystem::exists(d + "/hostkey"))
+    REQUIRE(Sh("dropbearkey -t ed25519 -f " + d + "/hostkey >/dev/null 2>&1") == 0);
+  auto p = std::make_unique<Process>(
+      &t.server(),
+      std::vector<std::string>{"/usr/sbin/dropbear", "-F", "-E", "-p",
+                               std::string(kServerV4) + ":" + std::to_string(port), "-r",
+                               d + "/hostkey", "-P", d + "/dropbear.pid"},
+      d + "/dropbear.log");
+  RequireListening(t, port, d + "/dropbear.log");
+  return p;
+}
+
+std::unique_ptr<Process> StartNginx(Topology& t, const std::vector<NginxListen>& listens) {
+  REQUIRE(!listens.empty());
+  std::string d = ServerDir(t, "nginx", listens[0].port);
+  std::filesystem::create_directories(d + "/tmp");
+  TlsFiles tls = SelfSignedCert(t);
+  std::string conf = "daemon off;\nmaster_process on;\nworker_processes 1;\npid " + d +
+                     "/nginx.pid;\nerror_log " + d + "/error.log;\nevents { worker_connections 64; }\n"
+                     "http {\n  access_log " + d + "/access.log;\n";
+  for (const char* tmp : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
+    conf += std::string("  ") + tmp + "_temp_path " + d + "/tmp;\n";
+  for (const NginxListen& l : listens) {
+    conf += "  server {\n    listen " + l.addr + ":" + std::to_string(l.port) + (l.tls ? " ssl" : "") +
+            ";\n";
+    if (l.tls)
+      conf += "    ssl_certificate " + tls.cert + ";\n    ssl_certificate_key " + tls.key + ";\n";
+    conf += "    location / { return 200 \"bannerwatch test page\\n\"; }\n  }\n";
+  }
+  conf += "}\n";
+  WriteFile(d + "/nginx.conf", conf);
+  auto p = std::make_unique<Process>(
+      &t.server(), std::vector<std::string>{"/usr/sbin/nginx", "-c", d + "/nginx.conf", "-p", d},
+      d + "/nginx.log");
+  for (const NginxListen& l : listens) RequireListening(t, l.port, d + "/error.log");
+  return p;
+}
+
+std::unique_ptr<Process> StartSslh(Topology& t, int port, int ssh_port, int tls_port) {
+  std::string d = ServerDir(t, "sslh", port);
+  std::string v4 = kServerV4;
+  auto p = std::make_unique<Process>(
+      &t.server(),
+      std::vector<std::string>{"/usr/sbin/sslh", "-f", "-n", "-p", v4 + ":" + std::to_string(port),
+                               "--ssh", v4 + ":" + std::to_string(ssh_port), "--tls",
+                               v4 + ":" + std::to_string(tls_port)},
+      d + "/sslh.log");
+  RequireListening(t, port, d + "/sslh.log");
+  return p;
+}
+
+std::unique_ptr<Process> StartStunnel(Topology& t, int port, int connect_port) {
+  std::string d = ServerDir(t, "stunnel", port);
+  TlsFiles tls = SelfSignedCert(t);
+  WriteFile(d + "/stunnel.conf", "foreground = yes\npid = " + d + "/stunnel.pid\n[ssh-in-tls]\naccept = " +
+                                     kServerV4 + ":" + std::to_string(port) + "\nconnect = " +
+                                     kServerV4 + ":" + std::to_string(connect_port) + "\ncert = " +
+                                     tls.cert + "\nkey = " + tls.key + "\n");
+  auto p = std::make_unique<Process>(
+      &t.server(), std::vector<std::string>{"/usr/bin/stunnel4", d + "/stunnel.conf"},
+      d + "/stunnel.log");
+  RequireListening(t, port, d + "/stunnel.log");
+  return p;
+}
+
+std::unique_ptr<Process> StartTinyproxy(Topology& t, int port) {
+  std::string d = ServerDir(t, "tinyproxy", port);
+  WriteFile(d + "/tinyproxy.conf", "Port " + std::to_string(port) + "\nListen " + kServerV4 +
+                                       "\nTimeout 30\nMaxClients 16\nAllow 198.51.100.0/24\n"
+                                       "ConnectPort 443\nLogLevel Info\n");
+  auto p = std::make_unique<Process>(
+      &t.server(), std::vector<std::string>{"/usr/bin/tinyproxy", "-d", "-c", d + "/tinyproxy.conf"},
+      d + "/tinyproxy.log");
+  RequireListening(t, port, d + "/tinyproxy.log");
+  return p;
+}
+
+int Curl(Topology& t, const std::string& url, int timeout_s, std::string* body) {
+  int st = 0;
+  std::string out = ShOut(t.host().Prefix() + " curl -sS -k --connect-timeout " +
+                              std::to_string(timeout_s) + " --max-time " +
+                              std::to_string(timeout_s + 1) + " '" + url + "' 2>&1",
+                          &st);
+  if (body) *body = out;
+  return st;
+}
+
+Tcpdump::Tcpdump(Netns& ns, const std::string& iface, const std::string& path)
+    : path_(path), log_(path + ".log") {
+  // --immediate-mode: without it, frames still in the capture ring's current block when SIGINT
+  // arrives are never written. -Z root: write the file as root (no privilege drop).
+  proc_ = std::make_unique<Process>(
+      &ns,
+      std::vector<std::string>{"tcpdump", "-i", iface, "-w", path, "--immediate-mode", "-U", "-n",
+                               "-s", "0", "-Z", "root"},
+      log_);
+  bool up = WaitFor([&] { return ReadFile(log_).find("listening on") != std::string::npos; }, 5000);
+  INFO("tcpdump: " << ReadFile(log_));
+  REQUIRE(up);
+}
+
+std::string Tcpdump::Stop() {
+  if (proc_) {
+    proc_->Signal(SIGINT);
+    int st = proc_->Wait(5000);
+    proc_.reset();
+    INFO("tcpdump: " << ReadFile(log_));
+    CHECK(st == 0);
+  }
+  return ReadFile(log_);
+}
+
+Tcpdump::~Tcpdump() {
+  if (proc_) {
+    proc_->Signal(SIGINT);
+    proc_->Wait(5000);
+  }
+}
+
+ScanRun ScanCapture(const std::string& policy, const std::string& capture,
+                    const std::vector<std::string>& locals) {
+  ScanRun r;
+  std::string cmd = BannerwatchBinary() + " scan --config " + policy;
+  for (const std::string& l : locals) cmd += " --local " + l;
+  std::string err = capture + ".scan-stderr";
+  std::string out = ShOut(cmd + " " + capture + " 2>" + err, &r.status);
+  r.summary = ReadFile(err);
+  std::filesystem::remove(err);
+  std::istringstream ss(out);
+  std::string line;
+  while (std::getline(ss, line))
+    if (!line.empty()) r.eve.push_back(nlohmann::json::parse(line));
+  return r;
 }
 
 Daemon::Daemon(Topology& t, const std::string& policy_yaml, const std::vector<std::string>& extra)

@@ -47,8 +47,63 @@ class Topology {
 std::unique_ptr<Process> StartSshd(Topology& t, int port);
 // A client connection attempt from the host namespace; returns ssh's exit status (255 when the
 // banners were exchanged but authentication failed, as expected; 255 too when no connection).
-// `out` gets ssh's stderr.
-int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out);
+// `out` gets ssh's stderr. `extra` is added to ssh's options (e.g. "-o ProxyCommand='...'").
+int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out,
+             const std::string& extra = "");
+
+// ---- more real servers and tools (tests/integration/traffic_test.cpp) ----------------------------
+// Every server below runs in the server namespace with its files under <dir>/<name>-<port>, and
+// the Start* functions return once it listens (they fail the test otherwise, with its log).
+
+// Polls `ss` in `ns` until something listens on TCP `port`.
+bool WaitListening(Netns& ns, int port, int timeout_ms = 5000);
+// A self-signed certificate (EC P-256, CN server.test) made with openssl, once per topology.
+struct TlsFiles {
+  std::string cert, key;
+};
+TlsFiles SelfSignedCert(Topology& t);
+// dropbear on kServerV4:`port` with its own ed25519 host key.
+std::unique_ptr<Process> StartDropbear(Topology& t, int port);
+// nginx with one server per listener, each answering every request with kTestPage.
+inline constexpr const char* kTestPage = "bannerwatch test page\n";
+struct NginxListen {
+  std::string addr;  // IPv4 address (IPv6 in brackets)
+  int port;
+  bool tls;
+};
+std::unique_ptr<Process> StartNginx(Topology& t, const std::vector<NginxListen>& listens);
+// sslh on kServerV4:`port`: SSH to kServerV4:ssh_port, TLS to kServerV4:tls_port.
+std::unique_ptr<Process> StartSslh(Topology& t, int port, int ssh_port, int tls_port);
+// stunnel (server mode) on kServerV4:`port`, the TLS inside going to kServerV4:connect_port.
+std::unique_ptr<Process> StartStunnel(Topology& t, int port, int connect_port);
+// tinyproxy on kServerV4:`port`, CONNECT allowed to 443 from the host's subnet.
+std::unique_ptr<Process> StartTinyproxy(Topology& t, int port);
+// curl from the host namespace; returns curl's exit status, `body` gets its output.
+int Curl(Topology& t, const std::string& url, int timeout_s, std::string* body = nullptr);
+
+// tcpdump writing every frame of `iface` in `ns` to `path` (pcap). Returns once it listens;
+// Stop() (and the destructor) sends SIGINT and waits for it to flush and exit.
+class Tcpdump {
+ public:
+  Tcpdump(Netns& ns, const std::string& iface, const std::string& path);
+  ~Tcpdump();
+  // Returns tcpdump's own report ("N packets captured ...").
+  std::string Stop();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, log_;
+  std::unique_ptr<Process> proc_;
+};
+
+// `bannerwatch scan --config POLICY [--local L]... CAPTURE`, run as the tests' root.
+struct ScanRun {
+  int status = -1;
+  std::vector<nlohmann::json> eve;  // stdout, parsed
+  std::string summary;              // stderr
+};
+ScanRun ScanCapture(const std::string& policy, const std::string& capture,
+                    const std::vector<std::string>& locals);
 
 class Daemon {
  public:
@@ -63,6 +118,7 @@ class Daemon {
   int Cli(const std::string& args, std::string* out = nullptr);
   nlohmann::json Status();
   std::vector<nlohmann::json> EveLines();  // every line of the EVE file, parsed
+  const std::string& eve_path() const { return eve_; }
   std::string log();
   const std::string& pin_root() const { return pin_root_; }
   const std::string& policy_path() const { return policy_; }

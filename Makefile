@@ -26,7 +26,7 @@ run: deps configure
 	./$(BUILD)/bannerwatch run $(RUN_ARGS)
 
 bench: build
-	./bench/run
+	BUILD=$(BUILD) ./bench/run
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* bwbench_abi.h — what bench/bwbench.bpf.c and the benchmark programs share (clang -target bpf and
+ * g++): the rewrite table's row and its size. Only <linux/types.h>; network-order fields. */
+#ifndef BWBENCH_ABI_H
+#define BWBENCH_ABI_H
+
+#include <linux/types.h>
+
+#define BWB_ADDRS_MAX (1U << 17) /* rows of the rewrite table (a .bss array: 1 MiB) */
+
+/* One row: a source address and both checksums a frame needs with it, all in network order. */
+struct bwb_addr {
+	__u32 saddr;
+	__u16 ip_csum;
+	__u16 l4_csum;
+};
+
+#endif /* BWBENCH_ABI_H */

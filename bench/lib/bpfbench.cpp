@@ -1,0 +1,94 @@
+#include "bench/lib/bpfbench.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "bwbench.skel.h"
+#include "maps/maps.hpp"
+
+namespace bw::bench {
+
+double MonotonicSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+absl::StatusOr<std::unique_ptr<BenchProgs>> BenchProgs::Load() {
+  std::unique_ptr<BenchProgs> p(new BenchProgs());
+  p->skel_ = bwbench__open_and_load();
+  if (!p->skel_) return ErrnoStatus("bwbench.bpf.o", "bwbench__open_and_load", errno);
+  return p;
+}
+
+BenchProgs::~BenchProgs() {
+  if (skel_) bwbench__destroy(skel_);
+}
+
+absl::Status BenchProgs::SetTargets(int base_prog_fd, int bw_prog_fd) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bwb_tgt_base), &zero, &base_prog_fd, 0) != 0)
+    return ErrnoStatus("bwb_tgt_base", "bpf_map_update_elem", errno);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bwb_tgt_bw), &zero, &bw_prog_fd, 0) != 0)
+    return ErrnoStatus("bwb_tgt_bw", "bpf_map_update_elem", errno);
+  return absl::OkStatus();
+}
+
+absl::Status BenchProgs::SetTraffic(const Traffic& t) {
+  size_t n = t.rows.size();
+  if (n == 0 || n > kAddrsMax || (n & (n - 1)) != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(t.name, ": ", n, " rewrite rows; want a power of two <= ", kAddrsMax));
+  static_assert(sizeof(skel_->bss->bwb_addrs[0]) == sizeof(AddrRow));
+  std::memcpy(skel_->bss->bwb_addrs, t.rows.data(), n * sizeof(AddrRow));
+  skel_->bss->bwb_mask = static_cast<uint32_t>(n - 1);
+  skel_->bss->bwb_l4_csum_off = t.l4_csum_off;
+  Rewind();
+  return absl::OkStatus();
+}
+
+void BenchProgs::Rewind() { skel_->bss->bwb_next = 0; }
+uint64_t BenchProgs::BadFrames() const { return skel_->bss->bwb_bad; }
+int BenchProgs::wrap_base_fd() const { return bpf_program__fd(skel_->progs.bwb_wrap_base); }
+int BenchProgs::wrap_bw_fd() const { return bpf_program__fd(skel_->progs.bwb_wrap_bw); }
+int BenchProgs::gen_fd() const { return bpf_program__fd(skel_->progs.bwb_gen); }
+
+namespace {
+absl::StatusOr<RunOut> Run(int prog_fd, const test::Bytes& frame, uint32_t repeat, uint32_t flags,
+                           int ifindex) {
+  xdp_md ctx{};
+  ctx.data_end = static_cast<uint32_t>(frame.size());  // the kernel wants data_end == size
+  ctx.ingress_ifindex = static_cast<uint32_t>(ifindex);
+  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()), .ctx_in = &ctx,
+              .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat), .flags = flags);
+  double t0 = MonotonicSeconds();
+  int err = bpf_prog_test_run_opts(prog_fd, &o);
+  double t1 = MonotonicSeconds();
+  if (err != 0) return ErrnoStatus("xdp", "bpf_prog_test_run_opts", errno);
+  return RunOut{o.retval, t1 - t0, o.duration};
+}
+}  // namespace
+
+double NsPerRun(const RunOut& r, uint32_t repeat, bool* preempted) {
+  double wall = r.seconds * 1e9 / static_cast<double>(repeat);
+  *preempted = wall - static_cast<double>(r.kernel_ns) > 1.25;
+  return *preempted ? r.kernel_ns + 0.5 : wall;
+}
+
+absl::StatusOr<RunOut> RunXdp(int prog_fd, const test::Bytes& frame, uint32_t repeat) {
+  return Run(prog_fd, frame, repeat, 0, 1 /* lo: events name a real interface */);
+}
+
+absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t repeat,
+                               int ifindex) {
+  return Run(prog_fd, frame, repeat, BPF_F_TEST_XDP_LIVE_FRAMES, ifindex);
+}
+
+}  // namespace bw::bench

@@ -1,0 +1,65 @@
+// bpfbench.hpp — the benchmarks' own XDP programs (bench/bwbench.bpf.c) and BPF_PROG_TEST_RUN.
+//
+// Contract: BenchProgs owns the loaded bwbench skeleton. SetTraffic() copies a Traffic's rewrite
+// rows into the programs' table (a power of two of them, at most kAddrsMax) and rewinds it;
+// SetTargets() fills the two wrappers' tail-call slots. RunXdp() runs a program `repeat` times on
+// one frame and returns the time it took; the frame's data_end equals its length, as
+// the kernel requires when a context is passed. RunLive() runs BPF_F_TEST_XDP_LIVE_FRAMES (frames
+// really transmitted on XDP_TX) with ingress_ifindex `ifindex` of the calling thread's netns.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "bench/bwbench_abi.h"
+#include "bench/lib/traffic.hpp"
+
+struct bwbench;  // generated skeleton
+
+namespace bw::bench {
+
+inline constexpr uint32_t kAddrsMax = BWB_ADDRS_MAX;
+
+class BenchProgs {
+ public:
+  static absl::StatusOr<std::unique_ptr<BenchProgs>> Load();
+  ~BenchProgs();
+  BenchProgs(const BenchProgs&) = delete;
+  BenchProgs& operator=(const BenchProgs&) = delete;
+
+  absl::Status SetTargets(int base_prog_fd, int bw_prog_fd);
+  absl::Status SetTraffic(const Traffic& t);
+  void Rewind();
+  uint64_t BadFrames() const;
+
+  int wrap_base_fd() const;
+  int wrap_bw_fd() const;
+  int gen_fd() const;
+
+ private:
+  BenchProgs() = default;
+  bwbench* skel_ = nullptr;
+};
+
+struct RunOut {
+  uint32_t retval = 0;
+  double seconds = 0;       // wall time of the bpf_prog_test_run_opts call
+  uint32_t kernel_ns = 0;   // the kernel's own figure: ns per run, rounded down
+};
+
+// Nanoseconds per run of one RunXdp call. The wall time is precise (the kernel's figure is
+// rounded down to whole ns) but also counts time the thread was preempted (the kernel's leaves it
+// out): the wall figure is used unless it exceeds the kernel's by more than the rounding can
+// explain, then the kernel's + 0.5. Sets *preempted in that case.
+// Note: the wall time is only meaningful for a program attached to some interface; otherwise
+// every call with repeat > 1 rebuilds the kernel's XDP dispatcher (milliseconds).
+double NsPerRun(const RunOut& r, uint32_t repeat, bool* preempted);
+
+absl::StatusOr<RunOut> RunXdp(int prog_fd, const test::Bytes& frame, uint32_t repeat);
+absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t repeat,
+                               int ifindex);
+
+double MonotonicSeconds();
+
+}  // namespace bw::bench

@@ -1,0 +1,44 @@
+// report.hpp — how a benchmark hands its figures to bench/run.
+//
+// Contract: every benchmark program writes one Section as a JSON "fragment" (--out FILE):
+// a part number and title, a printable table (columns + rows of strings), notes, and the raw
+// results (every round, medians, ratios, checks) for latest.json. bw_bench_report merges the
+// fragments, in the order given, into bench/results/latest.json with the run's metadata, and
+// prints them as one table (text, or Markdown for BENCHMARKS.md). A new benchmark (issue 5 parts 2
+// and 3) is one more program that writes a fragment, and one more line in bench/run.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include <nlohmann/json.hpp>
+
+namespace bw::bench {
+
+struct Section {
+  int part = 0;
+  std::string key;    // "kernel_cost", "veth_peers"
+  std::string title;  // one line
+  std::string command;
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> notes;
+  nlohmann::json results = nlohmann::json::object();
+
+  nlohmann::json ToJson() const;
+  static Section FromJson(const nlohmann::json& j);
+};
+
+absl::Status WriteJson(const std::string& path, const nlohmann::json& j);
+
+// Medians of rounds: the middle value (the mean of the two middle values for an even count).
+double Median(std::vector<double> v);
+// "1.23", with `digits` after the point.
+std::string Fixed(double v, int digits);
+
+// The whole table, as text (aligned columns) or Markdown.
+std::string RenderText(const std::vector<Section>& sections);
+std::string RenderMarkdown(const std::vector<Section>& sections);
+
+}  // namespace bw::bench

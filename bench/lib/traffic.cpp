@@ -1,0 +1,95 @@
+#include "bench/lib/traffic.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace bw::bench {
+namespace {
+
+constexpr size_t kEth = 14, kIp = 20;
+
+uint32_t Sum(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+  if (n & 1) sum += p[n - 1] << 8;
+  return sum;
+}
+
+uint16_t Fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// IPv4 header and L4 checksums (host order) of `f` as it is now.
+void Checksums(test::Bytes& f, uint16_t* ip, uint16_t* l4, uint32_t l4_csum_off) {
+  uint8_t* iph = f.data() + kEth;
+  iph[10] = iph[11] = 0;
+  *ip = Fold(Sum(iph, kIp));
+  *l4 = 0;
+  if (!l4_csum_off) return;
+  uint8_t proto = iph[9];
+  size_t l4len = (static_cast<size_t>(iph[2]) << 8 | iph[3]) - kIp;
+  uint8_t* seg = f.data() + kEth + kIp;
+  f[l4_csum_off] = f[l4_csum_off + 1] = 0;
+  uint32_t s = Sum(iph + 12, 8);
+  s += proto;
+  s += static_cast<uint32_t>(l4len);
+  s = Sum(seg, l4len, s);
+  *l4 = Fold(s);
+  if (proto == 17 && *l4 == 0) *l4 = 0xffff;
+}
+
+}  // namespace
+
+Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32_t>& sources,
+                    bool bad_l4_csum, const Macs& macs) {
+  test::PacketBuilder b;
+  b.ipv4("192.0.2.1", "198.51.100.2");  // the source is rewritten per row
+  switch (kind) {
+    case Kind::kUdp:
+      b.udp(53, 41000).payload(std::string(
+          "\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x07" "example\x03" "com\x00\x00\x01\x00\x01",
+          29));
+      break;
+    case Kind::kTcpUnwatched:
+      b.tcp(80, 41000).payload("HTTP/1.1 200 OK\r\n");
+      break;
+    case Kind::kTls443:
+      b.tcp(443, 41000).payload(std::string("\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03", 11));
+      break;
+    case Kind::kSshBanner:
+      b.tcp(443, 41000).payload("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
+      break;
+  }
+  Traffic t;
+  t.name = name;
+  t.frame = b.build();
+  std::memcpy(t.frame.data(), macs.dst, 6);
+  std::memcpy(t.frame.data() + 6, macs.src, 6);
+  t.l4_csum_off = static_cast<uint32_t>(kEth + kIp + (kind == Kind::kUdp ? 6 : 16));
+
+  test::Bytes f = t.frame;
+  t.rows.reserve(sources.size());
+  for (uint32_t s : sources) {
+    uint32_t n = htonl(s);
+    std::memcpy(f.data() + kEth + 12, &n, 4);
+    uint16_t ip, l4;
+    Checksums(f, &ip, &l4, t.l4_csum_off);
+    if (bad_l4_csum) l4 ^= 0x0001;  // off by one in ones' complement: never verifies
+    AddrRow r;
+    r.saddr = n;
+    r.ip_csum = htons(ip);
+    r.l4_csum = htons(l4);
+    t.rows.push_back(r);
+  }
+  // The template itself carries the first row, so a frame that is never rewritten is valid too.
+  if (!t.rows.empty()) {
+    std::memcpy(t.frame.data() + kEth + 12, &t.rows[0].saddr, 4);
+    std::memcpy(t.frame.data() + kEth + 10, &t.rows[0].ip_csum, 2);
+    std::memcpy(t.frame.data() + t.l4_csum_off, &t.rows[0].l4_csum, 2);
+  }
+  return t;
+}
+
+}  // namespace bw::bench

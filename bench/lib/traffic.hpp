@@ -1,0 +1,50 @@
+// traffic.hpp — the frames the benchmarks send, and per-source rewrite tables for them.
+//
+// Contract: a Traffic is one template frame (Ethernet + IPv4 without options + TCP/UDP, built with
+// tests/lib/packet.hpp) plus one row per source address: the address and the IPv4 and L4 checksums
+// the frame needs with it. bench/bwbench.bpf.c writes a row into the frame before each run, so a
+// run of N frames carries N different sources. With bad_l4_csum the L4 checksum of every row is
+// wrong on purpose (the stack then drops the frame in TCP instead of answering with a RST).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/packet.hpp"
+
+namespace bw::bench {
+
+// Same layout as struct bwb_addr (bench/bwbench_abi.h); all fields in network order.
+struct AddrRow {
+  uint32_t saddr;
+  uint16_t ip_csum;
+  uint16_t l4_csum;
+};
+static_assert(sizeof(AddrRow) == 8);
+
+struct Traffic {
+  std::string name;
+  test::Bytes frame;
+  uint32_t l4_csum_off = 0;  // 0: no L4 checksum to rewrite
+  std::vector<AddrRow> rows;
+};
+
+// The kinds of frame the benchmarks use (IPv4, remote -> local, dst 198.51.100.2).
+enum class Kind {
+  kUdp,           // UDP 53 -> 41000 (a DNS answer)
+  kTcpUnwatched,  // TCP 80 -> 41000, ACK|PSH, HTTP bytes
+  kTls443,        // TCP 443 -> 41000, a TLS ServerHello record header
+  kSshBanner,     // TCP 443 -> 41000, "SSH-2.0-OpenSSH_9.2p1 ..." (alerts)
+};
+
+struct Macs {
+  uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x02};
+  uint8_t src[6] = {0x02, 0, 0, 0, 0, 0x01};
+};
+
+// sources: IPv4 addresses in host order.
+Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32_t>& sources,
+                    bool bad_l4_csum = false, const Macs& macs = {});
+
+}  // namespace bw::bench

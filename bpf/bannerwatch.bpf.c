@@ -393,45 +393,79 @@ static __always_inline int bw_scan(void *ctx, int is_xdp, __u32 payload_off, __u
 	return st.found;
 }
 
+/* Parsing state of a CONNECT request line, walked by bpf_loop (bw_connect_step). */
+struct bw_connect_state {
+	__u8 line[64];
+	__u32 n;      /* bytes of line loaded */
+	__u32 port;   /* digits after the current ':' */
+	__u32 digits;
+	__u8 colon;   /* inside a ':' group */
+	__u8 bad;     /* the group's number passed 65535 */
+	__u8 spaced;  /* the space that ends the target was seen */
+	__u8 _pad0;
+};
+
+/* The target runs to the first space, which must lie in the bytes read; the port is the digits
+ * after its last ':' and nothing else ("host:443", "[2001:db8::1]:443"; a ']' or any other byte
+ * after a colon means that colon did not start a port: "[2001:db8::22]"). One step per byte, under
+ * bpf_loop: inlined, the per-byte state multiplies the verifier's paths past its budget. */
+static long bw_connect_step(__u32 index, void *arg)
+{
+	struct bw_connect_state *st = arg;
+	__u64 i = (index + 8) & 63;
+
+	if (index + 8 >= 64 || index + 8 >= st->n)
+		return 1;
+	__u8 c = st->line[i];
+
+	if (c == ' ') {
+		st->spaced = 1;
+		return 1;
+	}
+	if (c == ':') {
+		st->colon = 1;
+		st->port = 0;
+		st->digits = 0;
+		st->bad = 0;
+		return 0;
+	}
+	if (!st->colon)
+		return 0;
+	if (c >= '0' && c <= '9') {
+		if (!st->bad) {
+			st->port = st->port * 10 + (c - '0');
+			if (st->port > 65535)
+				st->bad = 1; /* this group only: a later ':' starts afresh */
+		}
+		st->digits++;
+	} else {
+		st->colon = 0;
+	}
+	return 0;
+}
+
 /* A client's "CONNECT host:port HTTP/1.x" to a proxy port: follow it when port is watched. */
 static __always_inline void bw_note_connect(void *ctx, int is_xdp, struct bw_counters *cnt,
 					    const struct bw_pkt *p)
 {
-	__u8 line[64];
-	__u64 n = p->payload_len > sizeof(line) ? sizeof(line) : p->payload_len;
+	struct bw_connect_state st = {};
+	__u64 n = p->payload_len > sizeof(st.line) ? sizeof(st.line) : p->payload_len;
 
 	n &= 0x7f;
-	if (n < 12 || n > sizeof(line))
+	if (n < 12 || n > sizeof(st.line))
 		return;
-	if (bw_load(ctx, is_xdp, p->payload_off, line, n))
+	if (bw_load(ctx, is_xdp, p->payload_off, st.line, n))
 		return;
-	if (line[4] != 'E' || line[5] != 'C' || line[6] != 'T' || line[7] != ' ')
+	if (st.line[4] != 'E' || st.line[5] != 'C' || st.line[6] != 'T' || st.line[7] != ' ')
 		return;
-	/* The port: digits after the last ':' before the first space that follows the target. */
-	__u32 port = 0;
-	int colon = 0;
-
-	for (__u32 i = 8; i < sizeof(line); i++) {
-		if (i >= n)
-			return;
-		__u8 c = line[i];
-
-		if (c == ' ')
-			break;
-		if (c == ':') {
-			colon = 1;
-			port = 0;
-		} else if (colon && c >= '0' && c <= '9') {
-			port = port * 10 + (c - '0');
-			if (port > 65535)
-				return;
-		} else if (colon && c != ']') {
-			colon = 0; /* an IPv6 literal's colons; the port follows the ']' */
-		}
-	}
+	st.n = (__u32)n;
+	bpf_loop(sizeof(st.line) - 8, bw_connect_step, &st, 0);
+	if (!st.spaced || !st.colon || !st.digits || st.bad)
+		return;
+	__u32 port = st.port;
 	__be16 bport = bpf_htons((__u16)port);
 
-	if (!colon || !(bw_port_flags(bport) & BW_PORT_WATCHED))
+	if (!(bw_port_flags(bport) & BW_PORT_WATCHED))
 		return;
 	struct bw_flow_key k;
 	struct bw_tunnel t = { .state = BW_TUNNEL_REQUESTED, .target_port = (__u16)port };

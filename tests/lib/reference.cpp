@@ -1,13 +1,17 @@
-// reference.cpp — the data plane's rules as a plain userspace parser and decision (see reference.hpp).
+// reference.cpp — the data plane's rules as a plain userspace parser and decision (see
+// reference.hpp).
 //
 // Written from the rules, on purpose in a different shape from bpf/: frame bytes and sizes
 // throughout, one bounds check per read against the limit that applies (the frame for headers that
-// locate the datagram, the IP datagram for everything inside it).
+// locate the datagram, the IP datagram for everything inside it). The state kept between frames
+// (first payloads, split banners, tunnels) lives in ordinary std::maps keyed by endpoint strings.
 #include "lib/reference.hpp"
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,9 +21,12 @@ namespace {
 
 constexpr uint16_t kEthIp = 0x0800, kEthIpv6 = 0x86dd, kTpid8021q = 0x8100, kTpid8021ad = 0x88a8;
 constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
-constexpr uint8_t kSyn = 0x02;
+constexpr uint8_t kSyn = 0x02, kAck = 0x10;
 
 uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint32_t Be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
 
 bool IsV6ExtHeader(uint8_t next) {
   return next == 0 || next == 43 || next == 44 || next == 51 || next == 60;
@@ -36,6 +43,7 @@ struct Parsed {
   bool have_ports = false;  // TCP or UDP header valid
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
+  uint32_t seq = 0;                         // TCP sequence number
   size_t payload_off = 0, payload_len = 0;  // TCP payload by the IP length fields
   std::string trace;
 };
@@ -57,10 +65,11 @@ void ParseL4(const uint8_t* f, size_t l4, size_t ip_end, Parsed& p) {
     p.sport = Be16(f + l4);
     p.dport = Be16(f + l4 + 2);
     p.tcp_flags = f[l4 + 13];
+    p.seq = Be32(f + l4 + 4);
     p.payload_off = l4 + hdr;
     p.payload_len = ip_end - p.payload_off;
-    absl::StrAppend(&p.trace, absl::StrFormat(" tcp %u->%u flags=0x%02x payload=%u;", p.sport,
-                                              p.dport, p.tcp_flags, p.payload_len));
+    absl::StrAppend(&p.trace, absl::StrFormat(" tcp %u->%u flags=0x%02x seq=%u payload=%u;",
+                                              p.sport, p.dport, p.tcp_flags, p.seq, p.payload_len));
   } else if (p.l4proto == kProtoUdp) {
     if (l4 + 8 > ip_end) {
       p.status = Parsed::kBadL4;
@@ -223,6 +232,43 @@ std::string AddrText(int family, const uint8_t* a) {
   return buf;
 }
 
+std::string Printable(std::string_view b) {
+  std::string s;
+  for (unsigned char c : b)
+    s += (c >= 0x20 && c < 0x7f) ? std::string(1, c) : absl::StrFormat("\\x%02x", c);
+  return s;
+}
+
+constexpr size_t kScanWindow = BW_SCAN_MAX;  // payload bytes searched for lines / a head's end
+constexpr size_t kMaxPreline = BW_LINE_MAX;  // bytes before the '\n' of a line before the version
+constexpr size_t kConnectWindow = 64;        // payload bytes a CONNECT line is read from
+
+bool HasPrefix(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// RFC 4253 4.2 in a server's first payload: the offset of a later line that starts "SSH-", all
+// lines before it at most kMaxPreline bytes; 0 when there is none in the first kScanWindow bytes.
+size_t VersionAfterLines(std::string_view pl) {
+  std::string_view w = pl.substr(0, kScanWindow);
+  size_t start = 0;
+  for (;;) {
+    size_t nl = w.find('\n', start);
+    if (nl == std::string_view::npos || nl - start > kMaxPreline) return 0;
+    start = nl + 1;
+    if (HasPrefix(w.substr(start), "SSH-")) return start;
+  }
+}
+
+// An HTTP reply's head ends at its first blank line; the offset of "SSH-" right after it, 0 when
+// the first kScanWindow bytes hold no such thing.
+size_t VersionAfterHead(std::string_view pl) {
+  std::string_view w = pl.substr(0, kScanWindow);
+  size_t blank = w.find("\r\n\r\n");
+  if (blank == std::string_view::npos) return 0;
+  return HasPrefix(w.substr(blank + 4), "SSH-") ? blank + 4 : 0;
+}
+
 }  // namespace
 
 const char* RefPathName(RefPath p) {
@@ -232,10 +278,33 @@ const char* RefPathName(RefPath p) {
     case RefPath::kSafelist: return "safelisted remote (pass)";
     case RefPath::kBlock: return "blocked remote (drop + block event)";
     case RefPath::kAddrOnly: return "address check only: fragment/bad L4/ext limit/non-TCP (pass)";
-    case RefPath::kPortUnwatched: return "TCP, no watched port (pass)";
+    case RefPath::kPortUnwatched:
+      return "TCP, no watched or proxy port (pass)";
     case RefPath::kFlowDrop: return "later packet of a banner-dropped flow (drop)";
-    case RefPath::kBannerOff: return "watched port, banner action off (pass)";
-    case RefPath::kNoBanner: return "watched port, no \"SSH-\" (pass)";
+    case RefPath::kBannerOff:
+      return "watched/proxy port, every applicable check off (pass)";
+    case RefPath::kSynAck:
+      return "SYN-ACK without payload (pass, bw_first if checked)";
+    case RefPath::kNoPayload:
+      return "checked port, no payload (pass)";
+    case RefPath::kConnectTunnel:
+      return "CONNECT to a watched port (tunnel requested)";
+    case RefPath::kConnectIgnored:
+      return "\"CONN...\" to a proxy port, not followed (pass)";
+    case RefPath::kTunnelOpen:
+      return "proxy 200 without banner after the head (tunnel open)";
+    case RefPath::kTunnelClosed:
+      return "proxy refusal / open tunnel without banner (forgotten)";
+    case RefPath::kTunnelWait:
+      return "proxy segment, not an HTTP reply (tunnel kept)";
+    case RefPath::kSplitWait:
+      return "start of \"SSH-\" in a short segment (partial kept)";
+    case RefPath::kFirstPayload:
+      return "server first payload, no banner, no event (pass)";
+    case RefPath::kNonTls:
+      return "server first payload neither TLS nor HTTP (pass + event)";
+    case RefPath::kNoBanner:
+      return "checked port, no banner (pass)";
     case RefPath::kBannerAlert: return "banner alert (pass + event)";
     case RefPath::kBannerDrop: return "banner drop (drop + event)";
     case RefPath::kCount: break;
@@ -250,14 +319,12 @@ std::string RefPrefix::ToString() const {
 
 std::string RefEvent::ToString() const {
   int fam = family == BW_FAMILY_V4 ? 4 : 6;
-  std::string b;
-  for (unsigned char c : banner) b += (c >= 0x20 && c < 0x7f) ? std::string(1, c) : absl::StrFormat("\\x%02x", c);
   return absl::StrFormat(
       "kind=%u dir=%u fam=%u verdict=%u list=%u ref=%u act=%u plen=%u l4=%u flags=0x%02x %s:%u -> "
-      "%s:%u side=%u banner(%u)=\"%s\"",
+      "%s:%u side=%u match=%u banner(%u)=\"%s\"",
       kind, direction, family, verdict, list_id, entry_ref, list_action, prefixlen, l4proto,
-      tcp_flags, AddrText(fam, saddr), sport, AddrText(fam, daddr), dport, banner_side,
-      banner.size(), b);
+      tcp_flags, AddrText(fam, saddr), sport, AddrText(fam, daddr), dport, banner_side, match,
+      banner.size(), Printable(banner));
 }
 
 ReferenceModel::ReferenceModel(const RefConfig& cfg) : cfg_(cfg) {
@@ -273,6 +340,13 @@ ReferenceModel::ReferenceModel(const RefConfig& cfg) : cfg_(cfg) {
     }
     if (!replaced) entries_.push_back({p, 0, 0});
   }
+}
+
+void ReferenceModel::Reconfigure(const RefConfig& cfg) {
+  cfg_.port_flags = cfg.port_flags;
+  cfg_.banner_action[BW_SIDE_SERVER] = cfg.banner_action[BW_SIDE_SERVER];
+  cfg_.banner_action[BW_SIDE_CLIENT] = cfg.banner_action[BW_SIDE_CLIENT];
+  cfg_.flags = cfg.flags;
 }
 
 ReferenceModel::Entry* ReferenceModel::Lookup(int family, const uint8_t* addr) {
@@ -296,6 +370,75 @@ ReferenceModel::FlowKey ReferenceModel::MakeFlowKey(uint8_t family, const uint8_
   std::string x = endpoint(a, aport), y = endpoint(b, bport);
   if (y < x) std::swap(x, y);
   return std::string(1, static_cast<char>(family)) + x + y;
+}
+
+ReferenceModel::DirKey ReferenceModel::MakeDirKey(uint8_t family, const uint8_t a[16],
+                                                  uint16_t aport, const uint8_t b[16],
+                                                  uint16_t bport) {
+  DirKey k(1, static_cast<char>(family));
+  for (auto [addr, port] : {std::pair{a, aport}, std::pair{b, bport}}) {
+    k.append(reinterpret_cast<const char*>(addr), 16);
+    k += static_cast<char>(port >> 8);
+    k += static_cast<char>(port & 0xff);
+  }
+  return k;
+}
+
+std::string ReferenceModel::DirKeyText(const DirKey& k) {
+  if (k.size() != 37) return absl::StrCat("(bad key of ", k.size(), " bytes)");
+  int fam = k[0] == BW_FAMILY_V4 ? 4 : 6;
+  auto ep = [&](size_t at) {
+    const auto* u = reinterpret_cast<const uint8_t*>(k.data() + at);
+    std::string a = AddrText(fam, u);
+    return absl::StrCat(fam == 6 ? "[" + a + "]" : a, ":", (u[16] << 8) | u[17]);
+  };
+  return absl::StrCat(ep(1), " > ", ep(19));
+}
+
+int ReferenceModel::ConnectPort(const uint8_t* payload, size_t len, uint32_t quirks) {
+  std::string_view w(reinterpret_cast<const char*>(payload), std::min(len, kConnectWindow));
+  if (w.size() < 12 || !HasPrefix(w, "CONNECT ")) return -1;
+  // The target runs to the first space, which must be in the window.
+  size_t space = w.find(' ', 8);
+  if (space == std::string_view::npos) {
+    if (!(quirks & kQuirkConnectWindowEnd) || w.size() < kConnectWindow) return -1;
+    space = w.size();
+  }
+  std::string_view target = w.substr(8, space - 8);
+  // The digits after the last ':', as a number saturated above 65535; -1 when anything else
+  // (']' included) follows the colon.
+  auto port_after = [&](size_t colon, bool* any_digit) -> long {
+    long v = 0;
+    *any_digit = false;
+    for (size_t i = colon + 1; i < target.size() && target[i] != ':'; ++i) {
+      char c = target[i];
+      if (c < '0' || c > '9') return -1;
+      *any_digit = true;
+      v = std::min(v * 10 + (c - '0'), 65536L);
+    }
+    return v;
+  };
+  size_t last = target.rfind(':');
+  if (last == std::string_view::npos) return -1;
+  if (quirks & kQuirkConnectAnyOverflow) {
+    // The kernel refuses as soon as the digits after any colon pass 65535, up to the first
+    // character that is neither a digit nor ']'.
+    for (size_t c = target.find(':'); c < last; c = target.find(':', c + 1)) {
+      long v = 0;
+      for (size_t i = c + 1; i < target.size(); ++i) {
+        char ch = target[i];
+        if (ch == ']') continue;
+        if (ch < '0' || ch > '9') break;
+        v = std::min(v * 10 + (ch - '0'), 65536L);
+      }
+      if (v > 65535) return -1;
+    }
+  }
+  bool digits = false;
+  long port = port_after(last, &digits);
+  if (port < 0 || port > 65535) return -1;
+  if (!digits && !(quirks & kQuirkConnectEmptyPort)) return -1;
+  return static_cast<int>(port);
 }
 
 RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
@@ -388,16 +531,29 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     r.watch_event = true;
   }
 
-  bool src_watched = cfg_.watched[p.sport], dst_watched = cfg_.watched[p.dport];
-  if (!src_watched && !dst_watched) {
+  // 3. Banners on watched ports, tunnels through proxy ports.
+  const uint8_t sflags = cfg_.port_flags[p.sport], dflags = cfg_.port_flags[p.dport];
+  const bool src_watched = sflags & BW_PORT_WATCHED, dst_watched = dflags & BW_PORT_WATCHED;
+  if (!((sflags | dflags) & (BW_PORT_WATCHED | BW_PORT_PROXY))) {
     r.path = RefPath::kPortUnwatched;
     return r;
   }
-  uint8_t act_srv = src_watched ? cfg_.banner_action[BW_SIDE_SERVER] : uint8_t{BW_BANNER_OFF};
-  uint8_t act_cli = dst_watched ? cfg_.banner_action[BW_SIDE_CLIENT] : uint8_t{BW_BANNER_OFF};
+  const uint8_t srv_cfg = cfg_.banner_action[BW_SIDE_SERVER];
+  const uint8_t cli_cfg = cfg_.banner_action[BW_SIDE_CLIENT];
+  const uint8_t act_srv = src_watched ? srv_cfg : uint8_t{BW_BANNER_OFF};
+  const uint8_t act_cli = dst_watched ? cli_cfg : uint8_t{BW_BANNER_OFF};
+  const bool non_tls = src_watched && (cfg_.flags & BW_CFG_NON_TLS);
+  // A tunnel carries a far server's banner: the server side's action applies to it.
+  const uint8_t act_tun = srv_cfg;
+  const bool proxy_srv = (sflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+  const bool proxy_cli = (dflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+  absl::StrAppend(&r.trace,
+                  absl::StrFormat(" ports 0x%x/0x%x act_srv=%u act_cli=%u non_tls=%d proxy_srv=%d "
+                                  "proxy_cli=%d;",
+                                  sflags, dflags, act_srv, act_cli, non_tls, proxy_srv, proxy_cli));
+
   FlowKey flow = MakeFlowKey(p.family, p.saddr, p.sport, p.daddr, p.dport);
-  if (cfg_.banner_action[BW_SIDE_SERVER] == BW_BANNER_DROP ||
-      cfg_.banner_action[BW_SIDE_CLIENT] == BW_BANNER_DROP) {
+  if (srv_cfg == BW_BANNER_DROP || cli_cfg == BW_BANNER_DROP) {
     if (flows_.count(flow)) {
       count(BW_CNT_flow_drops);
       r.verdict = BW_VERDICT_DROP;
@@ -406,30 +562,167 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
       return r;
     }
   }
-  if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF) {
+  if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls && !proxy_srv &&
+      !proxy_cli) {
     r.path = RefPath::kBannerOff;
     return r;
   }
-  if (p.payload_len < 4 || std::memcmp(f + p.payload_off, "SSH-", 4) != 0) {
-    r.path = RefPath::kNoBanner;
+
+  const uint8_t fam = p.family == 4 ? BW_FAMILY_V4 : BW_FAMILY_V6;
+  const DirKey fwd = MakeDirKey(fam, p.saddr, p.sport, p.daddr, p.dport);  // sender -> receiver
+  const std::string_view pl(reinterpret_cast<const char*>(f + p.payload_off), p.payload_len);
+
+  // A SYN-ACK: the server's first payload will carry its ISN + 1.
+  if ((p.tcp_flags & (kSyn | kAck)) == (kSyn | kAck) && pl.empty()) {
+    if (act_srv != BW_BANNER_OFF || non_tls) {
+      first_[fwd] = p.seq + 1;
+      absl::StrAppend(&r.trace, " SYN-ACK: first payload awaited at ", p.seq + 1u, ";");
+    }
+    r.path = RefPath::kSynAck;
     return r;
   }
-  uint8_t side = act_srv != BW_BANNER_OFF ? BW_SIDE_SERVER : BW_SIDE_CLIENT;
-  uint8_t act = side == BW_SIDE_SERVER ? act_srv : act_cli;
-  count(side == BW_SIDE_SERVER ? BW_CNT_banner_server : BW_CNT_banner_client);
-  r.path = RefPath::kBannerAlert;
-  if (act == BW_BANNER_DROP) {
-    flows_.insert(flow);
-    count(BW_CNT_banner_drops);
-    r.verdict = BW_VERDICT_DROP;
-    r.path = RefPath::kBannerDrop;
+  if (pl.empty()) {
+    r.path = RefPath::kNoPayload;
+    return r;
   }
-  RefEvent e = event(BW_EV_BANNER, r.verdict);
-  e.banner_side = side;
-  size_t n = p.payload_len < BW_BANNER_MAX ? p.payload_len : BW_BANNER_MAX;
-  e.banner.assign(reinterpret_cast<const char*>(f + p.payload_off), n);
-  r.events.push_back(std::move(e));
-  absl::StrAppend(&r.trace, " banner side ", side, " action ", act, ";");
+
+  // Banner events: up to BW_BANNER_MAX bytes of the version line as found.
+  auto hit = [&](uint8_t side, uint8_t act, uint8_t match, std::string banner) {
+    count(side == BW_SIDE_SERVER ? BW_CNT_banner_server : BW_CNT_banner_client);
+    if (match == BW_MATCH_SPLIT) count(BW_CNT_banner_split);
+    if (match == BW_MATCH_PRELINES) count(BW_CNT_banner_prelines);
+    if (match == BW_MATCH_CONNECT) count(BW_CNT_banner_connect);
+    r.path = RefPath::kBannerAlert;
+    if (act == BW_BANNER_DROP) {
+      flows_.insert(flow);
+      count(BW_CNT_banner_drops);
+      r.verdict = BW_VERDICT_DROP;
+      r.path = RefPath::kBannerDrop;
+    }
+    RefEvent e = event(BW_EV_BANNER, r.verdict);
+    e.banner_side = side;
+    e.match = match;
+    banner.resize(std::min<size_t>(banner.size(), BW_BANNER_MAX));
+    e.banner = std::move(banner);
+    r.events.push_back(std::move(e));
+    absl::StrAppend(&r.trace, " banner side ", side, " action ", act, " match ", match, ";");
+    return r;
+  };
+  const bool ssh = HasPrefix(pl, "SSH-");
+
+  // A client asks a proxy for a tunnel; only a watched target port is followed.
+  if (proxy_cli && pl.size() >= 12 && HasPrefix(pl, "CONN")) {
+    const auto* raw = reinterpret_cast<const uint8_t*>(pl.data());
+    int port = ConnectPort(raw, pl.size(), cfg_.quirks);
+    auto followed = [&](int port) {
+      return port >= 0 && (cfg_.port_flags[port] & BW_PORT_WATCHED);
+    };
+    // Which modelled kernel departures decided this request (compared with the rules alone).
+    int strict = ConnectPort(raw, pl.size(), 0);
+    if (followed(strict) != followed(port) || (followed(port) && strict != port))
+      for (uint32_t q = 1; q < kQuirkAll; q <<= 1)
+        if ((cfg_.quirks & q) && ConnectPort(raw, pl.size(), q) != strict) r.quirk |= q;
+    absl::StrAppend(&r.trace, " CONNECT port ", port, " (rules alone: ", strict, ");");
+    if (!followed(port)) {
+      r.path = RefPath::kConnectIgnored;
+      return r;
+    }
+    // The tunnel is keyed by the direction its reply comes in: proxy -> client.
+    tunnels_[MakeDirKey(fam, p.daddr, p.dport, p.saddr, p.sport)] =
+        Tunnel{BW_TUNNEL_REQUESTED, static_cast<uint16_t>(port)};
+    count(BW_CNT_tunnels);
+    r.path = RefPath::kConnectTunnel;
+    return r;
+  }
+  // The proxy's side of a tunnel.
+  if (proxy_srv) {
+    auto t = tunnels_.find(fwd);
+    if (t != tunnels_.end()) {
+      if (t->second.state == BW_TUNNEL_OPEN) {
+        tunnels_.erase(t);  // the far server's first segment has been seen
+        absl::StrAppend(&r.trace, " open tunnel: first segment;");
+        if (ssh) return hit(BW_SIDE_SERVER, act_tun, BW_MATCH_CONNECT, std::string(pl));
+        r.path = RefPath::kTunnelClosed;
+        return r;
+      }
+      if (!HasPrefix(pl, "HTTP")) {
+        r.path = RefPath::kTunnelWait;
+        return r;
+      }
+      if (pl.size() < 12 || pl.substr(9, 3) != "200") {
+        tunnels_.erase(t);
+        absl::StrAppend(&r.trace, " tunnel refused;");
+        r.path = RefPath::kTunnelClosed;
+        return r;
+      }
+      if (size_t at = VersionAfterHead(pl)) {
+        tunnels_.erase(t);
+        return hit(BW_SIDE_SERVER, act_tun, BW_MATCH_CONNECT, std::string(pl.substr(at)));
+      }
+      t->second.state = BW_TUNNEL_OPEN;
+      r.path = RefPath::kTunnelOpen;
+      return r;
+    }
+  }
+  if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls) {
+    r.path = RefPath::kBannerOff;
+    return r;
+  }
+  const uint8_t side = act_srv != BW_BANNER_OFF ? BW_SIDE_SERVER : BW_SIDE_CLIENT;
+  const uint8_t act = side == BW_SIDE_SERVER ? act_srv : act_cli;
+
+  // The seed's rule: "SSH-" at the start of a segment.
+  if (ssh && act != BW_BANNER_OFF) return hit(side, act, BW_MATCH_DIRECT, std::string(pl));
+
+  // "SSH-" spread over segments of this direction, each at the sequence number the last ended at.
+  if (act != BW_BANNER_OFF && (pl[0] == 'S' || pl[0] == 'H' || pl[0] == '-')) {
+    static constexpr std::string_view kSsh = "SSH-";
+    auto prev = partial_.find(fwd);
+    size_t have = prev != partial_.end() && prev->second.next_seq == p.seq ? prev->second.len : 0;
+    size_t got = std::min(pl.size(), 4 - have);
+    bool continues = pl.substr(0, got) == kSsh.substr(have, got);
+    absl::StrAppend(&r.trace, " split: had ", have, ", this segment ", got,
+                    continues ? " continues;" : " does not continue;");
+    if (continues && have + got == 4) {
+      if (prev != partial_.end()) partial_.erase(prev);
+      if (have == 0) return hit(side, act, BW_MATCH_DIRECT, std::string(pl));
+      return hit(side, act, BW_MATCH_SPLIT, std::string(kSsh) + std::string(pl.substr(got)));
+    }
+    if (continues && pl.size() < 4) {
+      partial_[fwd] =
+          Partial{static_cast<uint32_t>(p.seq + pl.size()), static_cast<uint8_t>(have + got)};
+      r.path = RefPath::kSplitWait;
+      return r;
+    }
+    if (prev != partial_.end()) partial_.erase(prev);
+  }
+
+  // A server's first payload (its sequence number is the SYN-ACK's + 1); TLS records never look.
+  const uint8_t first_byte = static_cast<uint8_t>(pl[0]);
+  if (src_watched && (act_srv != BW_BANNER_OFF || non_tls) &&
+      !(first_byte >= 20 && first_byte <= 23)) {
+    auto want = first_.find(fwd);
+    if (want != first_.end() && want->second == p.seq) {
+      first_.erase(want);
+      absl::StrAppend(&r.trace, " first payload;");
+      r.path = RefPath::kFirstPayload;
+      if (HasPrefix(pl, "HTTP")) return r;
+      if (act_srv != BW_BANNER_OFF) {
+        if (size_t at = VersionAfterLines(pl))
+          return hit(BW_SIDE_SERVER, act_srv, BW_MATCH_PRELINES, std::string(pl.substr(at)));
+      }
+      if (non_tls) {
+        count(BW_CNT_non_tls);
+        RefEvent e = event(BW_EV_NON_TLS, BW_VERDICT_PASS);
+        e.banner_side = BW_SIDE_SERVER;
+        e.banner = std::string(pl.substr(0, BW_BANNER_MAX));
+        r.events.push_back(std::move(e));
+        r.path = RefPath::kNonTls;
+      }
+      return r;
+    }
+  }
+  r.path = RefPath::kNoBanner;
   return r;
 }
 

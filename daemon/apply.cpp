@@ -19,9 +19,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <arpa/inet.h>
+
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/prefilter.hpp"
 
 namespace bw {
 namespace {
@@ -184,6 +188,96 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
   return res;
 }
 
+// The IPv4 pre-filter's part of an apply. Safe order (an address's old and new decision are the
+// only ones a reader can see, reading byte -> host -> class, else the trie):
+//  Before the trie diff: every /24 that changes (its byte, a /32 inside, or the meaning of the
+//  class its byte or one of its /32s names) is set to 15 (trie, hosts bit clear): the trie holds the
+//  old state and its own diff is safe.
+//  After it: classes that change meaning (nothing names them now) are rewritten and their counters
+//  zeroed, host entries of changed /24s are written and removed, then the final bytes go in.
+struct PrefilterApply {
+  std::optional<V4PreMapping> map;
+  V4ClassTable old_classes{}, classes{};
+  V4Prefilter want;
+  absl::flat_hash_map<uint32_t, uint8_t> have_hosts;
+  std::vector<uint32_t> changed;  // /24 indexes
+  std::array<bool, BW_V4_CLASSES> meaning_changed{};
+};
+
+absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, const MapSet& maps,
+                                                const ApplyOptions& opts) {
+  PrefilterApply pa;
+  auto m = V4PreMapping::Map(maps.v4_pre);
+  if (!m.ok()) return m.status();
+  pa.map.emplace(std::move(*m));
+  auto oc = ReadClasses(maps.v4_class);
+  if (!oc.ok()) return oc.status();
+  pa.old_classes = *oc;
+  pa.classes = AssignClasses(policy.v4, pa.old_classes);
+  pa.want = BuildV4Prefilter(policy.v4, pa.classes);
+  if (opts.applied) {
+    pa.have_hosts = BuildV4Prefilter(opts.applied->v4, pa.old_classes).hosts;
+  } else {
+    auto d = maps.v4_host.Dump();
+    if (!d.ok()) return d.status();
+    for (const auto& [k, v] : *d) pa.have_hosts[ntohl(k)] = v.cls;
+  }
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
+    pa.meaning_changed[c] = std::memcmp(&pa.old_classes[c], &pa.classes[c], sizeof(bw_v4_class)) != 0;
+  // A stale value in the unused slots would make a stale byte 0 or 15 mean something: never.
+  std::vector<bool> mark(kV4PreBytes, false);
+  const volatile uint8_t* cur = pa.map->bytes();
+  const uint8_t* want = pa.want.bytes.data();
+  for (size_t i = 0; i < kV4PreBytes; ++i) {
+    uint8_t o = cur[i];
+    if (o != want[i] || pa.meaning_changed[o & BW_V4_PRE_CLASS_MASK]) mark[i] = true;
+  }
+  for (const auto& [a, c] : pa.have_hosts) {
+    auto it = pa.want.hosts.find(a);
+    if (it == pa.want.hosts.end() || it->second != c || pa.meaning_changed[c & BW_V4_PRE_CLASS_MASK])
+      mark[a >> 8] = true;
+  }
+  for (const auto& [a, c] : pa.want.hosts)
+    if (!pa.have_hosts.contains(a)) mark[a >> 8] = true;
+  for (size_t i = 0; i < kV4PreBytes; ++i)
+    if (mark[i]) pa.changed.push_back(static_cast<uint32_t>(i));
+  return pa;
+}
+
+// Step 1: changed /24s to the trie.
+void PrefilterToTrie(PrefilterApply& pa) {
+  volatile uint8_t* b = pa.map->bytes();
+  for (uint32_t i : pa.changed) b[i] = BW_V4_PRE_TRIE;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+// Steps 3 and 4: classes, hosts, final bytes.
+absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps) {
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c) {
+    if (!pa.meaning_changed[c]) continue;
+    if (auto st = maps.v4_cls_cnt.Zero(c); !st.ok()) return st;
+    if (auto st = maps.v4_class.Update(c, pa.classes[c]); !st.ok()) return st;
+  }
+  // Removals first (the map holds one policy's /32s at most); nothing reads these /24s' hosts now.
+  for (const auto& [a, c] : pa.have_hosts) {
+    if (pa.want.hosts.contains(a)) continue;
+    auto d = maps.v4_host.Delete(htonl(a));
+    if (!d.ok()) return d.status();
+  }
+  for (const auto& [a, c] : pa.want.hosts) {
+    auto it = pa.have_hosts.find(a);
+    if (it != pa.have_hosts.end() && it->second == c) continue;
+    bw_v4_host v{};
+    v.cls = c;
+    if (auto st = maps.v4_host.Update(htonl(a), v); !st.ok()) return st;
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  volatile uint8_t* b = pa.map->bytes();
+  for (uint32_t i : pa.changed) b[i] = pa.want.bytes[i];
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV4Map& map) { return ReadTrieImpl(map); }
@@ -192,7 +286,9 @@ absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV6Map& map) { retur
 std::string ApplyStats::ToString() const {
   return absl::StrCat("added ", added, ", updated ", updated, ", removed ", removed, ", unchanged ",
                       unchanged, " (now ", v4_entries, " IPv4 and ", v6_entries, " IPv6 prefixes",
-                      removed_first ? "; removed first for lack of room" : "", ") in ",
+                      removed_first ? "; removed first for lack of room" : "", "; pre-filter: ",
+                      prefilter_changed, " /24s rewritten, ", prefilter_hosts, " host entries, ",
+                      absl::FormatDuration(prefilter_time), ") in ",
                       absl::FormatDuration(elapsed));
 }
 
@@ -200,7 +296,19 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
                                        const ApplyOptions& opts) {
   absl::Time t0 = absl::Now();
   ApplyStats st;
+  bool prefilter_ready = false;
   if (opts.lists) {
+    std::optional<PrefilterApply> pa;
+    if (!opts.dry_run) {
+      absl::Time tp = absl::Now();
+      auto p = PrefilterPrepare(policy, maps, opts);
+      if (!p.ok()) return p.status();
+      pa.emplace(std::move(*p));
+      st.prefilter_changed = pa->changed.size();
+      st.prefilter_hosts = pa->want.hosts.size();
+      PrefilterToTrie(*pa);
+      st.prefilter_time += absl::Now() - tp;
+    }
     for (int fam = 0; fam < 2; ++fam) {
       const CompiledPolicy* a = opts.applied;
       absl::StatusOr<TrieResult> r =
@@ -215,14 +323,32 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
       st.read_time += r->read_time;
       st.write_time += r->write_time;
       (fam == 0 ? st.v4_entries : st.v6_entries) = r->final_size;
+      if (fam == 0 && pa) {
+        absl::Time tp = absl::Now();
+        if (auto s = PrefilterFinish(*pa, maps); !s.ok()) return s;
+        st.prefilter_time += absl::Now() - tp;
+        prefilter_ready = true;
+      }
     }
   }
   if (!opts.dry_run) {
+    // The pre-filter is switched on once it holds the policy, and kept on by later config writes.
+    auto cur = maps.ReadConfig();
+    if (!cur.ok()) return cur.status();
+    bool prefilter = prefilter_ready || (cur->flags & BW_CFG_PREFILTER);
+    if (!opts.config && prefilter && !(cur->flags & BW_CFG_PREFILTER)) {
+      bw_config c = *cur;
+      c.flags |= BW_CFG_PREFILTER;
+      if (auto s = maps.WriteConfig(c); !s.ok()) return s;
+    }
     if (opts.ports && !(opts.applied && opts.applied->ports == policy.ports &&
                         opts.applied->proxy_ports == policy.proxy_ports))
       if (auto s = maps.SetWatchedPorts(policy.ports, policy.proxy_ports); !s.ok()) return s;
-    if (opts.config)
-      if (auto s = maps.WriteConfig(policy.config); !s.ok()) return s;
+    if (opts.config) {
+      bw_config c = policy.config;
+      if (prefilter) c.flags |= BW_CFG_PREFILTER;
+      if (auto s = maps.WriteConfig(c); !s.ok()) return s;
+    }
   }
   st.elapsed = absl::Now() - t0;
   return st;

@@ -9,6 +9,13 @@
 // ones keep their hits/drops counters (read, then written with the new value: increments landing in
 // between are lost). Then the watched ports and bw_config are written. A failure stops the apply
 // and leaves a state the next apply (of any policy) diffs against and repairs.
+//
+// IPv4 pre-filter (prefilter.hpp): around the v4 trie diff, every /24 whose pre-filter answer
+// changes is first sent to the trie (byte 15), then classes, host entries and final bytes are
+// written (order and argument in apply.cpp); bw_config's BW_CFG_PREFILTER is set once it is
+// populated and kept by later config writes. A dry run does not touch it. A failed apply (a trie
+// too small, a map error) may leave /24s sent to the trie (byte 15): decisions stay right, only
+// slower, until the next apply repairs them.
 #pragma once
 
 #include <cstddef>
@@ -41,6 +48,9 @@ struct ApplyStats {
   size_t added = 0, updated = 0, removed = 0, unchanged = 0;  // both tries
   size_t v4_entries = 0, v6_entries = 0;  // in the tries afterwards
   bool removed_first = false;             // the capacity fallback ran
+  size_t prefilter_changed = 0;           // IPv4 pre-filter: /24 bytes rewritten
+  size_t prefilter_hosts = 0;             // bw_v4_host entries afterwards
+  absl::Duration prefilter_time;          // computing and writing the pre-filter
   absl::Duration read_time, write_time, elapsed;
   std::string ToString() const;  // "added 3, updated 1, removed 2, unchanged 10 (v4 ..., v6 ...) in 1.2ms"
 };

@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "daemon/apply.hpp"
+#include "daemon/prefilter.hpp"
 #include "daemon/control.hpp"
 #include "daemon/eve_writer.hpp"
 #include "daemon/events.hpp"
@@ -302,6 +303,19 @@ std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allo
       auto& s = out[e.value.list_id];
       s.first += e.value.hits;
       s.second += e.value.drops;
+    }
+  }
+  // Packets decided by the IPv4 pre-filter count per class, per CPU: each class is one list.
+  if (auto cls = ReadClasses(maps_.v4_class); cls.ok()) {
+    for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c) {
+      if (!ClassUsed((*cls)[c])) continue;
+      auto per_cpu = maps_.v4_cls_cnt.LookupAll(c);
+      if (!per_cpu.ok()) continue;
+      auto& s = out[(*cls)[c].list_id];
+      for (const bw_v4_cls_cnt& v : *per_cpu) {
+        s.first += v.hits;
+        s.second += v.drops;
+      }
     }
   }
   list_stats_cache_ = out;

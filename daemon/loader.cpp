@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
     uint32_t n;
   } sizes[] = {
       {dp->skel_->maps.bw_watch_v4, opts.v4_entries},
+      {dp->skel_->maps.bw_v4_host, opts.v4_entries},  // one per /32 at most
       {dp->skel_->maps.bw_watch_v6, opts.v6_entries},
       {dp->skel_->maps.bw_flows, opts.flows},
       {dp->skel_->maps.bw_events, opts.events_bytes},
@@ -125,6 +126,10 @@ absl::StatusOr<MapSet> DataPlane::Maps() const {
   BW_DUP(flows, bw_flows)
   BW_DUP(counters, bw_counters)
   BW_DUP(block_rl, bw_block_rl)
+  BW_DUP(v4_pre, bw_v4_pre)
+  BW_DUP(v4_host, bw_v4_host)
+  BW_DUP(v4_class, bw_v4_class)
+  BW_DUP(v4_cls_cnt, bw_v4_cls_cnt)
 #undef BW_DUP
   auto ev = dup_raw(skel_->maps.bw_events);
   if (!ev.ok()) return ev.status();

@@ -28,6 +28,10 @@
 #define BW_MAP_PARTIAL "bw_partial"
 #define BW_MAP_TUNNELS "bw_tunnels"
 #define BW_MAP_SCRATCH "bw_scratch"
+#define BW_MAP_V4_PRE "bw_v4_pre"
+#define BW_MAP_V4_HOST "bw_v4_host"
+#define BW_MAP_V4_CLASS "bw_v4_class"
+#define BW_MAP_V4_CLS_CNT "bw_v4_cls_cnt"
 #define BW_PROG_XDP "bw_xdp_ingress"
 #define BW_PROG_TC "bw_tc_egress"
 
@@ -47,6 +51,15 @@
 #define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
 #define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
 #define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
+/* IPv4 pre-filter (bw_v4_pre): one byte per /24, eight to a __u64 element: 2^24 bytes = 16 MiB.
+ * The /24 with index i = (host-order address >> 8) is byte (i & 7), in memory order, of element
+ * (i >> 3). */
+#define BW_V4_PRE_ELEMS (1U << 21)
+#define BW_V4_PRE_CLASS_MASK 0x0fU  /* low 4 bits: the /24's class (0 unlisted, 1..14 classes) */
+#define BW_V4_PRE_TRIE 15U          /* class 15: decide through the trie (bw_watch_v4) */
+#define BW_V4_PRE_HOSTS 0x10U       /* bit 4: /32s inside with another class: bw_v4_host first */
+#define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
+#define BW_V4_HOST_DEFAULT BW_V4_ENTRIES_DEFAULT /* bw_v4_host capacity: at most one per /32 */
 
 /* ---- enums ----------------------------------------------------------------------------------- */
 /* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32
@@ -116,6 +129,9 @@ enum bw_port_flags {
 /* bw_config.flags */
 enum bw_config_flags {
 	BW_CFG_NON_TLS = 1 << 0, /* report a server's first payload that is neither TLS nor HTTP */
+	/* IPv4 verdicts from the pre-filter (bw_v4_pre, bw_v4_host, bw_v4_class); clear: the trie
+	 * alone, as before. Set by the daemon's apply once the pre-filter holds the policy. */
+	BW_CFG_PREFILTER = 1 << 1,
 };
 
 /* ---- counters -------------------------------------------------------------------------------- */
@@ -181,8 +197,34 @@ struct bw_list_value {
 	__u8 action;     /* enum bw_action bits: effective action (SAFELIST > BLOCK > WATCH) */
 	__u8 prefixlen;  /* length of the deciding entry's prefix (it covers the key), for events */
 	__u8 _pad0[6];
+	/* hits/drops count only packets decided through the trie: with BW_CFG_PREFILTER, IPv4
+	 * packets decided by a pre-filter class are counted per class in bw_v4_cls_cnt instead (the
+	 * daemon's per-list figures add both). IPv6 and IPv4-mapped addresses always use the trie. */
 	__u64 hits;  /* watch: connection starts seen (atomic add from every CPU) */
 	__u64 drops; /* block: packets dropped (atomic add from every CPU) */
+};
+
+/* ---- IPv4 pre-filter ----------------------------------------------------------------------------
+ * A constant-time IPv4 verdict: the /24's byte in bw_v4_pre (BW_V4_PRE_*), for a /24 with /32s of
+ * another class bw_v4_host first (a miss falls back to the /24's class), then the class's action
+ * and list in bw_v4_class. Class 15 (or a missing element) sends the lookup to bw_watch_v4, which
+ * stays the source of truth for an event's list, entry and prefix length. */
+struct bw_v4_host {
+	__u8 cls; /* 0..15, as in bw_v4_pre's low bits */
+	__u8 _pad0[3];
+};
+
+struct bw_v4_class {
+	__u32 list_id; /* the deciding list, as bw_list_value.list_id */
+	__u8 action;   /* enum bw_action bits: the effective action */
+	__u8 _pad0[3];
+};
+
+/* Per CPU and per class: packets decided by the pre-filter (those decided through the trie are
+ * counted in bw_list_value.hits/drops instead). */
+struct bw_v4_cls_cnt {
+	__u64 hits;  /* watch: connection starts */
+	__u64 drops; /* block: packets dropped */
 };
 
 /* ---- run-time configuration ------------------------------------------------------------------- */

@@ -75,6 +75,10 @@ absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   BW_OPEN(flows, BW_MAP_FLOWS)
   BW_OPEN(counters, BW_MAP_COUNTERS)
   BW_OPEN(block_rl, BW_MAP_BLOCK_RL)
+  BW_OPEN(v4_pre, BW_MAP_V4_PRE)
+  BW_OPEN(v4_host, BW_MAP_V4_HOST)
+  BW_OPEN(v4_class, BW_MAP_V4_CLASS)
+  BW_OPEN(v4_cls_cnt, BW_MAP_V4_CLS_CNT)
 #undef BW_OPEN
   auto ev = open(BW_MAP_EVENTS);
   if (!ev.ok()) return ev.status();

@@ -92,6 +92,9 @@ using WatchV6Map = Map<bw_lpm_v6_key, bw_list_value>;
 using ConfigMap = Map<uint32_t, bw_config>;
 using PortsMap = Map<uint32_t, uint8_t>;
 using FlowsMap = Map<bw_flow_key, bw_flow_value>;
+using V4PreMap = Map<uint32_t, uint64_t>;       // BPF_F_MMAPABLE: written through a mapping
+using V4HostMap = Map<uint32_t, bw_v4_host>;    // key: the address in network order
+using V4ClassMap = Map<uint32_t, bw_v4_class>;
 
 // Counter names in enum bw_counter order.
 inline constexpr std::array<const char*, BW_CNT__MAX> kCounterNames = {
@@ -114,6 +117,10 @@ struct MapSet {
   FlowsMap flows;
   PerCpuArray<bw_counters> counters;
   PerCpuArray<bw_block_rl_slot> block_rl;
+  V4PreMap v4_pre;  // the IPv4 pre-filter (see daemon/prefilter.hpp)
+  V4HostMap v4_host;
+  V4ClassMap v4_class;
+  PerCpuArray<bw_v4_cls_cnt> v4_cls_cnt;
   Fd events;  // the ring buffer
 
   // Opens every map pinned under `pin_root` (BPF_OBJ_GET).

@@ -231,4 +231,32 @@ FeedShape Shape(const std::vector<Prefix>& prefixes, size_t n) {
   return s;
 }
 
+absl::Status ApplyAsPolicy(const std::vector<Prefix>& prefixes, size_t n, const MapSet& maps,
+                           std::unique_ptr<CompiledPolicy>* applied, ApplyStats* stats) {
+  bw::Policy policy;
+  policy.path = "bench.yaml";
+  policy.files = {policy.path};
+  ListSpec l;
+  l.name = "bench";
+  l.action = ListAction::kBlock;
+  l.entries.reserve(n);
+  for (size_t i = 0; i < n && i < prefixes.size(); ++i) {
+    const Prefix& p = prefixes[i];
+    bw::Prefix q = bw::Prefix::Make(p.family == 4 ? Family::kV4 : Family::kV6, p.addr, p.len);
+    l.entries.push_back({q, 0, static_cast<uint32_t>(i + 1), ""});
+  }
+  policy.lists.push_back(std::move(l));
+  auto c = Compile(policy, absl::Now(), applied->get());
+  if (!c.ok()) return c.status();
+  ApplyOptions o;
+  o.ports = false;
+  o.config = false;
+  o.applied = applied->get();
+  auto st = ApplyPolicy(*c, maps, o);
+  if (!st.ok()) return st.status();
+  if (stats) *stats = *st;
+  *applied = std::make_unique<CompiledPolicy>(std::move(*c));
+  return absl::OkStatus();
+}
+
 }  // namespace bw::bench

@@ -13,10 +13,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "daemon/apply.hpp"
+#include "daemon/policy.hpp"
+#include "maps/maps.hpp"
 
 namespace bw::bench {
 
@@ -65,5 +70,11 @@ struct FeedShape {
 FeedShape Shape(const std::vector<Prefix>& prefixes, size_t n);
 
 std::string Ipv4ToString(uint32_t host_order);
+
+// Loads prefixes[0, n) as one block list the way the daemon does: Compile, then ApplyPolicy as a
+// diff against `*applied` (the policy this process applied last, null at first), which fills the
+// IPv4 pre-filter and sets BW_CFG_PREFILTER; bw_config's other fields and the ports are kept.
+absl::Status ApplyAsPolicy(const std::vector<Prefix>& prefixes, size_t n, const MapSet& maps,
+                           std::unique_ptr<CompiledPolicy>* applied, ApplyStats* stats = nullptr);
 
 }  // namespace bw::bench

@@ -4,7 +4,10 @@
 // adds, updates and removes only what changed and keeps the counters of what stays; a concurrent
 // reader doing kernel-style longest-prefix lookups (bpf_map_lookup_elem on the trie) while
 // policies alternate never finds an address missing, nor with an entry that is neither its old nor
-// its new one; a trie too small for old and new at once fails before writing, unless allowed.
+// its new one; the same with the kernel's IPv4 lookup order through the pre-filter (byte, host map,
+// class, else the trie); a trie too small for old and new at once fails before writing, unless
+// allowed.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <pthread.h>
 #include <sched.h>
@@ -22,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/apply.hpp"
 #include "daemon/policy.hpp"
+#include "daemon/prefilter.hpp"
 #include "lib/bpf_harness.hpp"
 
 namespace bw::test {
@@ -359,6 +363,176 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
   CHECK(missing.load() == 0u);
   CHECK(foreign.load() == 0u);
   CheckTriesEqual(versions[cur], h.maps());
+}
+
+// The kernel's order with BW_CFG_PREFILTER: the /24's byte, the host map when its bit 4 is set, the
+// class table, the trie for class 15. A program run is a few hundred nanoseconds inside one RCU
+// read-side section, never the length of a whole apply; a user-space reader can be descheduled for
+// that long, so a read that spans an entire apply (one started and finished within it) is not
+// judged (counted as "spanning").
+TEST_CASE("apply: a pre-filter reader never sees an address missing or with a foreign decision") {
+  BpfHarness h;
+  h.Reset();
+  std::mt19937 rng(20240521);
+  std::vector<uint32_t> hot;
+  for (int i = 0; i < 3000; ++i) hot.push_back(0x0a000000u | (rng() & 0x00ffffffu));
+  std::vector<CompiledPolicy> versions;
+  for (int v = 0; v < 4; ++v) {
+    auto c = Compile(RandomNested(rng, hot));
+    REQUIRE(c.ok());
+    versions.push_back(std::move(*c));
+  }
+  std::vector<uint32_t> addrs;  // host order
+  std::vector<std::vector<std::optional<bw_list_value>>> expect;
+  for (uint32_t a : hot)
+    for (uint32_t d : {0u, 1u, 255u, 4096u}) addrs.push_back(a ^ d);
+  for (const CompiledPolicy& c : versions) {
+    std::vector<std::optional<bw_list_value>> e;
+    for (uint32_t a : addrs) {
+      const KernelEntry* m = c.Lookup(Prefix::V4(a, 32));
+      e.push_back(m ? std::optional<bw_list_value>(m->value) : std::nullopt);
+    }
+    expect.push_back(std::move(e));
+  }
+  MustApply(versions[0], h.maps());
+  auto cfg = h.maps().ReadConfig();
+  REQUIRE(cfg.ok());
+  REQUIRE((cfg->flags & BW_CFG_PREFILTER) != 0);
+  auto mapping = V4PreMapping::Map(h.maps().v4_pre);
+  REQUIRE(mapping.ok());
+  const volatile uint8_t* bytes = mapping->bytes();
+
+  std::atomic<int> from{0}, to{0};
+  std::atomic<uint64_t> started{0}, finished{0};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> lookups{0}, missing{0}, foreign{0}, via_class{0}, via_host{0}, via_trie{0},
+      spanning{0};
+  std::string first_problem;
+  int trie_fd = h.maps().watch_v4.fd(), host_fd = h.maps().v4_host.fd(),
+      class_fd = h.maps().v4_class.fd();
+  std::thread reader([&] {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
+    pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+    while (!stop.load(std::memory_order_relaxed)) {
+      for (size_t i = 0; i < addrs.size() && !stop.load(std::memory_order_relaxed); ++i) {
+        int f1 = from.load(), t1 = to.load();
+        uint64_t s1 = started.load();
+        uint32_t a = addrs[i];
+        uint8_t b = bytes[a >> 8];
+        uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
+        bool host = false;
+        if (b & BW_V4_PRE_HOSTS) {
+          uint32_t be = htonl(a);
+          bw_v4_host hv{};
+          if (bpf_map_lookup_elem(host_fd, &be, &hv) == 0) {
+            cls = hv.cls & BW_V4_PRE_CLASS_MASK;
+            host = true;
+          }
+        }
+        bool found = false;
+        uint8_t action = 0;
+        uint32_t list_id = 0;
+        std::optional<bw_list_value> full;
+        if (cls == BW_V4_PRE_TRIE) {
+          bw_lpm_v4_key k = ToV4Key(Prefix::V4(a, 32));
+          bw_list_value v;
+          if (bpf_map_lookup_elem(trie_fd, &k, &v) == 0) {
+            found = true;
+            full = v;
+          }
+        } else if (cls != 0) {
+          bw_v4_class cv{};
+          bpf_map_lookup_elem(class_fd, &cls, &cv);  // a failure leaves {0, 0}: judged foreign
+          found = true;
+          action = cv.action;
+          list_id = cv.list_id;
+        }
+        uint64_t e2 = finished.load();
+        int f2 = from.load(), t2 = to.load();
+        lookups.fetch_add(1, std::memory_order_relaxed);
+        if (e2 > s1) {  // an apply started after our first read has finished: not a program's view
+          spanning.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        (cls == BW_V4_PRE_TRIE ? via_trie : host ? via_host : via_class)
+            .fetch_add(1, std::memory_order_relaxed);
+        if (!found) {
+          bool listed_by_all = true;
+          for (int ver : {f1, t1, f2, t2}) listed_by_all &= expect[ver][i].has_value();
+          if (listed_by_all && missing.fetch_add(1) == 0 && first_problem.empty())
+            first_problem = absl::StrCat("missing ", Prefix::V4(a, 32).ToString(), " byte ", int(b));
+          continue;
+        }
+        bool ok = false;
+        for (int ver : {f1, t1, f2, t2}) {
+          const auto& want = expect[ver][i];
+          if (!want) continue;
+          ok |= full ? SameDecision(*full, *want)
+                     : (want->action == action && want->list_id == list_id);
+        }
+        if (!ok && foreign.fetch_add(1) == 0)
+          first_problem = absl::StrCat(Prefix::V4(a, 32).ToString(), " byte ", int(b), " class ",
+                                       cls, " found action ", int(full ? full->action : action),
+                                       " list ", full ? full->list_id : list_id,
+                                       ", neither version ", f1, " nor ", t1);
+      }
+    }
+  });
+
+  int cur = 0;
+  size_t changes = 0, rewritten = 0;
+  for (int round = 0; round < 24; ++round) {
+    int next = (cur + 1 + static_cast<int>(rng() % 3)) % 4;
+    to.store(next);
+    started.fetch_add(1);
+    // Every other round against the applied policy in memory, as the daemon does.
+    ApplyOptions o{.ports = false, .config = false};
+    if (round % 2) o.applied = &versions[cur];
+    ApplyStats st = MustApply(versions[next], h.maps(), o);
+    changes += st.added + st.updated + st.removed;
+    rewritten += st.prefilter_changed;
+    finished.fetch_add(1);
+    from.store(next);
+    cur = next;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  stop.store(true);
+  reader.join();
+  INFO(first_problem);
+  std::printf("apply: pre-filter reader: %zu addresses, %llu lookups (%llu by class, %llu by host, "
+              "%llu by trie, %llu spanning an apply) over %zu changes and %zu /24 rewrites, %llu "
+              "missing, %llu foreign\n",
+              addrs.size(), static_cast<unsigned long long>(lookups.load()),
+              static_cast<unsigned long long>(via_class.load()),
+              static_cast<unsigned long long>(via_host.load()),
+              static_cast<unsigned long long>(via_trie.load()),
+              static_cast<unsigned long long>(spanning.load()), changes, rewritten,
+              static_cast<unsigned long long>(missing.load()),
+              static_cast<unsigned long long>(foreign.load()));
+  CHECK(changes > 10000);
+  CHECK(via_class.load() > 0);
+  CHECK(via_host.load() > 0);
+  CHECK(via_trie.load() > 0);
+  CHECK(missing.load() == 0u);
+  CHECK(foreign.load() == 0u);
+  CheckTriesEqual(versions[cur], h.maps());
+  // The pre-filter ends equal to a fresh build of the last policy under the classes in the map.
+  auto classes = ReadClasses(h.maps().v4_class);
+  REQUIRE(classes.ok());
+  V4Prefilter want = BuildV4Prefilter(versions[cur].v4, *classes);
+  size_t diff = 0;
+  for (size_t i = 0; i < kV4PreBytes; ++i) diff += bytes[i] != want.bytes[i];
+  CHECK(diff == 0u);
+  auto hosts = h.maps().v4_host.Dump();
+  REQUIRE(hosts.ok());
+  CHECK(hosts->size() == want.hosts.size());
+  for (const auto& [k, v] : *hosts) {
+    auto it = want.hosts.find(ntohl(k));
+    REQUIRE(it != want.hosts.end());
+    CHECK(it->second == v.cls);
+  }
 }
 
 TEST_CASE("apply: a trie too small for old and new at once fails before writing, unless allowed") {

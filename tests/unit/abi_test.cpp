@@ -69,6 +69,23 @@ TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_block_rl_slot) == 32);
   CHECK_FIELD(bw_block_rl_slot, last_ns, 16, 8);
   CHECK_FIELD(bw_block_rl_slot, suppressed, 24, 4);
+  CHECK(sizeof(bw_v4_host) == 4);
+  CHECK_FIELD(bw_v4_host, cls, 0, 1);
+  CHECK(sizeof(bw_v4_class) == 8);
+  CHECK_FIELD(bw_v4_class, list_id, 0, 4);
+  CHECK_FIELD(bw_v4_class, action, 4, 1);
+  CHECK(sizeof(bw_v4_cls_cnt) == 16);
+  CHECK_FIELD(bw_v4_cls_cnt, hits, 0, 8);
+  CHECK_FIELD(bw_v4_cls_cnt, drops, 8, 8);
+}
+
+TEST_CASE("IPv4 pre-filter layout: one byte per /24, a class in 4 bits, the hosts bit above") {
+  CHECK(uint64_t{BW_V4_PRE_ELEMS} * 8 == (uint64_t{1} << 24));
+  CHECK(uint64_t{BW_V4_PRE_ELEMS} * 8 == 16u * 1024 * 1024);  // 16 MiB
+  CHECK(BW_V4_PRE_TRIE == BW_V4_PRE_CLASS_MASK);
+  CHECK((BW_V4_PRE_HOSTS & BW_V4_PRE_CLASS_MASK) == 0);
+  CHECK(BW_V4_CLASSES == BW_V4_PRE_CLASS_MASK + 1);
+  CHECK((BW_CFG_PREFILTER & BW_CFG_NON_TLS) == 0);
 }
 
 TEST_CASE("counters: one named u64 per enum value, names in enum order") {
@@ -90,6 +107,7 @@ TEST_CASE("action bits are distinct and ordered by precedence") {
 TEST_CASE("map names fit bpftool's 15 characters") {
   for (const char* n : {BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_CONFIG, BW_MAP_PORTS,
                         BW_MAP_FLOWS, BW_MAP_COUNTERS, BW_MAP_EVENTS, BW_MAP_BLOCK_RL,
+                        BW_MAP_V4_PRE, BW_MAP_V4_HOST, BW_MAP_V4_CLASS, BW_MAP_V4_CLS_CNT,
                         BW_PROG_XDP, BW_PROG_TC})
     CHECK(std::string(n).size() <= 15);
 }

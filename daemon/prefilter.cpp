@@ -1,0 +1,124 @@
+// prefilter.cpp — see prefilter.hpp.
+#include "daemon/prefilter.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace bw {
+namespace {
+
+uint32_t HostOrder(const Prefix& p) {
+  return (uint32_t{p.addr[0]} << 24) | (uint32_t{p.addr[1]} << 16) | (uint32_t{p.addr[2]} << 8) |
+         p.addr[3];
+}
+
+uint64_t PairKey(uint8_t action, uint32_t list_id) { return (uint64_t{action} << 32) | list_id; }
+
+}  // namespace
+
+uint8_t ClassOf(const V4ClassTable& t, uint8_t action, uint32_t list_id) {
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
+    if (ClassUsed(t[c]) && t[c].action == action && t[c].list_id == list_id) return c;
+  return BW_V4_PRE_TRIE;
+}
+
+V4ClassTable AssignClasses(const std::vector<KernelEntry>& v4, const V4ClassTable& old) {
+  // Weight of a pair: the /24s (or /32s) it decides, roughly.
+  absl::flat_hash_map<uint64_t, uint64_t> weight;
+  for (const KernelEntry& e : v4) {
+    uint64_t w = e.prefix.len <= 24 ? (uint64_t{1} << (24 - e.prefix.len)) : 1;
+    weight[PairKey(e.value.action, e.value.list_id)] += w;
+  }
+  V4ClassTable t{};
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
+    if (ClassUsed(old[c]) && weight.erase(PairKey(old[c].action, old[c].list_id))) t[c] = old[c];
+  std::vector<std::pair<uint64_t, uint64_t>> rest(weight.begin(), weight.end());
+  std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  size_t r = 0;
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE && r < rest.size(); ++c) {
+    if (ClassUsed(t[c])) continue;
+    t[c].action = static_cast<uint8_t>(rest[r].first >> 32);
+    t[c].list_id = static_cast<uint32_t>(rest[r].first);
+    ++r;
+  }
+  return t;
+}
+
+V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes) {
+  V4Prefilter out;
+  out.bytes.assign(kV4PreBytes, 0);
+  uint8_t* b = out.bytes.data();
+  // Pass 1: prefixes up to /24 in sorted order: a prefix sorts before those it contains, so the
+  // more specific ones overwrite their parents' bytes.
+  for (const KernelEntry& e : v4) {
+    if (e.prefix.len > 24) continue;
+    uint32_t first = HostOrder(e.prefix) >> 8;
+    std::memset(b + first, ClassOf(classes, e.value.action, e.value.list_id),
+                size_t{1} << (24 - e.prefix.len));
+  }
+  // Pass 2: the longer prefixes, grouped by /24 (contiguous in sorted order).
+  std::vector<std::pair<uint32_t, uint8_t>> hosts;
+  for (size_t i = 0; i < v4.size();) {
+    if (v4[i].prefix.len <= 24) {
+      ++i;
+      continue;
+    }
+    uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+    uint8_t base = b[idx] & BW_V4_PRE_CLASS_MASK;
+    bool trie = base == BW_V4_PRE_TRIE;
+    hosts.clear();
+    for (; i < v4.size() && (HostOrder(v4[i].prefix) >> 8) == idx; ++i) {
+      const KernelEntry& e = v4[i];
+      if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
+      uint8_t c = ClassOf(classes, e.value.action, e.value.list_id);
+      if (c == base) continue;  // decides like its /24
+      if (e.prefix.len < 32)
+        trie = true;  // partial coverage: the trie decides the /24
+      else
+        hosts.emplace_back(HostOrder(e.prefix), c);
+    }
+    if (trie) {
+      b[idx] = BW_V4_PRE_TRIE;
+    } else if (!hosts.empty()) {
+      b[idx] = base | BW_V4_PRE_HOSTS;
+      for (const auto& [a, c] : hosts) out.hosts[a] = c;
+    }
+  }
+  return out;
+}
+
+uint8_t PrefilterClass(const uint8_t* bytes, const absl::flat_hash_map<uint32_t, uint8_t>& hosts,
+                       uint32_t addr) {
+  uint8_t b = bytes[addr >> 8];
+  uint8_t c = b & BW_V4_PRE_CLASS_MASK;
+  if (b & BW_V4_PRE_HOSTS)
+    if (auto it = hosts.find(addr); it != hosts.end()) c = it->second & BW_V4_PRE_CLASS_MASK;
+  return c;
+}
+
+absl::StatusOr<V4PreMapping> V4PreMapping::Map(const V4PreMap& m) {
+  void* p = mmap(nullptr, kV4PreBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
+  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
+  return V4PreMapping(static_cast<volatile uint8_t*>(p));
+}
+
+V4PreMapping::~V4PreMapping() {
+  if (p_) munmap(const_cast<uint8_t*>(p_), kV4PreBytes);
+}
+
+absl::StatusOr<V4ClassTable> ReadClasses(const V4ClassMap& m) {
+  V4ClassTable t{};
+  for (uint32_t c = 0; c < BW_V4_CLASSES; ++c) {
+    auto v = m.Lookup(c);
+    if (!v.ok()) return v.status();
+    if (v->has_value()) t[c] = **v;
+  }
+  return t;
+}
+
+}  // namespace bw

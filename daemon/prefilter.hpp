@@ -1,0 +1,61 @@
+// prefilter.hpp — the IPv4 pre-filter's contents, computed from a compiled policy's IPv4 table.
+//
+// Contract: BuildV4Prefilter turns CompiledPolicy::v4 (sorted, effective values) into one byte per
+// /24 and the /32s that need their own class, with one sweep over the prefixes; AssignClasses hands
+// out the 14 classes stably (a pair keeps its class across reloads while it is in use; new pairs
+// get free classes, the ones covering most /24s first; the rest are decided through the trie).
+// V4PreMapping is the daemon's shared mapping of bw_v4_pre (BPF_F_MMAPABLE). The apply order that
+// keeps reloads safe is in apply.cpp.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "daemon/policy.hpp"
+#include "maps/maps.hpp"
+
+namespace bw {
+
+inline constexpr size_t kV4PreBytes = size_t{BW_V4_PRE_ELEMS} * 8;  // one per /24
+
+// Index 0 and 15 unused; a slot is free when list_id and action are both 0.
+using V4ClassTable = std::array<bw_v4_class, BW_V4_CLASSES>;
+
+inline bool ClassUsed(const bw_v4_class& c) { return c.list_id != 0 || c.action != 0; }
+
+// The class of a decision under `t`: 1..14, or BW_V4_PRE_TRIE when it has none.
+uint8_t ClassOf(const V4ClassTable& t, uint8_t action, uint32_t list_id);
+
+V4ClassTable AssignClasses(const std::vector<KernelEntry>& v4, const V4ClassTable& old);
+
+struct V4Prefilter {
+  std::vector<uint8_t> bytes;                   // kV4PreBytes, indexed by host-order addr >> 8
+  absl::flat_hash_map<uint32_t, uint8_t> hosts;  // host-order address -> class
+};
+
+V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
+
+// What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.
+uint8_t PrefilterClass(const uint8_t* bytes,
+                       const absl::flat_hash_map<uint32_t, uint8_t>& hosts, uint32_t addr);
+
+// A read/write shared mapping of bw_v4_pre.
+class V4PreMapping {
+ public:
+  static absl::StatusOr<V4PreMapping> Map(const V4PreMap& m);
+  V4PreMapping(V4PreMapping&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  V4PreMapping& operator=(V4PreMapping&&) = delete;
+  ~V4PreMapping();
+  volatile uint8_t* bytes() const { return p_; }
+
+ private:
+  explicit V4PreMapping(volatile uint8_t* p) : p_(p) {}
+  volatile uint8_t* p_ = nullptr;
+};
+
+absl::StatusOr<V4ClassTable> ReadClasses(const V4ClassMap& m);
+
+}  // namespace bw

@@ -1,0 +1,111 @@
+// The IPv4 pre-filter's contents (daemon/prefilter.hpp), without the kernel.
+//
+// Test that: for random nested policies, the pre-filter's answer for any address (byte, host
+// entry, class) is the (action, list) of the compiled table's longest match, or "ask the trie"
+// (class 15), never something else; /25-/31 entries of another class send their /24 to the trie;
+// /32s of another class get host entries; classes stay where they were across a recompile and
+// pairs beyond 14 fall to the trie.
+#include <catch2/catch.hpp>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/policy.hpp"
+#include "daemon/prefilter.hpp"
+
+namespace bw {
+namespace {
+
+Policy RandomPolicy(std::mt19937& rng, int lists) {
+  Policy p;
+  p.path = "p.yaml";
+  p.files = {p.path};
+  const ListAction acts[3] = {ListAction::kWatch, ListAction::kBlock, ListAction::kSafelist};
+  for (int l = 0; l < lists; ++l) {
+    ListSpec ls;
+    ls.name = absl::StrCat("l", l);
+    ls.action = acts[l % 3];
+    p.lists.push_back(ls);
+  }
+  const unsigned lens[] = {20, 23, 24, 24, 25, 28, 31, 32, 32, 32};
+  for (int i = 0; i < 4000; ++i) {
+    uint32_t a = 0x0a000000u | (rng() & 0x000fffffu);  // crowded into 10.0.0.0/12
+    unsigned len = lens[rng() % std::size(lens)];
+    p.lists[rng() % lists].entries.push_back({Prefix::V4(a, len), 0, uint32_t(i + 1), ""});
+  }
+  return p;
+}
+
+TEST_CASE("prefilter build: every address resolves to its longest match's decision or the trie") {
+  std::mt19937 rng(5);
+  for (int lists : {3, 6, 30}) {
+    auto c = Compile(RandomPolicy(rng, lists));
+    REQUIRE(c.ok());
+    V4ClassTable classes = AssignClasses(c->v4, V4ClassTable{});
+    V4Prefilter pf = BuildV4Prefilter(c->v4, classes);
+    size_t by_class = 0, by_trie = 0, unlisted = 0;
+    for (int i = 0; i < 200000; ++i) {
+      uint32_t a = 0x0a000000u | (rng() & 0x000fffffu);
+      if (i % 10 == 0) a = rng();  // anywhere
+      uint8_t cls = PrefilterClass(pf.bytes.data(), pf.hosts, a);
+      const KernelEntry* m = c->Lookup(Prefix::V4(a, 32));
+      INFO(Prefix::V4(a, 32).ToString() << " class " << int(cls));
+      if (cls == BW_V4_PRE_TRIE) {
+        ++by_trie;
+      } else if (cls == 0) {
+        ++unlisted;
+        CHECK(m == nullptr);
+      } else {
+        ++by_class;
+        REQUIRE(m != nullptr);
+        CHECK(classes[cls].action == m->value.action);
+        CHECK(classes[cls].list_id == m->value.list_id);
+      }
+    }
+    CHECK(by_class > 0);
+    CHECK(by_trie > 0);
+    CHECK(unlisted > 0);
+    std::set<std::pair<uint8_t, uint32_t>> pairs;
+    for (const KernelEntry& e : c->v4) pairs.insert({e.value.action, e.value.list_id});
+    int used = 0;
+    for (uint32_t k = 1; k < BW_V4_PRE_TRIE; ++k) used += ClassUsed(classes[k]);
+    CHECK(used == static_cast<int>(std::min<size_t>(pairs.size(), 14)));
+    if (lists == 30) CHECK(pairs.size() > 14);
+    // Stable: the same policy keeps every class; a changed one keeps the pairs still in use.
+    V4ClassTable again = AssignClasses(c->v4, classes);
+    for (uint32_t k = 0; k < BW_V4_CLASSES; ++k) {
+      CHECK(again[k].list_id == classes[k].list_id);
+      CHECK(again[k].action == classes[k].action);
+    }
+  }
+}
+
+TEST_CASE("prefilter build: partial coverage, hosts and safelist exceptions") {
+  Policy p;
+  p.path = "p.yaml";
+  p.files = {p.path};
+  ListSpec block{.name = "block", .action = ListAction::kBlock};
+  ListSpec safe{.name = "safe", .action = ListAction::kSafelist};
+  ListSpec watch{.name = "watch", .action = ListAction::kWatch};
+  block.entries.push_back({Prefix::V4(0xcb007100u, 24), 0, 1, ""});  // 203.0.113.0/24
+  safe.entries.push_back({Prefix::V4(0xcb007109u, 32), 0, 2, ""});   // 203.0.113.9
+  watch.entries.push_back({Prefix::V4(0xc0000200u, 25), 0, 3, ""});  // 192.0.2.0/25
+  watch.entries.push_back({Prefix::V4(0xc6336400u, 24), 0, 4, ""});  // 198.51.100.0/24
+  watch.entries.push_back({Prefix::V4(0xc6336480u, 25), 0, 5, ""});  // same class: no trie
+  p.lists = {block, safe, watch};
+  auto c = Compile(p);
+  REQUIRE(c.ok());
+  V4ClassTable t = AssignClasses(c->v4, V4ClassTable{});
+  V4Prefilter pf = BuildV4Prefilter(c->v4, t);
+  uint8_t b203 = pf.bytes[0xcb0071u];
+  CHECK((b203 & BW_V4_PRE_HOSTS) != 0);
+  CHECK(t[b203 & BW_V4_PRE_CLASS_MASK].action == BW_ACTION_BLOCK);
+  REQUIRE(pf.hosts.contains(0xcb007109u));
+  CHECK(t[pf.hosts.at(0xcb007109u)].action == BW_ACTION_SAFELIST);
+  CHECK(pf.bytes[0xc00002u] == BW_V4_PRE_TRIE);  // /25 of another class than the rest
+  CHECK(t[pf.bytes[0xc63364u]].action == BW_ACTION_WATCH);  // /25 of the same class
+  CHECK(pf.hosts.size() == 1);
+}
+
+}  // namespace
+}  // namespace bw

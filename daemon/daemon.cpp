@@ -32,6 +32,7 @@
 #include "daemon/loader.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/policy.hpp"
+#include "daemon/policy_lookup.hpp"
 #include "daemon/state.hpp"
 #include "maps/maps.hpp"
 
@@ -90,26 +91,13 @@ class IfNames {
   mutable std::map<uint32_t, std::string> names_;
 };
 
-class Daemon : public EveLookup {
+class Daemon : public PolicyEveLookup {
  public:
   explicit Daemon(DaemonOptions o) : opts_(std::move(o)), formatter_(this, MonotonicToRealtimeNs()) {}
   int Run();
 
-  // EveLookup
+  // EveLookup: lists and ports from compiled_ (PolicyEveLookup), interfaces live.
   std::string_view IfName(uint32_t ifindex) const override { return ifnames_.Name(ifindex); }
-  bool List(uint32_t id, EveListInfo* out) const override {
-    const CompiledList* l = compiled_ ? compiled_->list(id) : nullptr;
-    if (!l) return false;
-    out->name = l->name;
-    out->tags = l->tags;
-    out->reason = l->reason;
-    return true;
-  }
-  std::string_view EntrySourceId(uint32_t ref) const override {
-    const CompiledEntry* e = compiled_ ? compiled_->entry(ref) : nullptr;
-    return e ? std::string_view(e->source_id) : std::string_view();
-  }
-  bool IsWatchedPort(uint16_t port) const override { return watched_ports_.count(port) > 0; }
 
  private:
   absl::Status Start();
@@ -138,7 +126,6 @@ class Daemon : public EveLookup {
   RuntimeState runtime_;
   std::string state_file_;
   bool keep_on_exit_ = false;
-  std::set<uint16_t> watched_ports_;
 
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
@@ -258,7 +245,7 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   maps_in_sync_ = true;
   policy_ = std::move(*pol);
   compiled_ = std::make_unique<CompiledPolicy>(std::move(*compiled));
-  watched_ports_ = std::set<uint16_t>(compiled_->ports.begin(), compiled_->ports.end());
+  set_policy(compiled_.get());
   ++reloads_ok_;
   last_reload_ = absl::Now();
   last_reload_ok_ = true;
@@ -338,8 +325,7 @@ json Daemon::Status() {
     j["interfaces"].push_back({{"name", a.ifname}, {"ifindex", a.ifindex},
                                {"xdp_mode", XdpModeOf(a.ifindex)}, {"tc_egress", true},
                                {"adopted", a.xdp_adopted}});
-  std::vector<uint16_t> ports(watched_ports_.begin(), watched_ports_.end());
-  j["ports"] = ports;
+  j["ports"] = compiled_->ports;
   j["proxy_ports"] = compiled_->proxy_ports;
   j["banner"] = {{"server", BannerActionName(static_cast<bw_banner_action>(
                                 compiled_->config.banner_action[BW_SIDE_SERVER]))},

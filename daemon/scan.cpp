@@ -26,6 +26,7 @@
 #include "daemon/eve_writer.hpp"
 #include "daemon/events.hpp"
 #include "daemon/libbpf_log.hpp"
+#include "daemon/policy_lookup.hpp"
 #include "daemon/loader.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/signatures.hpp"
@@ -176,31 +177,14 @@ void Prepare(Frame* f, uint32_t eth_wirelen, size_t max_run, const std::vector<P
 
 // ---- metadata for the formatter -------------------------------------------------------------------
 
-class ScanLookup : public EveLookup {
+class ScanLookup : public PolicyEveLookup {
  public:
-  explicit ScanLookup(const CompiledPolicy* c) : c_(c) {
-    for (uint16_t p : c->ports) ports_.insert(p);
-  }
+  explicit ScanLookup(const CompiledPolicy* c) { set_policy(c); }
   void set_iface(std::string name) { iface_ = std::move(name); }
   std::string_view IfName(uint32_t) const override { return iface_; }
-  bool List(uint32_t id, EveListInfo* out) const override {
-    const CompiledList* l = c_->list(id);
-    if (!l) return false;
-    out->name = l->name;
-    out->tags = l->tags;
-    out->reason = l->reason;
-    return true;
-  }
-  std::string_view EntrySourceId(uint32_t ref) const override {
-    const CompiledEntry* e = c_->entry(ref);
-    return e ? std::string_view(e->source_id) : std::string_view();
-  }
-  bool IsWatchedPort(uint16_t port) const override { return ports_.count(port) > 0; }
 
  private:
-  const CompiledPolicy* c_;
   std::string iface_;
-  std::set<uint16_t> ports_;
 };
 
 // ---- captures -------------------------------------------------------------------------------------

@@ -492,20 +492,5 @@ int main(int argc, char** argv) {
     st = pc.Run();
     section = pc.section;
   }  // maps unpinned here, also on error
-  if (!st.ok()) {
-    std::fprintf(stderr, "prog_cost: %s\n", st.ToString().c_str());
-    return Stopped() ? 130 : 1;
-  }
-  section.command = cmd;
-  std::string out = absl::GetFlag(FLAGS_out);
-  if (!out.empty()) {
-    st = WriteJson(out, section.ToJson());
-    if (!st.ok()) {
-      std::fprintf(stderr, "prog_cost: %s\n", st.ToString().c_str());
-      return 1;
-    }
-  } else {
-    std::fputs(RenderText({section}).c_str(), stdout);
-  }
-  return 0;
+  return FinishSection("prog_cost", st, section, cmd, absl::GetFlag(FLAGS_out));
 }

@@ -648,20 +648,5 @@ int main(int argc, char** argv) {
     st = vb.Run();
     section = vb.section;
   }  // namespaces deleted, maps unpinned: also on error
-  if (!st.ok()) {
-    std::fprintf(stderr, "veth: %s\n", st.ToString().c_str());
-    return Stopped() ? 130 : 1;
-  }
-  section.command = cmd;
-  std::string out = absl::GetFlag(FLAGS_out);
-  if (!out.empty()) {
-    st = WriteJson(out, section.ToJson());
-    if (!st.ok()) {
-      std::fprintf(stderr, "veth: %s\n", st.ToString().c_str());
-      return 1;
-    }
-  } else {
-    std::fputs(RenderText({section}).c_str(), stdout);
-  }
-  return 0;
+  return FinishSection("veth", st, section, cmd, absl::GetFlag(FLAGS_out));
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/lib/sys.hpp"
 
 namespace bw::bench {
 
@@ -114,6 +115,25 @@ std::string RenderMarkdown(const std::vector<Section>& sections) {
     absl::StrAppend(&out, "\n");
   }
   return out;
+}
+
+int FinishSection(const char* who, const absl::Status& run, Section section,
+                  const std::string& command, const std::string& out_path) {
+  if (!run.ok()) {
+    std::fprintf(stderr, "%s: %s\n", who, run.ToString().c_str());
+    return Stopped() ? 130 : 1;
+  }
+  section.command = command;
+  if (out_path.empty()) {
+    std::fputs(RenderText({section}).c_str(), stdout);
+    return 0;
+  }
+  absl::Status st = WriteJson(out_path, section.ToJson());
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s: %s\n", who, st.ToString().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace bw::bench

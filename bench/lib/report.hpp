@@ -39,6 +39,11 @@ std::string Fixed(double v, int digits);
 
 // The whole table, as text (aligned columns) or Markdown.
 std::string RenderText(const std::vector<Section>& sections);
+
+// The end of a benchmark program: reports a failed run (exit 130 when stopped by a signal, else 1),
+// or writes the section as JSON to `out_path` (printed as a table when empty). Returns the exit code.
+int FinishSection(const char* who, const absl::Status& run, Section section,
+                  const std::string& command, const std::string& out_path);
 std::string RenderMarkdown(const std::vector<Section>& sections);
 
 }  // namespace bw::bench

@@ -27,19 +27,11 @@
 #include "daemon/policy.hpp"
 #include "daemon/prefilter.hpp"
 #include "lib/bpf_harness.hpp"
+#include "lib/test_util.hpp"
 
 namespace bw::test {
 namespace {
 
-CompiledPolicy CompileYaml(const std::string& yaml) {
-  auto p = ParsePolicy(yaml, "apply_test.yaml");
-  INFO(p.status());
-  REQUIRE(p.ok());
-  auto c = Compile(*p);
-  INFO(c.status());
-  REQUIRE(c.ok());
-  return *c;
-}
 
 ApplyStats MustApply(const CompiledPolicy& c, const MapSet& m, ApplyOptions o = {}) {
   auto st = ApplyPolicy(c, m, o);

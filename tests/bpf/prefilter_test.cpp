@@ -21,6 +21,7 @@
 #include "daemon/policy.hpp"
 #include "daemon/prefilter.hpp"
 #include "lib/bpf_harness.hpp"
+#include "lib/test_util.hpp"
 #include "lib/packet.hpp"
 
 namespace bw::test {
@@ -55,15 +56,6 @@ lists:
   return y;
 }
 
-CompiledPolicy CompileYaml(const std::string& yaml) {
-  auto p = ParsePolicy(yaml, "prefilter_test.yaml");
-  INFO(p.status());
-  REQUIRE(p.ok());
-  auto c = Compile(*p);
-  INFO(c.status());
-  REQUIRE(c.ok());
-  return *c;
-}
 
 // Probe addresses: every case of the policy, its edges and neighbours.
 std::vector<std::string> Probes4() {

@@ -9,30 +9,13 @@
 #include <string>
 
 #include "daemon/feeds.hpp"
+#include "lib/test_util.hpp"
 
 namespace bw {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/bw-feeds-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& content) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
+using test::TempDir;
 
- private:
-  std::string path_;
-};
 
 Feed MustParse(const std::string& path, const std::string& content, FeedFormat f = FeedFormat::kAuto) {
   auto r = ParseFeed(path, content, f);
@@ -221,7 +204,7 @@ TEST_CASE("feeds: detection and format names") {
 }
 
 TEST_CASE("feeds: files on disk, an unreadable file names its path") {
-  TempDir d;
+  TempDir d("bw-feeds");
   std::string p = d.Write("seed.txt", "37.9.53.0/24\n37.9.53.12\n");
   auto f = LoadFeed(p);
   REQUIRE(f.ok());

@@ -16,32 +16,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "daemon/policy.hpp"
+#include "lib/test_util.hpp"
 
 namespace bw {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/bw-policy-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& content) const {
-    std::string p = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(p).parent_path());
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-  const std::string& path() const { return path_; }
+using test::TempDir;
 
- private:
-  std::string path_;
-};
 
 Policy MustParse(const std::string& yaml, const std::string& path = "policy.yaml") {
   auto p = ParsePolicy(yaml, path);
@@ -126,7 +107,7 @@ TEST_CASE("policy: the example lists in every format load") {
 }
 
 TEST_CASE("policy: every key parses") {
-  TempDir d;
+  TempDir d("bw-policy");
   d.Write("lists/extra.txt", "# extra\n198.51.100.0/24\n");
   d.Write("lists/drop.feed", "; drop\n203.0.113.0/24 ; SBL000002\n");
   std::string path = d.Write("policy.yaml", R"(
@@ -335,7 +316,7 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
 }
 
 TEST_CASE("policy: list file errors name the list file's line and the policy line") {
-  TempDir d;
+  TempDir d("bw-policy");
   d.Write("w/bad.txt", "198.51.100.0/24\n# c\n198.51.100.256\n");
   d.Write("w/bin.txt", std::string("198.51.100.0/24\n\x00\x01", 18));
   std::string path = d.Write("p.yaml", "lists:\n  - name: a\n    action: block\n    files:\n      - w/bad.txt\n");
@@ -653,7 +634,7 @@ lists:
 
 // Not run by default (hidden tag): prints how long 1 M prefixes take to parse and compile.
 TEST_CASE("policy: bench: parse and compile 1M prefixes", "[.bench]") {
-  TempDir d;
+  TempDir d("bw-policy");
   std::mt19937 rng(1);
   std::string text;
   text.reserve(20u << 20);

@@ -10,33 +10,22 @@ namespace {
 
 constexpr size_t kEth = 14, kIp = 20;
 
-uint32_t Sum(const uint8_t* p, size_t n, uint32_t sum = 0) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
-  if (n & 1) sum += p[n - 1] << 8;
-  return sum;
-}
-
-uint16_t Fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
 // IPv4 header and L4 checksums (host order) of `f` as it is now.
 void Checksums(test::Bytes& f, uint16_t* ip, uint16_t* l4, uint32_t l4_csum_off) {
   uint8_t* iph = f.data() + kEth;
   iph[10] = iph[11] = 0;
-  *ip = Fold(Sum(iph, kIp));
+  *ip = test::ChecksumFold(test::ChecksumAdd(iph, kIp));
   *l4 = 0;
   if (!l4_csum_off) return;
   uint8_t proto = iph[9];
   size_t l4len = (static_cast<size_t>(iph[2]) << 8 | iph[3]) - kIp;
   uint8_t* seg = f.data() + kEth + kIp;
   f[l4_csum_off] = f[l4_csum_off + 1] = 0;
-  uint32_t s = Sum(iph + 12, 8);
+  uint32_t s = test::ChecksumAdd(iph + 12, 8);
   s += proto;
   s += static_cast<uint32_t>(l4len);
-  s = Sum(seg, l4len, s);
-  *l4 = Fold(s);
+  s = test::ChecksumAdd(seg, l4len, s);
+  *l4 = test::ChecksumFold(s);
   if (proto == 17 && *l4 == 0) *l4 = 0xffff;
 }
 

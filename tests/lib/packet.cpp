@@ -14,18 +14,18 @@ void Put16(Bytes& b, size_t off, uint16_t v) {
   b[off + 1] = v & 0xff;
 }
 
-uint32_t SumWords(const uint8_t* p, size_t n, uint32_t sum = 0) {
+}  // namespace
+
+uint32_t ChecksumAdd(const uint8_t* p, size_t n, uint32_t sum) {
   for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
   if (n & 1) sum += p[n - 1] << 8;
   return sum;
 }
 
-uint16_t Fold(uint32_t sum) {
+uint16_t ChecksumFold(uint32_t sum) {
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
-
-}  // namespace
 
 Addr Addr::Parse(std::string_view text) {
   Addr a;
@@ -192,13 +192,13 @@ Bytes PacketBuilder::build() const {
     uint32_t sum = 0;
     if (proto != 1) {
       size_t alen = src_.family == 4 ? 4 : 16;
-      sum = SumWords(src_.b, alen, sum);
-      sum = SumWords(dst_.b, alen, sum);
+      sum = ChecksumAdd(src_.b, alen, sum);
+      sum = ChecksumAdd(dst_.b, alen, sum);
       sum += proto;
       sum += static_cast<uint32_t>(l4.size());
     }
-    sum = SumWords(l4.data(), l4.size(), sum);
-    uint16_t c = Fold(sum);
+    sum = ChecksumAdd(l4.data(), l4.size(), sum);
+    uint16_t c = ChecksumFold(sum);
     if (proto == 17 && c == 0) c = 0xffff;
     Put16(l4, ck, c);
   }
@@ -217,7 +217,7 @@ Bytes PacketBuilder::build() const {
     std::memcpy(&ipb[12], src_.b, 4);
     std::memcpy(&ipb[16], dst_.b, 4);
     for (size_t i = 20; i < hl; ++i) ipb[i] = 1;  // NOP options
-    Put16(ipb, 10, Fold(SumWords(ipb.data(), hl)));
+    Put16(ipb, 10, ChecksumFold(ChecksumAdd(ipb.data(), hl)));
     ipb.insert(ipb.end(), l4.begin(), l4.end());
   } else if (have_ip_) {
     // Extension headers, then the fragment header if any, chained by next-header.

@@ -6,6 +6,7 @@
 // make a malformed frame.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,11 @@ struct Addr {
   static Addr Parse(std::string_view text);  // aborts the test process on bad text
   std::string ToString() const;
 };
+
+// Internet checksum pieces: the one's-complement sum of big-endian 16-bit words (an odd last byte
+// padded with zero) added to `sum`, and the folded complement that goes into a header.
+uint32_t ChecksumAdd(const uint8_t* p, size_t n, uint32_t sum = 0);
+uint16_t ChecksumFold(uint32_t sum);
 
 enum TcpFlag : uint8_t {
   kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10, kUrg = 0x20,

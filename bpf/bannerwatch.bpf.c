@@ -128,6 +128,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_block_rl SEC(".maps");
 
+/* Block-event budget: events written in the current second, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bw_block_budget);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_block_bud SEC(".maps");
+
 /* Servers on watched ports whose first payload is awaited: its sequence number (SYN-ACK's + 1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -172,7 +181,7 @@ struct bw_match {
 	__u8 dir;
 	__u8 list_action;
 	__u8 prefixlen;
-	__u8 detail; /* decided by the pre-filter: entry_ref/prefixlen come from the trie at event time */
+	__u8 detail; /* decided by the pre-filter: userspace fills entry_ref/prefixlen (BW_EVF_DETAIL) */
 };
 
 static __always_inline const __u8 *bw_remote(const struct bw_pkt *p, int dir)
@@ -294,17 +303,8 @@ static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *c
 	ev->entry_ref = m->entry_ref;
 	ev->list_action = m->list_action;
 	ev->prefixlen = m->prefixlen;
-	if (m->detail) {
-		/* The pre-filter gave the verdict; the trie has the entry behind it. */
-		struct bw_list_value *e = bw_lookup(p, m->dir);
-
-		if (e) {
-			ev->list_id = e->list_id;
-			ev->entry_ref = e->entry_ref;
-			ev->list_action = e->action;
-			ev->prefixlen = e->prefixlen;
-		}
-	}
+	/* The pre-filter gave the verdict: no trie walk here, the reader asks the trie for the entry. */
+	ev->flags = m->detail ? BW_EVF_DETAIL : 0;
 	ev->l4proto = p->l4proto;
 	ev->tcp_flags = p->tcp_flags;
 	__builtin_memcpy(ev->saddr, p->saddr, 16);
@@ -314,7 +314,6 @@ static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *c
 	ev->banner_side = side;
 	ev->banner_len = 0;
 	ev->match = b ? b->match : 0;
-	ev->_pad0 = 0;
 	if (b)
 		bw_copy_banner(ctx, is_xdp, b, ev);
 	bpf_ringbuf_submit(ev, 0);
@@ -357,6 +356,23 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 		s->suppressed++;
 		cnt->events_suppressed++;
 		return;
+	}
+	/* A source not seen within the interval: an event, if this CPU's budget for the second has
+	 * one left. Over budget the slot is left as it is, so the source is reported once there is. */
+	if (cfg->block_event_budget) {
+		struct bw_block_budget *bb = bpf_map_lookup_elem(&bw_block_bud, &zero);
+
+		if (!bb)
+			return;
+		if (now - bb->window_ns >= 1000000000ULL) {
+			bb->window_ns = now;
+			bb->used = 0;
+		}
+		if (bb->used >= cfg->block_event_budget) {
+			cnt->events_budget++;
+			return;
+		}
+		bb->used++;
 	}
 	if (same)
 		held = s->suppressed;

@@ -613,7 +613,8 @@ absl::Status Daemon::Start() {
     if (!sink.ok()) return sink.status();
     sink_ = std::move(*sink);
   }
-  auto reader = EventReader::Create(dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); });
+  auto reader = EventReader::Create(
+      dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); }, &maps_.watch_v4);
   if (!reader.ok()) return reader.status();
   reader_ = std::move(*reader);
   // Events the kernel buffered while no daemon was running.

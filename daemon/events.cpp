@@ -7,9 +7,11 @@
 
 namespace bw {
 
-absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Create(int ringbuf_fd, Handler handler) {
+absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Create(int ringbuf_fd, Handler handler,
+                                                                 const WatchV4Map* v4_trie) {
   std::unique_ptr<EventReader> r(new EventReader());
   r->handler_ = std::move(handler);
+  r->v4_trie_ = v4_trie;
   r->rb_ = ring_buffer__new(ringbuf_fd, &EventReader::OnRecord, r.get(), nullptr);
   if (!r->rb_) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__new", errno);
   return r;
@@ -25,8 +27,15 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
     ++self->malformed_;
     return 0;
   }
-  // Ring-buffer records are 8-byte aligned and sized exactly: read in place.
-  self->handler_(*static_cast<const bw_event*>(data));
+  // Ring-buffer records are 8-byte aligned and sized exactly: read in place, or completed in a copy.
+  const auto* ev = static_cast<const bw_event*>(data);
+  if (self->v4_trie_ && (ev->flags & BW_EVF_DETAIL)) {
+    bw_event full = *ev;
+    CompleteEvent(*self->v4_trie_, &full);
+    self->handler_(full);
+  } else {
+    self->handler_(*ev);
+  }
   ++self->delivered_;
   return 0;
 }

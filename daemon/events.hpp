@@ -4,6 +4,8 @@
 // record, in order, on the calling thread. Records the kernel buffered before the reader existed
 // (e.g. while the daemon was down; the ring is pinned) are delivered first. A record of the wrong
 // size is counted as malformed and skipped. epoll_fd() lets a caller wait on it with other fds.
+// Given the IPv4 trie, events the pre-filter decided are completed from it before the handler sees
+// them (CompleteEvent in maps/maps.hpp).
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -14,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "maps/bannerwatch_abi.h"
+#include "maps/maps.hpp"
 
 namespace bw {
 
@@ -21,7 +24,9 @@ class EventReader {
  public:
   using Handler = std::function<void(const bw_event&)>;
 
-  static absl::StatusOr<std::unique_ptr<EventReader>> Create(int ringbuf_fd, Handler handler);
+  // `v4_trie` (not owned, may be null: events as the kernel wrote them) must outlive the reader.
+  static absl::StatusOr<std::unique_ptr<EventReader>> Create(int ringbuf_fd, Handler handler,
+                                                             const WatchV4Map* v4_trie = nullptr);
   ~EventReader();
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
@@ -40,6 +45,7 @@ class EventReader {
   static int OnRecord(void* ctx, void* data, size_t size);
   ring_buffer* rb_ = nullptr;
   Handler handler_;
+  const WatchV4Map* v4_trie_ = nullptr;
   uint64_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
     cfg.banner_action[BW_SIDE_SERVER] = BW_BANNER_ALERT;
     cfg.banner_action[BW_SIDE_CLIENT] = BW_BANNER_ALERT;
     cfg.block_event_interval_ns = BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT;
+    cfg.block_event_budget = BW_BLOCK_EVENT_BUDGET_DEFAULT;
     st = maps->WriteConfig(cfg);
     if (!st.ok()) return st;
     st = maps->SetWatchedPorts({443});
@@ -126,6 +127,7 @@ absl::StatusOr<MapSet> DataPlane::Maps() const {
   BW_DUP(flows, bw_flows)
   BW_DUP(counters, bw_counters)
   BW_DUP(block_rl, bw_block_rl)
+  BW_DUP(block_bud, bw_block_bud)
   BW_DUP(v4_pre, bw_v4_pre)
   BW_DUP(v4_host, bw_v4_host)
   BW_DUP(v4_class, bw_v4_class)

@@ -538,7 +538,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
   p.files.push_back(path_);
   auto fields = MapFields(root, "",
                           {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit", "limits",
-                           "block_event_interval", "lists", "interfaces", "output", "control_socket",
+                           "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
                            "metrics", "state_file", "pin_root"});
   if (!fields.ok()) return fields.status();
 
@@ -572,6 +572,10 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
         st = Fail(v, key, absl::StrCat("'", absl::CHexEscape(s),
                                        "' is not a duration such as 1s, 500ms or 0s"));
       if (st.ok()) p.block_event_interval = d;
+    } else if (key == "block_event_budget") {
+      uint64_t x = 0;
+      st = Uint(v, key, 0, UINT32_MAX, &x);
+      if (st.ok()) p.block_event_budget = static_cast<uint32_t>(x);
     } else if (key == "lists") {
       lists = &v;
       lists_line = LineOf(k);
@@ -710,6 +714,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.proxy_ports.erase(std::unique(c.proxy_ports.begin(), c.proxy_ports.end()), c.proxy_ports.end());
   c.config.block_event_interval_ns =
       static_cast<uint64_t>(absl::ToInt64Nanoseconds(policy.block_event_interval));
+  c.config.block_event_budget = policy.block_event_budget;
 
   size_t total = policy.entry_count();
   if (total >= UINT32_MAX / 2) return absl::InvalidArgumentError("too many entries");

@@ -85,6 +85,8 @@ struct Policy {
   uint32_t v4_entries = BW_V4_ENTRIES_DEFAULT;  // limits: at most this many IPv4 prefixes
   uint32_t v6_entries = BW_V6_ENTRIES_DEFAULT;
   absl::Duration block_event_interval = absl::Seconds(1);
+  // At most this many block events per second on each CPU; 0: no budget.
+  uint32_t block_event_budget = BW_BLOCK_EVENT_BUDGET_DEFAULT;
 
   // Daemon settings (all optional). Empty string = off.
   std::vector<std::string> interfaces;  // attach to these; empty: as the command line says

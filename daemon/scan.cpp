@@ -51,7 +51,8 @@ malformed frames, kernel counters) goes to stderr.
   --pin-root DIR private pin root, new or empty (default /sys/fs/bpf/bwscan-<pid>, removed at exit)
 Block events: the kernel's rate limiter runs on the kernel clock, which in a replay is not the
 capture's, so the scan turns it off in the kernel and applies the policy's block_event_interval
-itself on capture time (one block event per remote address per interval). Other time-dependent
+itself on capture time (one block event per remote address per interval); the per-second
+block_event_budget, a guard for a live ring buffer, does not apply to a scan. Other time-dependent
 kernel state sees replay time. Link types: Ethernet, Linux cooked (SLL, SLL2). Frames cut by the
 snaplen or longer than BPF_PROG_TEST_RUN takes run trimmed to the bytes present. A capture
 taken on an interface bannerwatch guards lacks what it dropped there (XDP and TC egress run before
@@ -308,6 +309,9 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
       static_cast<uint64_t>(absl::ToInt64Nanoseconds(pol->block_event_interval));
   // The kernel's limiter would run on replay time: off; the capture-time one below replaces it.
   compiled->config.block_event_interval_ns = 0;
+  // The per-second budget too: a capture replays faster than it was recorded, and the budget is
+  // there to protect a live ring buffer, not to thin out an offline report.
+  compiled->config.block_event_budget = 0;
 
   // Every capture opens before anything runs: a typo costs nothing.
   std::vector<Capture> caps;
@@ -383,7 +387,7 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
     if (sig) ++report->alerts[sig->signature_id];
     emit(*line);
   };
-  auto reader = EventReader::Create(plane.dp->events_fd(), on_event);
+  auto reader = EventReader::Create(plane.dp->events_fd(), on_event, &maps->watch_v4);
   if (!reader.ok()) return reader.status();
 
   const size_t max_run = MaxRunBytes();

@@ -24,6 +24,7 @@
 #define BW_MAP_COUNTERS "bw_counters"
 #define BW_MAP_EVENTS "bw_events"
 #define BW_MAP_BLOCK_RL "bw_block_rl"
+#define BW_MAP_BLOCK_BUD "bw_block_bud"
 #define BW_MAP_FIRST "bw_first"
 #define BW_MAP_PARTIAL "bw_partial"
 #define BW_MAP_TUNNELS "bw_tunnels"
@@ -46,6 +47,7 @@
 #define BW_V6_EXT_MAX 6                    /* IPv6 extension headers walked */
 #define BW_PORTS_MAX 65536U                /* bw_ports is indexed by the TCP port number */
 #define BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT 1000000000ULL
+#define BW_BLOCK_EVENT_BUDGET_DEFAULT 1000U /* block events per second per CPU */
 #define BW_FIRST_DEFAULT (1U << 16)    /* server first payloads awaited (LRU) */
 #define BW_PARTIAL_DEFAULT (1U << 14)  /* split banners awaiting their rest (LRU) */
 #define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
@@ -110,6 +112,15 @@ enum bw_banner_match {
 	BW_MATCH_CONNECT = 3,  /* from a proxy after its 200 reply to a CONNECT to a watched port */
 };
 
+/* bw_event.flags */
+enum bw_event_flags {
+	/* The IPv4 pre-filter decided: list_id and list_action are the deciding class's, entry_ref
+	 * and prefixlen are not filled in the kernel (a trie walk per event would cost the drop path
+	 * a microsecond at a million prefixes). Userspace looks them up in bw_watch_v4, the source
+	 * of truth for details, when it reads the event (see bw::CompleteEvent). */
+	BW_EVF_DETAIL = 1,
+};
+
 enum bw_verdict {
 	BW_VERDICT_PASS = 0,
 	BW_VERDICT_DROP = 1,
@@ -163,7 +174,8 @@ enum bw_config_flags {
 	X(safelist_passes)   /* packets passed because the remote is safelisted */             \
 	X(events)            /* records committed to the ring buffer */                        \
 	X(events_lost)       /* bpf_ringbuf_reserve failures (verdict unchanged) */            \
-	X(events_suppressed) /* block events held back by the per-source rate limit */
+	X(events_suppressed) /* block events held back by the per-source rate limit */         \
+	X(events_budget)     /* block events not written: this CPU's budget for the second spent */
 
 #define BW_COUNTER_FIELD(name) __u64 name;
 struct bw_counters {
@@ -232,7 +244,11 @@ struct bw_v4_cls_cnt {
 struct bw_config {
 	__u8 banner_action[BW_SIDE__MAX]; /* enum bw_banner_action, by enum bw_banner_side */
 	__u8 flags;                       /* enum bw_config_flags */
-	__u8 _pad0[5];
+	__u8 _pad0;
+	/* At most this many block events per second on each CPU (0: no budget). A flood of spoofed
+	 * blocked sources then costs a counter, not an event, per packet: the drop stays cheap and the
+	 * ring buffer keeps room for banner alerts. */
+	__u32 block_event_budget;
 	__u64 block_event_interval_ns; /* at most one block event per source per interval (per CPU) */
 };
 
@@ -282,6 +298,13 @@ struct bw_scratch {
 };
 
 /* ---- block-event rate limiter (per-CPU array of hashed slots) ---------------------------------- */
+/* bw_block_bud: this CPU's block-event budget for the current second. */
+struct bw_block_budget {
+	__u64 window_ns; /* bpf_ktime_get_coarse_ns() when the second began */
+	__u32 used;      /* block events written in it */
+	__u32 _pad0;
+};
+
 struct bw_block_rl_slot {
 	__u8 addr[16];   /* remote address owning the slot (IPv4 in the first 4 bytes) */
 	__u64 last_ns;   /* when the last event for it was emitted */
@@ -312,7 +335,7 @@ struct bw_event {
 	__u8 banner_side; /* BW_EV_BANNER: enum bw_banner_side */
 	__u8 banner_len;  /* bytes valid in banner[] */
 	__u8 match;       /* BW_EV_BANNER: enum bw_banner_match */
-	__u8 _pad0;
+	__u8 flags;       /* enum bw_event_flags */
 	__u8 banner[BW_BANNER_MAX]; /* BW_EV_BANNER: the version line; BW_EV_NON_TLS: the payload */
 };
 

@@ -75,6 +75,7 @@ absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   BW_OPEN(flows, BW_MAP_FLOWS)
   BW_OPEN(counters, BW_MAP_COUNTERS)
   BW_OPEN(block_rl, BW_MAP_BLOCK_RL)
+  BW_OPEN(block_bud, BW_MAP_BLOCK_BUD)
   BW_OPEN(v4_pre, BW_MAP_V4_PRE)
   BW_OPEN(v4_host, BW_MAP_V4_HOST)
   BW_OPEN(v4_class, BW_MAP_V4_CLASS)
@@ -84,6 +85,22 @@ absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   if (!ev.ok()) return ev.status();
   s.events = std::move(*ev);
   return s;
+}
+
+bool CompleteEvent(const WatchV4Map& v4, bw_event* ev) {
+  if (!(ev->flags & BW_EVF_DETAIL)) return false;
+  ev->flags &= static_cast<uint8_t>(~BW_EVF_DETAIL);
+  if (ev->family != BW_FAMILY_V4) return true;  // the pre-filter decides IPv4 only
+  bw_lpm_v4_key k{};
+  k.prefixlen = 32;
+  std::memcpy(k.addr, ev->direction == BW_DIR_INGRESS ? ev->saddr : ev->daddr, 4);
+  auto v = v4.Lookup(k);
+  if (v.ok() && v->has_value() && (*v)->list_id == ev->list_id &&
+      (*v)->action == ev->list_action) {
+    ev->entry_ref = (*v)->entry_ref;
+    ev->prefixlen = (*v)->prefixlen;
+  }
+  return true;
 }
 
 absl::StatusOr<CounterArray> MapSet::ReadCounters(bw_direction dir) const {

@@ -117,6 +117,7 @@ struct MapSet {
   FlowsMap flows;
   PerCpuArray<bw_counters> counters;
   PerCpuArray<bw_block_rl_slot> block_rl;
+  PerCpuArray<bw_block_budget> block_bud;
   V4PreMap v4_pre;  // the IPv4 pre-filter (see daemon/prefilter.hpp)
   V4HostMap v4_host;
   V4ClassMap v4_class;
@@ -146,6 +147,11 @@ struct MapSet {
 
 // Opens one pinned object; errors name the path.
 absl::StatusOr<Fd> OpenPinnedObject(const std::string& path);
+
+// Completes an event the IPv4 pre-filter decided (BW_EVF_DETAIL): the entry and prefix length come
+// from the trie, the source of truth for details, when they belong to the list and action that
+// decided (a reload in between leaves them 0). Clears the flag; returns whether it was set.
+bool CompleteEvent(const WatchV4Map& v4, bw_event* ev);
 
 }  // namespace bw
 

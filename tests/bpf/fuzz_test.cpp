@@ -1223,7 +1223,7 @@ std::string DiffEvent(const bw_event& k, const RefEvent& want) {
   field("banner_len", k.banner_len, want.banner.size());
   field("ifindex", k.ifindex, 1);
   field("suppressed", k.suppressed, 0);
-  field("_pad0", k._pad0, 0);
+  field("flags", k.flags, 0);  // BW_EVF_DETAIL never reaches a reader that completes events
   if (k.ts_ns == 0) absl::StrAppend(&d, " ts_ns: 0;");
   if (std::memcmp(k.saddr, want.saddr, 16)) absl::StrAppend(&d, " saddr;");
   if (std::memcmp(k.daddr, want.daddr, 16)) absl::StrAppend(&d, " daddr;");

@@ -95,6 +95,8 @@ std::vector<bw_event> BpfHarness::Drain() {
   ring_buffer__consume(rb_);
   std::vector<bw_event> out;
   out.swap(pending_);
+  // As the daemon's reader does: events the pre-filter decided get their entry from the trie.
+  for (bw_event& ev : out) CompleteEvent(maps_.watch_v4, &ev);
   return out;
 }
 
@@ -126,6 +128,7 @@ void BpfHarness::Reset() {
     }
   }
   for (uint32_t i = 0; i < BW_BLOCK_RL_SLOTS; ++i) REQUIRE(maps_.block_rl.Zero(i).ok());
+  REQUIRE(maps_.block_bud.Zero(0).ok());
   REQUIRE(maps_.ZeroCounters().ok());
   SetBannerActions(BW_BANNER_ALERT, BW_BANNER_ALERT);
   SetPorts({443});

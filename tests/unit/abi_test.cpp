@@ -52,12 +52,16 @@ TEST_CASE("event record layout") {
   CHECK_FIELD(bw_event, dport, 66, 2);
   CHECK_FIELD(bw_event, banner_side, 68, 1);
   CHECK_FIELD(bw_event, banner_len, 69, 1);
+  CHECK_FIELD(bw_event, match, 70, 1);
+  CHECK_FIELD(bw_event, flags, 71, 1);
   CHECK_FIELD(bw_event, banner, 72, BW_BANNER_MAX);
 }
 
 TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_config) == 16);
   CHECK_FIELD(bw_config, banner_action, 0, 2);
+  CHECK_FIELD(bw_config, flags, 2, 1);
+  CHECK_FIELD(bw_config, block_event_budget, 4, 4);
   CHECK_FIELD(bw_config, block_event_interval_ns, 8, 8);
   CHECK(sizeof(bw_flow_key) == 40);
   CHECK_FIELD(bw_flow_key, a_addr, 0, 16);
@@ -69,6 +73,9 @@ TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_block_rl_slot) == 32);
   CHECK_FIELD(bw_block_rl_slot, last_ns, 16, 8);
   CHECK_FIELD(bw_block_rl_slot, suppressed, 24, 4);
+  CHECK(sizeof(bw_block_budget) == 16);
+  CHECK_FIELD(bw_block_budget, window_ns, 0, 8);
+  CHECK_FIELD(bw_block_budget, used, 8, 4);
   CHECK(sizeof(bw_v4_host) == 4);
   CHECK_FIELD(bw_v4_host, cls, 0, 1);
   CHECK(sizeof(bw_v4_class) == 8);
@@ -106,7 +113,7 @@ TEST_CASE("action bits are distinct and ordered by precedence") {
 
 TEST_CASE("map names fit bpftool's 15 characters") {
   for (const char* n : {BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_CONFIG, BW_MAP_PORTS,
-                        BW_MAP_FLOWS, BW_MAP_COUNTERS, BW_MAP_EVENTS, BW_MAP_BLOCK_RL,
+                        BW_MAP_FLOWS, BW_MAP_COUNTERS, BW_MAP_EVENTS, BW_MAP_BLOCK_RL, BW_MAP_BLOCK_BUD,
                         BW_MAP_V4_PRE, BW_MAP_V4_HOST, BW_MAP_V4_CLASS, BW_MAP_V4_CLS_CNT,
                         BW_PROG_XDP, BW_PROG_TC})
     CHECK(std::string(n).size() <= 15);

@@ -81,6 +81,7 @@ TEST_CASE("policy: the shipped default policy loads and tells the seed's story")
   CHECK(c.Lookup(*ParseAddress("37.9.54.1")) == nullptr);
   CHECK(c.config.banner_action[BW_SIDE_SERVER] == BW_BANNER_ALERT);
   CHECK(c.config.block_event_interval_ns == 1000000000ull);
+  CHECK(c.config.block_event_budget == BW_BLOCK_EVENT_BUDGET_DEFAULT);
 }
 
 TEST_CASE("policy: the example lists in every format load") {
@@ -117,6 +118,7 @@ allow_default_route: true
 keep_on_exit: true
 limits: { v4_entries: 1000, v6_entries: 100 }
 block_event_interval: 250ms
+block_event_budget: 50
 interfaces: [eth0, ens3]
 output: { eve: logs/eve.json, stdout: true }
 control_socket: /run/bw.sock
@@ -148,6 +150,7 @@ lists:
   CHECK(p->v4_entries == 1000u);
   CHECK(p->v6_entries == 100u);
   CHECK(p->block_event_interval == absl::Milliseconds(250));
+  CHECK(p->block_event_budget == 50u);
   CHECK(p->interfaces == std::vector<std::string>{"eth0", "ens3"});
   CHECK(p->eve_path == d.path() + "/logs/eve.json");
   CHECK(p->eve_stdout);
@@ -163,7 +166,7 @@ lists:
   CHECK(*l.expires == absl::FromCivil(absl::CivilSecond(2027, 1, 1, 0, 0, 0), absl::UTCTimeZone()));
   REQUIRE(l.entries.size() == 4);
   CHECK(l.entries[0].file == 0u);  // inline entries: the policy file
-  CHECK(l.entries[0].line == 23u);
+  CHECK(l.entries[0].line == 24u);
   CHECK(p->files[l.entries[2].file] == d.path() + "/lists/extra.txt");
   CHECK(l.entries[2].line == 2u);
   CHECK(l.entries[3].source_id == "SBL000002");
@@ -175,6 +178,7 @@ lists:
   CHECK(m.banner_server == BW_BANNER_ALERT);
   CHECK(m.v4_entries == BW_V4_ENTRIES_DEFAULT);
   CHECK(m.block_event_interval == absl::Seconds(1));
+  CHECK(m.block_event_budget == BW_BLOCK_EVENT_BUDGET_DEFAULT);
   CHECK(m.eve_path == "/var/log/bannerwatch/eve.json");
   CHECK(m.metrics_listen == "127.0.0.1:9464");
   CHECK(MustParse("metrics: off\n").metrics_listen.empty());
@@ -250,6 +254,9 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"block_event_interval: 1 parsec\n", 1, "is not a duration such as 1s"},
       {"block_event_interval: -1s\n", 1, "is not a duration"},
       {"block_event_interval: inf\n", 1, "is not a duration"},
+      {"block_event_budget: -1\n", 1, "block_event_budget: '-1' is not a decimal integer"},
+      {"block_event_budget: 4294967296\n", 1, "block_event_budget: 4294967296 is out of range"},
+      {"block_event_budget: lots\n", 1, "is not a decimal integer"},
       {"proxy_ports: [8080, 8080]\n", 1, "port 8080 is listed twice"},
       {"proxy_ports: [0]\n", 1, "proxy_ports[0]"},
       {"banner:\n  non_tls: drop\n", 2, "banner.non_tls"},

@@ -48,6 +48,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_v4_pre SEC(".maps");
 
+/* IPv4 pre-filter summary: a bit per /16, two bits per /24 (BW_V4_SUM_*), mmapped by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, BW_V4_SUM_ELEMS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_v4_sum SEC(".maps");
+
 /* IPv4 /32 entries whose class differs from their /24's: address (network order) -> class. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -215,7 +225,25 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 
 	__builtin_memcpy(&addr, a, 4);
 	/* 64-bit index and masks so the verifier keeps the bounds. */
-	__u64 idx = bpf_ntohl(addr) >> 8;
+	__u64 h = bpf_ntohl(addr);
+	/* The summary first: a /16 with nothing listed, then a /24's 2-bit code. */
+	__u32 k = h >> 22;
+	__u64 *w = bpf_map_lookup_elem(&bw_v4_sum, &k);
+
+	if (!w)
+		return BW_V4_PRE_TRIE;
+	if (!((*w >> ((h >> 16) & 63)) & 1))
+		return 0;
+	k = BW_V4_SUM_L0_ELEMS + (__u32)(h >> 13);
+	w = bpf_map_lookup_elem(&bw_v4_sum, &k);
+	if (!w)
+		return BW_V4_PRE_TRIE;
+	__u32 code = (*w >> (((h >> 8) & 31) * 2)) & 3;
+
+	if (code != BW_V4_SUM_READ_PRE)
+		return code;
+
+	__u64 idx = h >> 8;
 	__u32 elem = idx >> 3;
 	__u8 *e = bpf_map_lookup_elem(&bw_v4_pre, &elem);
 

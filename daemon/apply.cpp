@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/prefilter.hpp"
+#include "daemon/prefilter_sum.hpp"
 
 namespace bw {
 namespace {
@@ -197,6 +198,7 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
 //  zeroed, host entries of changed /24s are written and removed, then the final bytes go in.
 struct PrefilterApply {
   std::optional<V4PreMapping> map;
+  std::optional<V4SumMapping> sum;  // read before the bytes; see prefilter_sum.hpp
   V4ClassTable old_classes{}, classes{};
   V4Prefilter want;
   absl::flat_hash_map<uint32_t, uint8_t> have_hosts;
@@ -210,6 +212,9 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   auto m = V4PreMapping::Map(maps.v4_pre);
   if (!m.ok()) return m.status();
   pa.map.emplace(std::move(*m));
+  auto sm = V4SumMapping::Map(maps.v4_sum);
+  if (!sm.ok()) return sm.status();
+  pa.sum.emplace(std::move(*sm));
   auto oc = ReadClasses(maps.v4_class);
   if (!oc.ok()) return oc.status();
   pa.old_classes = *oc;
@@ -231,6 +236,9 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   for (size_t i = 0; i < kV4PreBytes; ++i) {
     uint8_t o = cur[i];
     if (o != want[i] || pa.meaning_changed[o & BW_V4_PRE_CLASS_MASK]) mark[i] = true;
+    // A daemon's first apply also rewrites a summary code that does not match its byte (left by
+    // an apply cut short); later ones keep them matched themselves.
+    else if (!opts.applied && SumCode(o) != pa.sum->Code(static_cast<uint32_t>(i))) mark[i] = true;
   }
   for (const auto& [a, c] : pa.have_hosts) {
     auto it = pa.want.hosts.find(a);
@@ -249,6 +257,8 @@ void PrefilterToTrie(PrefilterApply& pa) {
   volatile uint8_t* b = pa.map->bytes();
   for (uint32_t i : pa.changed) b[i] = BW_V4_PRE_TRIE;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  // Then their summary codes say "read the byte" (and their /16s' bits are set).
+  pa.sum->Write(pa.changed, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
 }
 
 // Steps 3 and 4: classes, hosts, final bytes.
@@ -275,6 +285,8 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps) {
   volatile uint8_t* b = pa.map->bytes();
   for (uint32_t i : pa.changed) b[i] = pa.want.bytes[i];
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  // Last, the summary codes of the final bytes (and the /16 bits from them).
+  pa.sum->Write(pa.changed, [&](uint32_t i) { return SumCode(pa.want.bytes[i]); });
   return absl::OkStatus();
 }
 

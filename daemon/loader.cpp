@@ -129,6 +129,7 @@ absl::StatusOr<MapSet> DataPlane::Maps() const {
   BW_DUP(block_rl, bw_block_rl)
   BW_DUP(block_bud, bw_block_bud)
   BW_DUP(v4_pre, bw_v4_pre)
+  BW_DUP(v4_sum, bw_v4_sum)
   BW_DUP(v4_host, bw_v4_host)
   BW_DUP(v4_class, bw_v4_class)
   BW_DUP(v4_cls_cnt, bw_v4_cls_cnt)

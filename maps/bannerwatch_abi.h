@@ -30,6 +30,7 @@
 #define BW_MAP_TUNNELS "bw_tunnels"
 #define BW_MAP_SCRATCH "bw_scratch"
 #define BW_MAP_V4_PRE "bw_v4_pre"
+#define BW_MAP_V4_SUM "bw_v4_sum"
 #define BW_MAP_V4_HOST "bw_v4_host"
 #define BW_MAP_V4_CLASS "bw_v4_class"
 #define BW_MAP_V4_CLS_CNT "bw_v4_cls_cnt"
@@ -60,6 +61,17 @@
 #define BW_V4_PRE_CLASS_MASK 0x0fU  /* low 4 bits: the /24's class (0 unlisted, 1..14 classes) */
 #define BW_V4_PRE_TRIE 15U          /* class 15: decide through the trie (bw_watch_v4) */
 #define BW_V4_PRE_HOSTS 0x10U       /* bit 4: /32s inside with another class: bw_v4_host first */
+/* IPv4 pre-filter summary (bw_v4_sum), read before bw_v4_pre, one array of __u64:
+ *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /16, bit (j & 63) of element (j >> 6)
+ *   for j = host-order address >> 16; set when a /24 inside has a non-zero level-1 code.
+ *  level 1, the BW_V4_SUM_L1_ELEMS elements after it: two bits per /24, bits 2 * (i & 31) and up
+ *   of element BW_V4_SUM_L0_ELEMS + (i >> 5) for i = address >> 8: 0 unlisted, 1 and 2 the whole
+ *   /24 is of class 1 or 2 (its bw_v4_pre byte is exactly 1 or 2), 3 read bw_v4_pre.
+ * 8 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes. */
+#define BW_V4_SUM_L0_ELEMS (1U << 10)
+#define BW_V4_SUM_L1_ELEMS (1U << 19)
+#define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS)
+#define BW_V4_SUM_READ_PRE 3U
 #define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
 #define BW_V4_HOST_DEFAULT BW_V4_ENTRIES_DEFAULT /* bw_v4_host capacity: at most one per /32 */
 

@@ -77,6 +77,7 @@ absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   BW_OPEN(block_rl, BW_MAP_BLOCK_RL)
   BW_OPEN(block_bud, BW_MAP_BLOCK_BUD)
   BW_OPEN(v4_pre, BW_MAP_V4_PRE)
+  BW_OPEN(v4_sum, BW_MAP_V4_SUM)
   BW_OPEN(v4_host, BW_MAP_V4_HOST)
   BW_OPEN(v4_class, BW_MAP_V4_CLASS)
   BW_OPEN(v4_cls_cnt, BW_MAP_V4_CLS_CNT)

@@ -93,6 +93,7 @@ using ConfigMap = Map<uint32_t, bw_config>;
 using PortsMap = Map<uint32_t, uint8_t>;
 using FlowsMap = Map<bw_flow_key, bw_flow_value>;
 using V4PreMap = Map<uint32_t, uint64_t>;       // BPF_F_MMAPABLE: written through a mapping
+using V4SumMap = Map<uint32_t, uint64_t>;       // BPF_F_MMAPABLE too
 using V4HostMap = Map<uint32_t, bw_v4_host>;    // key: the address in network order
 using V4ClassMap = Map<uint32_t, bw_v4_class>;
 
@@ -119,6 +120,7 @@ struct MapSet {
   PerCpuArray<bw_block_rl_slot> block_rl;
   PerCpuArray<bw_block_budget> block_bud;
   V4PreMap v4_pre;  // the IPv4 pre-filter (see daemon/prefilter.hpp)
+  V4SumMap v4_sum;  // its summary (see daemon/prefilter_sum.hpp)
   V4HostMap v4_host;
   V4ClassMap v4_class;
   PerCpuArray<bw_v4_cls_cnt> v4_cls_cnt;

@@ -26,6 +26,7 @@
 #include "daemon/apply.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/prefilter.hpp"
+#include "daemon/prefilter_sum.hpp"
 #include "lib/bpf_harness.hpp"
 #include "lib/test_util.hpp"
 
@@ -357,7 +358,8 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
   CheckTriesEqual(versions[cur], h.maps());
 }
 
-// The kernel's order with BW_CFG_PREFILTER: the /24's byte, the host map when its bit 4 is set, the
+// The kernel's order with BW_CFG_PREFILTER: the summary (the /16's bit, the /24's code), the /24's
+// byte when the code says so, the host map when its bit 4 is set, the
 // class table, the trie for class 15. A program run is a few hundred nanoseconds inside one RCU
 // read-side section, never the length of a whole apply; a user-space reader can be descheduled for
 // that long, so a read that spans an entire apply (one started and finished within it) is not
@@ -393,6 +395,9 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   auto mapping = V4PreMapping::Map(h.maps().v4_pre);
   REQUIRE(mapping.ok());
   const volatile uint8_t* bytes = mapping->bytes();
+  auto sum_mapping = V4SumMapping::Map(h.maps().v4_sum);
+  REQUIRE(sum_mapping.ok());
+  const V4SumMapping& sum = *sum_mapping;
 
   std::atomic<int> from{0}, to{0};
   std::atomic<uint64_t> started{0}, finished{0};
@@ -412,7 +417,9 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
         int f1 = from.load(), t1 = to.load();
         uint64_t s1 = started.load();
         uint32_t a = addrs[i];
-        uint8_t b = bytes[a >> 8];
+        // The summary first, as the kernel reads it: the /16's bit, the /24's code, the byte.
+        uint8_t code = sum.Bit16(a >> 16) ? sum.Code(a >> 8) : 0;
+        uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8] : code;
         uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
         bool host = false;
         if (b & BW_V4_PRE_HOSTS) {

@@ -95,6 +95,13 @@ TEST_CASE("IPv4 pre-filter layout: one byte per /24, a class in 4 bits, the host
   CHECK((BW_CFG_PREFILTER & BW_CFG_NON_TLS) == 0);
 }
 
+TEST_CASE("IPv4 pre-filter summary layout: a bit per /16, two bits per /24") {
+  CHECK(uint64_t{BW_V4_SUM_L0_ELEMS} * 64 == (uint64_t{1} << 16));
+  CHECK(uint64_t{BW_V4_SUM_L1_ELEMS} * 32 == (uint64_t{1} << 24));
+  CHECK(BW_V4_SUM_ELEMS == BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS);
+  CHECK(BW_V4_SUM_READ_PRE == 3u);
+}
+
 TEST_CASE("counters: one named u64 per enum value, names in enum order") {
   CHECK(sizeof(bw_counters) == BW_CNT__MAX * 8);
   CHECK(offsetof(bw_counters, packets) == BW_CNT_packets * 8);
@@ -114,7 +121,7 @@ TEST_CASE("action bits are distinct and ordered by precedence") {
 TEST_CASE("map names fit bpftool's 15 characters") {
   for (const char* n : {BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_CONFIG, BW_MAP_PORTS,
                         BW_MAP_FLOWS, BW_MAP_COUNTERS, BW_MAP_EVENTS, BW_MAP_BLOCK_RL, BW_MAP_BLOCK_BUD,
-                        BW_MAP_V4_PRE, BW_MAP_V4_HOST, BW_MAP_V4_CLASS, BW_MAP_V4_CLS_CNT,
+                        BW_MAP_V4_PRE, BW_MAP_V4_SUM, BW_MAP_V4_HOST, BW_MAP_V4_CLASS, BW_MAP_V4_CLS_CNT,
                         BW_PROG_XDP, BW_PROG_TC})
     CHECK(std::string(n).size() <= 15);
 }

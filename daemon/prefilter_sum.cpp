@@ -1,0 +1,58 @@
+// prefilter_sum.cpp — see prefilter_sum.hpp.
+#include "daemon/prefilter_sum.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace bw {
+
+absl::StatusOr<V4SumMapping> V4SumMapping::Map(const V4SumMap& m) {
+  void* p = mmap(nullptr, kV4SumBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
+  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
+  return V4SumMapping(static_cast<volatile uint64_t*>(p));
+}
+
+V4SumMapping::~V4SumMapping() {
+  if (p_) munmap(const_cast<uint64_t*>(p_), kV4SumBytes);
+}
+
+uint8_t V4SumMapping::Code(uint32_t i) const {
+  uint64_t w = p_[BW_V4_SUM_L0_ELEMS + (i >> 5)];
+  return static_cast<uint8_t>((w >> ((i & 31) * 2)) & 3);
+}
+
+bool V4SumMapping::Bit16(uint32_t j) const { return (p_[j >> 6] >> (j & 63)) & 1; }
+
+void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
+                              const std::vector<uint8_t>& codes) const {
+  // Sorted by /24, so each word is rewritten once, with one store.
+  std::vector<uint32_t> order(idx.size());
+  for (uint32_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return idx[a] < idx[b]; });
+  std::vector<uint32_t> sixteens;
+  for (size_t k = 0; k < order.size();) {
+    const uint32_t word = idx[order[k]] >> 5;
+    uint64_t w = p_[BW_V4_SUM_L0_ELEMS + word];
+    for (; k < order.size() && (idx[order[k]] >> 5) == word; ++k) {
+      const uint32_t shift = (idx[order[k]] & 31) * 2;
+      w = (w & ~(uint64_t{3} << shift)) | (uint64_t{codes[order[k]] & 3u} << shift);
+    }
+    p_[BW_V4_SUM_L0_ELEMS + word] = w;
+    if (sixteens.empty() || sixteens.back() != word >> 3) sixteens.push_back(word >> 3);
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  // A /16 is 256 /24s: eight words of codes.
+  for (uint32_t j : sixteens) {
+    bool any = false;
+    for (uint32_t k = 0; k < 8; ++k) any |= p_[BW_V4_SUM_L0_ELEMS + j * 8 + k] != 0;
+    uint64_t w = p_[j >> 6];
+    const uint64_t bit = uint64_t{1} << (j & 63);
+    uint64_t nw = any ? (w | bit) : (w & ~bit);
+    if (nw != w) p_[j >> 6] = nw;
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+}  // namespace bw

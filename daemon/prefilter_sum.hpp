@@ -1,0 +1,59 @@
+// prefilter_sum.hpp — the IPv4 pre-filter's summary (bw_v4_sum), read by the kernel before the
+// byte per /24 (bw_v4_pre).
+//
+// Contract: the summary is a function of the bytes: a /24's 2-bit code is SumCode(its byte), a
+// /16's bit is set when any of its /24 codes is non-zero. Code 3 (read the byte) is right for any
+// byte, so a writer may set it at any time; codes 0..2 are written only once the byte says the
+// same. With the apply order of apply.cpp (changed /24s: byte 15 then code 3; after the trie diff:
+// final byte then its code), a reader sees an address's old or its new decision, never another.
+// Most unlisted traffic is then answered by an 8 KiB bitmap or a 4 MiB array instead of a 16 MiB
+// one, and a /24 of one of the two largest classes without /32 exceptions needs no byte at all.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "maps/maps.hpp"
+
+namespace bw {
+
+inline constexpr size_t kV4SumBytes = size_t{BW_V4_SUM_ELEMS} * 8;
+
+// The code of a /24 whose bw_v4_pre byte is `b`.
+inline uint8_t SumCode(uint8_t b) {
+  return b == 0 ? 0 : b == 1 ? 1 : b == 2 ? 2 : static_cast<uint8_t>(BW_V4_SUM_READ_PRE);
+}
+
+// A read/write shared mapping of bw_v4_sum.
+class V4SumMapping {
+ public:
+  static absl::StatusOr<V4SumMapping> Map(const V4SumMap& m);
+  V4SumMapping(V4SumMapping&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  V4SumMapping& operator=(V4SumMapping&&) = delete;
+  ~V4SumMapping();
+  volatile uint64_t* words() const { return p_; }
+
+  // The code of /24 index i (host-order address >> 8) and the bit of /16 index j.
+  uint8_t Code(uint32_t i) const;
+  bool Bit16(uint32_t j) const;
+
+  // Gives every /24 in `idx` the code `code_of(i)` (one 8-byte store per word touched), then sets
+  // the bit of every /16 holding one of them from its /24 codes.
+  template <typename F>
+  void Write(const std::vector<uint32_t>& idx, F code_of) const;
+
+ private:
+  explicit V4SumMapping(volatile uint64_t* p) : p_(p) {}
+  void WriteWords(const std::vector<uint32_t>& idx, const std::vector<uint8_t>& codes) const;
+  volatile uint64_t* p_ = nullptr;
+};
+
+template <typename F>
+void V4SumMapping::Write(const std::vector<uint32_t>& idx, F code_of) const {
+  std::vector<uint8_t> codes(idx.size());
+  for (size_t k = 0; k < idx.size(); ++k) codes[k] = code_of(idx[k]);
+  WriteWords(idx, codes);
+}
+
+}  // namespace bw

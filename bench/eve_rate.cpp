@@ -8,7 +8,7 @@
 // This process takes the daemon's XDP program from its pinned link and runs it with
 // BPF_PROG_TEST_RUN (repeat --batch) on one frame, an SSH banner "SSH-2.0-OpenSSH_9.2p1\r\n" from
 // TCP port 443 (watched by default, banner action alert), on --producer_cpu: every run is one
-// banner event offered to the ring buffer (4 MiB, BW_EVENTS_BYTES_DEFAULT). The producer is paced
+// banner event offered to the ring buffer (BW_EVENTS_BYTES_DEFAULT, 32 MiB). The producer is paced
 // to an offered rate (calls scheduled on the clock) or runs flat out, for --seconds. Then it waits
 // until the EVE file stops growing and counts its lines. Per measurement, from the kernel's own
 // per-CPU counters (bw_counters, ingress): produced = banner_server (= events + events_lost, which

@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -136,8 +135,11 @@ class Daemon : public PolicyEveLookup {
   IfNames ifnames_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<MetricsServer> metrics_;
-  std::deque<std::string> recent_;  // the last EVE lines, for `events`
+  // The last EVE lines, for `events`: a ring of strings whose buffers are reused, so the reader
+  // does not allocate per event.
   static constexpr size_t kRecent = 1000;
+  std::vector<std::string> recent_ = std::vector<std::string>(kRecent);
+  size_t recent_next_ = 0, recent_count_ = 0;
 
   Fd epoll_, sigfd_, timerfd_, inotify_;
   std::map<int, std::string> watch_dirs_;  // inotify wd -> directory
@@ -272,8 +274,9 @@ void Daemon::OnEvent(const bw_event& ev) {
     l.push_back('\n');
     control_->Broadcast(l);
   }
-  if (recent_.size() >= kRecent) recent_.pop_front();
-  recent_.emplace_back(*line);
+  recent_[recent_next_].assign(line->data(), line->size());
+  recent_next_ = (recent_next_ + 1) % kRecent;
+  recent_count_ = std::min(recent_count_ + 1, kRecent);
 }
 
 std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allow_cached) {
@@ -449,8 +452,9 @@ json Daemon::HandleControl(const json& req) {
   if (cmd == "events") {
     json j = {{"ok", true}, {"recent", json::array()}};
     size_t n = req.value("count", size_t{50});
-    size_t start = recent_.size() > n ? recent_.size() - n : 0;
-    for (size_t i = start; i < recent_.size(); ++i) j["recent"].push_back(recent_[i]);
+    n = std::min(n, recent_count_);
+    for (size_t k = 0; k < n; ++k)
+      j["recent"].push_back(recent_[(recent_next_ + kRecent - n + k) % kRecent]);
     return j;
   }
   return {{"ok", false}, {"error", absl::StrCat("unknown command '", cmd, "'")}};

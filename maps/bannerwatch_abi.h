@@ -41,7 +41,9 @@
 #define BW_V4_ENTRIES_DEFAULT (1U << 21)   /* LPM trie capacity (max_entries), settable before load */
 #define BW_V6_ENTRIES_DEFAULT (1U << 18)
 #define BW_FLOWS_DEFAULT (1U << 16)        /* banner-dropped flows remembered (LRU) */
-#define BW_EVENTS_BYTES_DEFAULT (1U << 22) /* ring buffer size, a power of two >= page size */
+#define BW_EVENTS_BYTES_DEFAULT (1U << 25) /* ring buffer, a power of two >= page size: 32 MiB holds
+                                            * ~230 k events, a quarter second at 1 M/s, so a
+                                            * reader held up by a slow disk loses none */
 #define BW_BLOCK_RL_SLOTS 1024U            /* per-CPU slots of the block-event rate limiter */
 #define BW_BANNER_MAX 64U                  /* banner bytes copied into an event */
 #define BW_VLAN_MAX 2                      /* 802.1Q / 802.1ad tags parsed */

@@ -1503,7 +1503,7 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
   const uint64_t seed = EnvU64("BW_FUZZ_SEED", kDefaultSeed);
   const uint64_t frames = EnvU64("BW_FUZZ_FRAMES", kDefaultFrames);
   const bool strict = EnvU64("BW_FUZZ_STRICT", 1) != 0;
-  BpfHarness h;  // default ring: 4 MiB, drained after every run
+  BpfHarness h;  // default ring (BW_EVENTS_BYTES_DEFAULT), drained after every run
   StateMaps state(h.pin_root());
   Generator gen(seed);
   Stats st;

@@ -275,6 +275,32 @@ static __always_inline long bw_load(void *ctx, int is_xdp, __u32 off, void *to, 
 	return is_xdp ? bpf_xdp_load_bytes(ctx, off, to, len) : bpf_skb_load_bytes(ctx, off, to, len);
 }
 
+/* The payload's first four bytes, read in place when the linear data holds them (saves a helper
+ * call and a copy on every watched-port segment), through the helper otherwise. */
+static __always_inline long bw_head(void *ctx, int is_xdp, __u32 off, __u8 *head, __u64 hn)
+{
+	if (hn == 4) {
+		void *data, *end;
+
+		if (is_xdp) {
+			data = (void *)(long)((struct xdp_md *)ctx)->data;
+			end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+		} else {
+			data = (void *)(long)((struct __sk_buff *)ctx)->data;
+			end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+		}
+		/* A bounded offset: the verifier learns a packet range only while offset + access stays
+		 * within MAX_PACKET_OFF (0xffff); payloads further in take the helper. */
+		__u8 *h = data + (off & 0x3fff);
+
+		if (off <= 0x3fff && (void *)(h + 4) <= end) {
+			__builtin_memcpy(head, h, 4);
+			return 0;
+		}
+	}
+	return bw_load(ctx, is_xdp, off, head, hn);
+}
+
 /* Copies up to BW_BANNER_MAX bytes into the event. XDP and TC read payload through their
  * load_bytes helpers so payload in fragments / non-linear skb data is reachable. */
 static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct bw_banner_src *b,
@@ -714,7 +740,7 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	hn &= 7;
 	if (hn == 0 || hn > 4)
 		return BW_VERDICT_PASS;
-	if (bw_load(ctx, is_xdp, p->payload_off, head, hn))
+	if (bw_head(ctx, is_xdp, p->payload_off, head, hn))
 		return BW_VERDICT_PASS;
 	int ssh = hn == 4 && bw_is_ssh(head);
 	struct bw_banner_src b = { .off = p->payload_off, .len = p->payload_len,

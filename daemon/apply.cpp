@@ -1,15 +1,19 @@
 // apply.cpp — policy -> maps as an ordered diff (see apply.hpp for the contract and the order).
 //
 // Why the order is safe. A lookup returns the longest stored prefix covering the address.
-//  Phase 1 (add and update, longest prefixes first): the tries hold every old prefix plus the new
-//  ones written so far. If a lookup lands on a prefix written in this phase, every longer new prefix
-//  was written before it, so it is the address's new longest match, carrying its new value. If it
-//  lands on anything else, that is an old prefix with its old value and, since all old prefixes are
-//  still there, the address's old longest match.
-//  Phase 2 (remove, shortest prefixes first): the tries hold every new prefix plus old ones not yet
-//  removed. A lookup landing on a new prefix finds the new longest match; landing on an old-only
-//  prefix means no longer old prefix covering the address has been removed yet (they go later), so
-//  it is the old longest match.
+//  Phase 1 (add and update; each new prefix after every new prefix it contains: post-order, which
+//  longest-first also satisfies): the tries hold every old prefix plus the new ones written so far.
+//  If a lookup lands on a prefix written in this phase, every longer new prefix covering the address
+//  lies inside it and was written before it, so it is the address's new longest match, carrying its
+//  new value. If it lands on anything else, that is an old prefix with its old value and, since all
+//  old prefixes are still there, the address's old longest match.
+//  Phase 2 (remove; each prefix before every prefix it contains: pre-order, i.e. sorted order, which
+//  shortest-first also satisfies): the tries hold every new prefix plus old ones not yet removed. A
+//  lookup landing on a new prefix finds the new longest match; landing on an old-only prefix means
+//  no longer old prefix covering the address has been removed yet (they lie inside it and go
+//  later), so it is the old longest match.
+//  Within each phase, elements go in batches (BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH), which
+//  the kernel applies one by one in array order, so the order above holds element by element.
 // Writing in any other order can expose, for a moment, a prefix whose value belongs to neither
 // version for that address (e.g. a new /16 watch before the new /24 safelist inside it).
 #include "daemon/apply.hpp"
@@ -91,10 +95,94 @@ absl::StatusOr<uint32_t> MaxEntries(int fd, const std::string& name) {
   return info.max_entries;
 }
 
+// Elements per BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH call. One syscall costs about a
+// microsecond here, as much as an LPM trie insert; larger batches gain nothing measurable.
+constexpr size_t kBatch = 1024;
+
+// The map type has no batch operations on this kernel (LPM tries have them since 5.6 through the
+// generic implementation; the probe keeps older kernels working).
+bool BatchUnsupported(int err) { return err == EINVAL || err == EOPNOTSUPP || err == 524 /* ENOTSUPP */; }
+
+// Writes keys[i] -> vals[i] in array order: BPF_MAP_UPDATE_BATCH, or one update per element when
+// the kernel has no batch for this map type. `*batch` carries that finding between calls.
+template <typename K, typename V>
+absl::Status UpdateMany(const Map<K, V>& map, const K* keys, const V* vals, size_t n, bool* batch) {
+  size_t i = 0;
+  while (*batch && i < n) {
+    uint32_t count = static_cast<uint32_t>(std::min(kBatch, n - i));
+    LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
+    if (bpf_map_update_batch(map.fd(), keys + i, vals + i, &count, &bo) == 0) {
+      i += count;
+      continue;
+    }
+    int err = errno;
+    if (count == 0 && BatchUnsupported(err)) {
+      *batch = false;
+      break;
+    }
+    return ErrnoStatus(map.name(), "bpf_map_update_batch", err);
+  }
+  for (; i < n; ++i)
+    if (auto st = map.Update(keys[i], vals[i], BPF_ANY); !st.ok()) return st;
+  return absl::OkStatus();
+}
+
+// Deletes keys in array order; keys already gone are not an error.
+template <typename K, typename V>
+absl::Status DeleteMany(const Map<K, V>& map, const K* keys, size_t n, bool* batch) {
+  size_t i = 0;
+  while (*batch && i < n) {
+    uint32_t count = static_cast<uint32_t>(std::min(kBatch, n - i));
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    if (bpf_map_delete_batch(map.fd(), keys + i, &count, &bo) == 0) {
+      i += count;
+      continue;
+    }
+    int err = errno;
+    if (err == ENOENT) {  // keys[i + count] is not there: skip it
+      i += count + 1;
+      continue;
+    }
+    if (count == 0 && BatchUnsupported(err)) {
+      *batch = false;
+      break;
+    }
+    return ErrnoStatus(map.name(), "bpf_map_delete_batch", err);
+  }
+  for (; i < n; ++i) {
+    auto d = map.Delete(keys[i]);
+    if (!d.ok()) return d.status();
+  }
+  return absl::OkStatus();
+}
+
 struct Op {
   const KernelEntry* want = nullptr;  // add/update: the new entry
   const KernelEntry* have = nullptr;  // update/remove: what the trie holds
 };
+
+// Puts ops, sorted by prefix (a prefix before those it contains: pre-order), into post-order: every
+// prefix after all the prefixes of `ops` it contains. One pass with a stack of open prefixes. This
+// is the phase-1 order of the top of this file, and unlike "longest first" it keeps neighbouring
+// prefixes together, so each trie insert walks the path the previous one just warmed: about twice
+// as fast as the length-major order at a million prefixes.
+void PostOrder(std::vector<Op>& ops) {
+  std::vector<Op> out;
+  out.reserve(ops.size());
+  std::vector<const Op*> open;
+  for (const Op& o : ops) {
+    while (!open.empty() && !open.back()->want->prefix.contains(o.want->prefix)) {
+      out.push_back(*open.back());
+      open.pop_back();
+    }
+    open.push_back(&o);
+  }
+  while (!open.empty()) {
+    out.push_back(*open.back());
+    open.pop_back();
+  }
+  ops = std::move(out);
+}
 
 struct TrieResult {
   size_t added = 0, updated = 0, removed = 0, unchanged = 0, final_size = 0;
@@ -138,11 +226,9 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
   res.final_size = want.size();
   if (opts.dry_run) return res;
 
-  // Phase 1 longest first, phase 2 shortest first (see the top of this file).
-  std::stable_sort(write.begin(), write.end(),
-                   [](const Op& a, const Op& b) { return a.want->prefix.len > b.want->prefix.len; });
-  std::stable_sort(remove.begin(), remove.end(),
-                   [](const Op& a, const Op& b) { return a.have->prefix.len < b.have->prefix.len; });
+  // Phase 1 in post-order, phase 2 in pre-order (see the top of this file): `remove` is sorted by
+  // prefix already, a covering prefix before those it contains.
+  PostOrder(write);
 
   auto max = MaxEntries(map.fd(), map.name());
   if (!max.ok()) return max.status();
@@ -156,32 +242,39 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
         "the map size)"));
 
   absl::Time t1 = absl::Now();
+  bool batch = true;
   auto do_removes = [&]() -> absl::Status {
-    for (const Op& o : remove) {
-      auto d = map.Delete(KeyOf<K>(o.have->prefix));
-      if (!d.ok()) return d.status();
-    }
-    return absl::OkStatus();
+    std::vector<K> keys;
+    keys.reserve(remove.size());
+    for (const Op& o : remove) keys.push_back(KeyOf<K>(o.have->prefix));
+    return DeleteMany(map, keys.data(), keys.size(), &batch);
   };
   if (remove_first) {
     res.removed_first = true;
     if (auto st = do_removes(); !st.ok()) return st;
   }
-  for (const Op& o : write) {
-    K key = KeyOf<K>(o.want->prefix);
-    bw_list_value v = o.want->value;
-    if (o.have) {
-      // Keep the counters: read them as late as possible, then write them with the new decision.
-      auto cur = map.Lookup(key);
-      if (!cur.ok()) return cur.status();
-      const bw_list_value& src = cur->has_value() ? **cur : o.have->value;
-      v.hits = src.hits;
-      v.drops = src.drops;
-    } else {
+  std::vector<K> keys(std::min(kBatch, write.size()));
+  std::vector<bw_list_value> vals(keys.size());
+  for (size_t b = 0; b < write.size(); b += kBatch) {
+    size_t n = std::min(kBatch, write.size() - b);
+    for (size_t k = 0; k < n; ++k) {
+      const Op& o = write[b + k];
+      keys[k] = KeyOf<K>(o.want->prefix);
+      bw_list_value& v = vals[k];
+      v = o.want->value;
       v.hits = 0;
       v.drops = 0;
+      if (o.have) {
+        // Keep the counters: read them as late as possible (just before this batch is written),
+        // then write them with the new decision.
+        auto cur = map.Lookup(keys[k]);
+        if (!cur.ok()) return cur.status();
+        const bw_list_value& src = cur->has_value() ? **cur : o.have->value;
+        v.hits = src.hits;
+        v.drops = src.drops;
+      }
     }
-    if (auto st = map.Update(key, v, BPF_ANY); !st.ok()) return st;
+    if (auto st = UpdateMany(map, keys.data(), vals.data(), n, &batch); !st.ok()) return st;
   }
   if (!remove_first)
     if (auto st = do_removes(); !st.ok()) return st;
@@ -221,7 +314,7 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   pa.classes = AssignClasses(policy.v4, pa.old_classes);
   pa.want = BuildV4Prefilter(policy.v4, pa.classes);
   if (opts.applied) {
-    pa.have_hosts = BuildV4Prefilter(opts.applied->v4, pa.old_classes).hosts;
+    pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes);
   } else {
     auto d = maps.v4_host.Dump();
     if (!d.ok()) return d.status();
@@ -233,12 +326,24 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   std::vector<bool> mark(kV4PreBytes, false);
   const volatile uint8_t* cur = pa.map->bytes();
   const uint8_t* want = pa.want.bytes.data();
-  for (size_t i = 0; i < kV4PreBytes; ++i) {
-    uint8_t o = cur[i];
-    if (o != want[i] || pa.meaning_changed[o & BW_V4_PRE_CLASS_MASK]) mark[i] = true;
-    // A daemon's first apply also rewrites a summary code that does not match its byte (left by
-    // an apply cut short); later ones keep them matched themselves.
-    else if (!opts.applied && SumCode(o) != pa.sum->Code(static_cast<uint32_t>(i))) mark[i] = true;
+  bool any_meaning = false;
+  for (bool m : pa.meaning_changed) any_meaning |= m;
+  // Eight bytes at a time where they are equal and no class changed meaning (most of a reload);
+  // not on a first apply, which checks every byte's summary code.
+  const volatile uint64_t* cur8 = reinterpret_cast<const volatile uint64_t*>(cur);
+  for (size_t w = 0; w < kV4PreBytes / 8; ++w) {
+    uint64_t want8;
+    std::memcpy(&want8, want + 8 * w, 8);
+    if (!any_meaning && opts.applied && cur8[w] == want8) continue;
+    for (size_t i = 8 * w; i < 8 * w + 8; ++i) {
+      uint8_t o = cur[i];
+      if (o != want[i] || pa.meaning_changed[o & BW_V4_PRE_CLASS_MASK])
+        mark[i] = true;
+      // A daemon's first apply also rewrites a summary code that does not match its byte (left
+      // by an apply cut short); later ones keep them matched themselves.
+      else if (!opts.applied && SumCode(o) != pa.sum->Code(static_cast<uint32_t>(i)))
+        mark[i] = true;
+    }
   }
   for (const auto& [a, c] : pa.have_hosts) {
     auto it = pa.want.hosts.find(a);
@@ -269,18 +374,23 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps) {
     if (auto st = maps.v4_class.Update(c, pa.classes[c]); !st.ok()) return st;
   }
   // Removals first (the map holds one policy's /32s at most); nothing reads these /24s' hosts now.
-  for (const auto& [a, c] : pa.have_hosts) {
-    if (pa.want.hosts.contains(a)) continue;
-    auto d = maps.v4_host.Delete(htonl(a));
-    if (!d.ok()) return d.status();
-  }
+  bool batch = true;
+  std::vector<uint32_t> keys;
+  for (const auto& [a, c] : pa.have_hosts)
+    if (!pa.want.hosts.contains(a)) keys.push_back(htonl(a));
+  if (auto st = DeleteMany(maps.v4_host, keys.data(), keys.size(), &batch); !st.ok()) return st;
+  keys.clear();
+  std::vector<bw_v4_host> vals;
   for (const auto& [a, c] : pa.want.hosts) {
     auto it = pa.have_hosts.find(a);
     if (it != pa.have_hosts.end() && it->second == c) continue;
     bw_v4_host v{};
     v.cls = c;
-    if (auto st = maps.v4_host.Update(htonl(a), v); !st.ok()) return st;
+    keys.push_back(htonl(a));
+    vals.push_back(v);
   }
+  if (auto st = UpdateMany(maps.v4_host, keys.data(), vals.data(), keys.size(), &batch); !st.ok())
+    return st;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   volatile uint8_t* b = pa.map->bytes();
   for (uint32_t i : pa.changed) b[i] = pa.want.bytes[i];

@@ -1,10 +1,10 @@
 // apply.hpp — writes a CompiledPolicy into the data plane's maps as a safe diff.
 //
 // Contract: the tries are read back (or taken from ApplyOptions::applied) and compared with the
-// compiled tables. New prefixes and changed
-// values are written first, most specific first; prefixes no longer wanted are deleted last, least
-// specific first. With that order every address, at every moment of the change, resolves to either
-// its old or its new entry: nothing kept by both versions goes missing and no address is ever
+// compiled tables. New prefixes and changed values are written first, each after the new prefixes
+// it contains; prefixes no longer wanted are deleted last, each before the old prefixes it contains
+// (in batched syscalls that keep that order). With that order every address, at every moment of
+// the change, resolves to either its old or its new entry: nothing kept by both versions goes missing and no address is ever
 // seen with an entry that belongs to neither version. Unchanged prefixes are not touched; changed
 // ones keep their hits/drops counters (read, then written with the new value: increments landing in
 // between are lost). Then the watched ports and bw_config are written. A failure stops the apply

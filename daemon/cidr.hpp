@@ -11,6 +11,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -47,8 +48,23 @@ struct Prefix {
   std::string AddressString() const;    // the address alone
   std::string HumanString() const;      // the address alone for a host, else ToString()
 
-  friend auto operator<=>(const Prefix&, const Prefix&) = default;
-  friend bool operator==(const Prefix&, const Prefix&) = default;
+  // The defaulted (family, addr, len) order, with the address compared as two big-endian words
+  // instead of a memcmp call: sorting and diffing a million prefixes spends its time here.
+  friend std::strong_ordering operator<=>(const Prefix& a, const Prefix& b) {
+    if (a.family != b.family) return a.family <=> b.family;
+    if (uint64_t x = a.word(0), y = b.word(0); x != y) return x <=> y;
+    if (uint64_t x = a.word(1), y = b.word(1); x != y) return x <=> y;
+    return a.len <=> b.len;
+  }
+  friend bool operator==(const Prefix& a, const Prefix& b) {
+    return a.family == b.family && a.len == b.len && a.word(0) == b.word(0) && a.word(1) == b.word(1);
+  }
+  // Address bytes [8 * i, 8 * i + 8) as a big-endian number.
+  uint64_t word(int i) const {
+    uint64_t w;
+    std::memcpy(&w, addr.data() + 8 * i, 8);
+    return __builtin_bswap64(w);
+  }
   template <typename H>
   friend H AbslHashValue(H h, const Prefix& p) {
     return H::combine(std::move(h), static_cast<uint8_t>(p.family), p.addr, p.len);

@@ -10,9 +10,13 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace bw {
 namespace {
@@ -294,11 +298,13 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
       ::close(fd);
       return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
     }
-    if (sb.st_size > 0) out.reserve(static_cast<size_t>(sb.st_size));
+    if (sb.st_size > 0) out.reserve(static_cast<size_t>(sb.st_size) + (1 << 16));
   }
-  char buf[1 << 16];
+  // Straight into the string (its size known from fstat, grown if the file grows meanwhile).
+  size_t used = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (out.size() - used < (1 << 16)) out.resize(std::max(out.capacity(), used + (1 << 16)));
+    ssize_t n = ::read(fd, out.data() + used, out.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
@@ -306,8 +312,9 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": read: ", std::strerror(err)));
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    used += static_cast<size_t>(n);
   }
+  out.resize(used);
   ::close(fd);
   return out;
 }
@@ -316,6 +323,68 @@ absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format, const 
   auto content = ReadWholeFile(path);
   if (!content.ok()) return content.status();
   return ParseFeed(path, *content, format, opts);
+}
+
+namespace {
+
+struct CachedFeed {
+  FeedFormat format;
+  bool allow_default_route;
+  size_t size;
+  size_t hash;
+  std::shared_ptr<const Feed> feed;
+};
+
+struct FeedCache {
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, CachedFeed> by_path ABSL_GUARDED_BY(mu);
+  FeedCacheStats stats ABSL_GUARDED_BY(mu);
+};
+
+FeedCache& Cache() {
+  static FeedCache* c = new FeedCache;  // never destroyed: no exit-time ordering questions
+  return *c;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
+                                                           FeedFormat format,
+                                                           const PrefixOptions& opts) {
+  auto content = ReadWholeFile(path);
+  if (!content.ok()) return content.status();
+  size_t hash = absl::HashOf(absl::string_view(*content));
+  FeedCache& c = Cache();
+  {
+    absl::MutexLock l(&c.mu);
+    auto it = c.by_path.find(path);
+    if (it != c.by_path.end() && it->second.format == format &&
+        it->second.allow_default_route == opts.allow_default_route &&
+        it->second.size == content->size() && it->second.hash == hash) {
+      ++c.stats.hits;
+      return it->second.feed;
+    }
+  }
+  auto feed = ParseFeed(path, *content, format, opts);
+  if (!feed.ok()) return feed.status();
+  auto shared = std::make_shared<const Feed>(std::move(*feed));
+  absl::MutexLock l(&c.mu);
+  ++c.stats.parses;
+  c.by_path[path] = CachedFeed{format, opts.allow_default_route, content->size(), hash, shared};
+  return shared;
+}
+
+void PruneFeedCache(const std::vector<std::string>& keep) {
+  absl::flat_hash_set<std::string> k(keep.begin(), keep.end());
+  FeedCache& c = Cache();
+  absl::MutexLock l(&c.mu);
+  absl::erase_if(c.by_path, [&](const auto& kv) { return !k.contains(kv.first); });
+}
+
+FeedCacheStats GetFeedCacheStats() {
+  FeedCache& c = Cache();
+  absl::MutexLock l(&c.mu);
+  return c.stats;
 }
 
 }  // namespace bw

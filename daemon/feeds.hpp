@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -64,6 +65,22 @@ absl::StatusOr<Feed> ParseFeed(absl::string_view path, absl::string_view content
 // Reads and parses a file.
 absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format = FeedFormat::kAuto,
                               const PrefixOptions& opts = {});
+
+// LoadFeed with a process-wide cache of the last parse of each (path, format, options): when the
+// file's content is the content parsed last time (same size and 64-bit content hash; the file is
+// read and hashed every time, so a rewrite within the same second, of the same size, is noticed),
+// the earlier Feed is returned without parsing. Errors are not cached. Thread-safe.
+absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
+                                                           FeedFormat format = FeedFormat::kAuto,
+                                                           const PrefixOptions& opts = {});
+// Drops every cached feed whose path is not in `keep` (LoadPolicyFile keeps the ones its policy
+// names, so the cache holds one policy's feeds); an empty `keep` empties the cache.
+void PruneFeedCache(const std::vector<std::string>& keep);
+// Parses done and cache hits since the process started (for tests and figures).
+struct FeedCacheStats {
+  uint64_t parses = 0, hits = 0;
+};
+FeedCacheStats GetFeedCacheStats();
 
 // Reads a whole file; errors name the path and strerror.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);

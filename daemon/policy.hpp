@@ -4,12 +4,14 @@
 // an unknown key, a wrong type, a bad enum value, a duplicate key or list name, a bad prefix, an
 // unreadable or malformed list file, or more prefixes than limits allow is InvalidArgument
 // "FILE:LINE: where: what" (lines 1-based), and nothing of that policy is used (the caller keeps its
-// last good one). Nothing here throws: yaml-cpp exceptions are caught inside.
+// last good one). Nothing here throws: yaml-cpp exceptions are caught inside. List files are read
+// every time, but parsed only when their content changed (feeds.hpp, LoadFeedCached).
 // Compile() turns a Policy into a CompiledPolicy: list and entry tables (ids from 1, policy order)
 // and, for every distinct prefix of the non-expired entries, the kernel value: the effective action
 // is the highest precedence (SAFELIST > BLOCK > WATCH) among all entries covering the prefix; the
 // value's list_id / entry_ref / prefixlen name the deciding entry (highest precedence, then the most
-// specific, then the first in policy order). O(n log n): sort, then one sweep with a stack.
+// specific, then the first in policy order). A sort (a radix sort for IPv4), then one sweep with a
+// stack.
 // Ids are stable across compiles when the previous CompiledPolicy is passed: a list keeps its id by
 // name and an entry its ref by (list, prefix), so a reload rewrites only what changed and events
 // emitted under the previous policy still resolve to the right list and entry.
@@ -171,8 +173,11 @@ struct CompiledPolicy {
   // Human-readable Explain(): one line per covering entry, the deciding one marked.
   std::string ExplainText(const Prefix& query) const;
 
-  // ref -> index into entries; empty when refs are 1..n in order (no `previous` was given).
+  // ref -> index into entries; empty when refs are 1..n in order (no `previous` was given) or when
+  // entry_slot holds them.
   absl::flat_hash_map<uint32_t, uint32_t> entry_index;
+  // ref -> index + 1 (0: no such entry), used instead of entry_index while refs stay dense enough.
+  std::vector<uint32_t> entry_slot;
 };
 
 // `previous`: the policy compiled before (whatever its source), to keep ids stable; or nullptr.

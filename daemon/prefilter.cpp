@@ -49,17 +49,64 @@ V4ClassTable AssignClasses(const std::vector<KernelEntry>& v4, const V4ClassTabl
   return t;
 }
 
+namespace {
+
+// ClassOf for a run of entries: consecutive entries mostly share their decision's pair.
+class ClassMemo {
+ public:
+  explicit ClassMemo(const V4ClassTable& t) : t_(t) {}
+  uint8_t operator()(uint8_t action, uint32_t list_id) {
+    if (!valid_ || action != action_ || list_id != list_id_) {
+      action_ = action, list_id_ = list_id, valid_ = true;
+      cls_ = ClassOf(t_, action, list_id);
+    }
+    return cls_;
+  }
+
+ private:
+  const V4ClassTable& t_;
+  bool valid_ = false;
+  uint8_t action_ = 0, cls_ = 0;
+  uint32_t list_id_ = 0;
+};
+
+// Pass 2 of BuildV4Prefilter for the /24 whose longer prefixes start at v4[i]: the /24's final
+// byte given its class from the prefixes up to /24 (`base`), and its /32s of another class.
+uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, ClassMemo& cls,
+                  std::vector<std::pair<uint32_t, uint8_t>>& hosts) {
+  uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+  bool trie = base == BW_V4_PRE_TRIE;
+  hosts.clear();
+  for (; i < v4.size() && (HostOrder(v4[i].prefix) >> 8) == idx; ++i) {
+    const KernelEntry& e = v4[i];
+    if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
+    uint8_t c = cls(e.value.action, e.value.list_id);
+    if (c == base) continue;  // decides like its /24
+    if (e.prefix.len < 32)
+      trie = true;  // partial coverage: the trie decides the /24
+    else
+      hosts.emplace_back(HostOrder(e.prefix), c);
+  }
+  if (trie) {
+    hosts.clear();  // the trie decides every address of the /24
+    return BW_V4_PRE_TRIE;
+  }
+  return hosts.empty() ? base : base | BW_V4_PRE_HOSTS;
+}
+
+}  // namespace
+
 V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes) {
   V4Prefilter out;
   out.bytes.assign(kV4PreBytes, 0);
   uint8_t* b = out.bytes.data();
+  ClassMemo cls(classes);
   // Pass 1: prefixes up to /24 in sorted order: a prefix sorts before those it contains, so the
   // more specific ones overwrite their parents' bytes.
   for (const KernelEntry& e : v4) {
     if (e.prefix.len > 24) continue;
     uint32_t first = HostOrder(e.prefix) >> 8;
-    std::memset(b + first, ClassOf(classes, e.value.action, e.value.list_id),
-                size_t{1} << (24 - e.prefix.len));
+    std::memset(b + first, cls(e.value.action, e.value.list_id), size_t{1} << (24 - e.prefix.len));
   }
   // Pass 2: the longer prefixes, grouped by /24 (contiguous in sorted order).
   std::vector<std::pair<uint32_t, uint8_t>> hosts;
@@ -69,25 +116,31 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
       continue;
     }
     uint32_t idx = HostOrder(v4[i].prefix) >> 8;
-    uint8_t base = b[idx] & BW_V4_PRE_CLASS_MASK;
-    bool trie = base == BW_V4_PRE_TRIE;
-    hosts.clear();
-    for (; i < v4.size() && (HostOrder(v4[i].prefix) >> 8) == idx; ++i) {
-      const KernelEntry& e = v4[i];
-      if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
-      uint8_t c = ClassOf(classes, e.value.action, e.value.list_id);
-      if (c == base) continue;  // decides like its /24
-      if (e.prefix.len < 32)
-        trie = true;  // partial coverage: the trie decides the /24
-      else
-        hosts.emplace_back(HostOrder(e.prefix), c);
+    b[idx] = HostGroup(v4, i, b[idx] & BW_V4_PRE_CLASS_MASK, cls, hosts);
+    for (const auto& [a, c] : hosts) out.hosts[a] = c;
+  }
+  return out;
+}
+
+absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
+                                                    const V4ClassTable& classes) {
+  absl::flat_hash_map<uint32_t, uint8_t> out;
+  ClassMemo cls(classes);
+  // The byte pass 1 would leave for a /24 is the class of the longest prefix up to /24 covering
+  // it: the top of a stack of the covering prefixes, in sorted order.
+  std::vector<std::pair<const Prefix*, uint8_t>> stack;
+  std::vector<std::pair<uint32_t, uint8_t>> hosts;
+  for (size_t i = 0; i < v4.size();) {
+    const Prefix& p = v4[i].prefix;
+    while (!stack.empty() && !stack.back().first->contains(p)) stack.pop_back();
+    if (p.len <= 24) {
+      stack.emplace_back(&p, cls(v4[i].value.action, v4[i].value.list_id));
+      ++i;
+      continue;
     }
-    if (trie) {
-      b[idx] = BW_V4_PRE_TRIE;
-    } else if (!hosts.empty()) {
-      b[idx] = base | BW_V4_PRE_HOSTS;
-      for (const auto& [a, c] : hosts) out.hosts[a] = c;
-    }
+    uint8_t base = stack.empty() ? 0 : stack.back().second;
+    HostGroup(v4, i, base, cls, hosts);
+    for (const auto& [a, c] : hosts) out[a] = c;
   }
   return out;
 }

@@ -37,6 +37,9 @@ struct V4Prefilter {
 };
 
 V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
+// BuildV4Prefilter(v4, classes).hosts alone, without the 16 MiB byte table.
+absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
+                                                    const V4ClassTable& classes);
 
 // What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.
 uint8_t PrefilterClass(const uint8_t* bytes,

@@ -1,6 +1,7 @@
 // Strict prefix parsing (daemon/cidr.hpp): every accepted form, every rejected one with the reason
 // its message must give, IPv4-mapped IPv6, ordering, containment, kernel keys.
 #include <catch2/catch.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -176,6 +177,47 @@ TEST_CASE("cidr: kernel keys round-trip, host bits in a stored key are masked") 
   CHECK(FromKey(k) == p);
   Prefix q = *ParsePrefix("2001:db8:1::/48");
   CHECK(FromKey(ToV6Key(q)) == q);
+}
+
+// IPv4 text goes a fast path (one pass) or, for anything unusual, the checks that word errors.
+// Either way: an accepted string is exactly the canonical form of what it parsed to, and every
+// canonical form is accepted.
+TEST_CASE("cidr: IPv4 parsing accepts exactly the canonical forms") {
+  std::mt19937 rng(2013);
+  const std::string alphabet = "0123456789./";
+  size_t accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string t;
+    if (i % 2) {
+      size_t n = 1 + rng() % 18;
+      for (size_t k = 0; k < n; ++k) t += alphabet[rng() % alphabet.size()];
+    } else {  // near-canonical: a random prefix, sometimes with one character changed
+      Prefix q = Prefix::V4(static_cast<uint32_t>(rng()), rng() % 33);
+      t = rng() % 2 ? q.ToString() : q.HumanString();
+      if (rng() % 3 == 0) t[rng() % t.size()] = alphabet[rng() % alphabet.size()];
+    }
+    for (bool allow : {false, true}) {
+      auto p = ParsePrefix(t, PrefixOptions{.allow_default_route = allow});
+      if (!p.ok()) continue;
+      ++accepted;
+      INFO(t);
+      CHECK(p->is_v4());
+      CHECK((p->ToString() == t || (p->is_host() && p->AddressString() == t)));
+      CHECK((allow || p->len > 0));
+    }
+  }
+  CHECK(accepted > 100000);
+  for (int i = 0; i < 20000; ++i) {
+    Prefix q = Prefix::V4(static_cast<uint32_t>(rng()), 1 + rng() % 32);
+    auto a = ParsePrefix(q.ToString());
+    auto b = ParsePrefix(q.HumanString());
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(*a == q);
+    CHECK(*b == q);
+  }
+  CHECK_FALSE(ParseAddress("198.51.100.0/24").ok());  // the fast path respects "no length"
+  CHECK(*ParseAddress("0.0.0.0") == Prefix::V4(0, 32));
 }
 
 }  // namespace

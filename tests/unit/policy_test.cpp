@@ -3,6 +3,9 @@
 // entries right (checked against a brute-force model on random policies too).
 #include <stdlib.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
@@ -350,6 +353,41 @@ TEST_CASE("policy: list file errors name the list file's line and the policy lin
   auto none = LoadPolicyFile(d.path() + "/nope.yaml");
   REQUIRE_FALSE(none.ok());
   CHECK(none.status().message().find("nope.yaml: cannot open") != absl::string_view::npos);
+}
+
+TEST_CASE("policy: a reload re-reads list files and sees every change, however small") {
+  TempDir d("bw-policy");
+  std::string feed = d.Write("w/feed.txt", "198.51.100.0/24\n198.51.100.7\n");
+  d.Write("w/other.txt", "203.0.113.0/24\n");
+  std::string path = d.Write("p.yaml",
+                             "lists:\n  - name: a\n    action: block\n    files: [w/feed.txt]\n"
+                             "  - name: b\n    action: watch\n    files: [w/other.txt]\n");
+  auto p1 = LoadPolicyFile(path);
+  REQUIRE(p1.ok());
+  struct stat st;
+  REQUIRE(stat(feed.c_str(), &st) == 0);
+  FeedCacheStats s0 = GetFeedCacheStats();
+  // Same size, same modification time, one digit different.
+  d.Write("w/feed.txt", "198.51.100.0/24\n198.51.100.8\n");
+  timespec ts[2] = {st.st_mtim, st.st_mtim};
+  REQUIRE(utimensat(AT_FDCWD, feed.c_str(), ts, 0) == 0);
+  auto p2 = LoadPolicyFile(path);
+  REQUIRE(p2.ok());
+  FeedCacheStats s1 = GetFeedCacheStats();
+  CHECK(s1.parses - s0.parses == 1);  // feed.txt; other.txt came from the cache
+  CHECK(s1.hits - s0.hits == 1);
+  REQUIRE(p2->lists[0].entries.size() == 2);
+  CHECK(p2->lists[0].entries[1].prefix.ToString() == "198.51.100.8/32");
+  CHECK(p2->lists[0].entries[1].line == 2u);
+  CHECK(p2->lists[1].entries[0].prefix.ToString() == "203.0.113.0/24");
+  CHECK(p2->lists[1].entries[0].file == 2u);
+  // A bad rewrite is an error naming the file and line, every time it is loaded.
+  d.Write("w/feed.txt", "198.51.100.0/24\n198.51.100.888\n");
+  for (int i = 0; i < 2; ++i) {
+    auto bad = LoadPolicyFile(path);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(std::string(bad.status().message()).rfind(feed + ":2: ", 0) == 0);
+  }
 }
 
 TEST_CASE("policy: precedence SAFELIST > BLOCK > WATCH whatever the prefix lengths") {

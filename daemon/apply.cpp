@@ -312,9 +312,13 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   if (!oc.ok()) return oc.status();
   pa.old_classes = *oc;
   pa.classes = AssignClasses(policy.v4, pa.old_classes);
-  pa.want = BuildV4Prefilter(policy.v4, pa.classes);
+  // The host map's capacity bounds the host entries (removals go first, so it never holds more
+  // than the new policy's); /24s beyond it are decided by the trie.
+  auto host_cap = MaxEntries(maps.v4_host.fd(), maps.v4_host.name());
+  if (!host_cap.ok()) return host_cap.status();
+  pa.want = BuildV4Prefilter(policy.v4, pa.classes, *host_cap);
   if (opts.applied) {
-    pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes);
+    pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes, *host_cap);
   } else {
     auto d = maps.v4_host.Dump();
     if (!d.ok()) return d.status();

@@ -70,34 +70,65 @@ class ClassMemo {
   uint32_t list_id_ = 0;
 };
 
+// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each); a /25-/27 of another
+// class than its /24 sends the /24 to the trie. Feeds carry few of either; /28-/31 are the more
+// common, and the trie costs about a microsecond per packet at a million prefixes.
+constexpr unsigned kExpandLen = 28;
+
 // Pass 2 of BuildV4Prefilter for the /24 whose longer prefixes start at v4[i]: the /24's final
-// byte given its class from the prefixes up to /24 (`base`), and its /32s of another class.
+// byte given its class from the prefixes up to /24 (`base`), and its addresses of another class.
+// `*room` is what is left of the host map's capacity: a /24 whose hosts do not fit goes to the
+// trie.
 uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, ClassMemo& cls,
-                  std::vector<std::pair<uint32_t, uint8_t>>& hosts) {
-  uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+                  std::vector<std::pair<uint32_t, uint8_t>>& hosts, size_t* room) {
+  const uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+  size_t end = i;
+  bool only32 = true;
+  for (; end < v4.size() && (HostOrder(v4[end].prefix) >> 8) == idx; ++end)
+    only32 &= v4[end].prefix.len == 32 || v4[end].prefix.len <= 24;
   bool trie = base == BW_V4_PRE_TRIE;
   hosts.clear();
-  for (; i < v4.size() && (HostOrder(v4[i].prefix) >> 8) == idx; ++i) {
-    const KernelEntry& e = v4[i];
-    if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
-    uint8_t c = cls(e.value.action, e.value.list_id);
-    if (c == base) continue;  // decides like its /24
-    if (e.prefix.len < 32)
-      trie = true;  // partial coverage: the trie decides the /24
-    else
-      hosts.emplace_back(HostOrder(e.prefix), c);
+  if (only32) {
+    for (; i < end; ++i) {
+      const KernelEntry& e = v4[i];
+      if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
+      uint8_t c = cls(e.value.action, e.value.list_id);
+      if (c != base) hosts.emplace_back(HostOrder(e.prefix), c);
+    }
+  } else {
+    // Each address's class, the more specific prefixes (later in sorted order) overwriting.
+    std::array<uint8_t, 256> at;
+    at.fill(base);
+    for (; i < end; ++i) {
+      const KernelEntry& e = v4[i];
+      if (e.prefix.len <= 24) continue;
+      uint8_t c = cls(e.value.action, e.value.list_id);
+      if (e.prefix.len < kExpandLen) {
+        trie |= c != base;  // a /25-/27 of the /24's class changes nothing by itself
+        continue;
+      }
+      uint32_t first = HostOrder(e.prefix) & 0xff;
+      std::fill_n(at.begin() + first, size_t{1} << (32 - e.prefix.len), c);
+    }
+    if (!trie)
+      for (uint32_t k = 0; k < 256; ++k)
+        if (at[k] != base) hosts.emplace_back((idx << 8) | k, at[k]);
   }
+  if (!trie && hosts.size() > *room) trie = true;  // the host map is full: the trie decides
   if (trie) {
     hosts.clear();  // the trie decides every address of the /24
     return BW_V4_PRE_TRIE;
   }
+  *room -= hosts.size();
   return hosts.empty() ? base : base | BW_V4_PRE_HOSTS;
 }
 
 }  // namespace
 
-V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes) {
+V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
+                             size_t host_capacity) {
   V4Prefilter out;
+  size_t room = host_capacity;
   out.bytes.assign(kV4PreBytes, 0);
   uint8_t* b = out.bytes.data();
   ClassMemo cls(classes);
@@ -116,15 +147,17 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
       continue;
     }
     uint32_t idx = HostOrder(v4[i].prefix) >> 8;
-    b[idx] = HostGroup(v4, i, b[idx] & BW_V4_PRE_CLASS_MASK, cls, hosts);
+    b[idx] = HostGroup(v4, i, b[idx] & BW_V4_PRE_CLASS_MASK, cls, hosts, &room);
     for (const auto& [a, c] : hosts) out.hosts[a] = c;
   }
   return out;
 }
 
 absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
-                                                    const V4ClassTable& classes) {
+                                                    const V4ClassTable& classes,
+                                                    size_t host_capacity) {
   absl::flat_hash_map<uint32_t, uint8_t> out;
+  size_t room = host_capacity;
   ClassMemo cls(classes);
   // The byte pass 1 would leave for a /24 is the class of the longest prefix up to /24 covering
   // it: the top of a stack of the covering prefixes, in sorted order.
@@ -139,7 +172,7 @@ absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntr
       continue;
     }
     uint8_t base = stack.empty() ? 0 : stack.back().second;
-    HostGroup(v4, i, base, cls, hosts);
+    HostGroup(v4, i, base, cls, hosts, &room);
     for (const auto& [a, c] : hosts) out[a] = c;
   }
   return out;

@@ -1,7 +1,8 @@
 // prefilter.hpp — the IPv4 pre-filter's contents, computed from a compiled policy's IPv4 table.
 //
 // Contract: BuildV4Prefilter turns CompiledPolicy::v4 (sorted, effective values) into one byte per
-// /24 and the /32s that need their own class, with one sweep over the prefixes; AssignClasses hands
+// /24 and the addresses that need their own class (/32s, and /28-/31s expanded to theirs), with
+// one sweep over the prefixes, within the host map's capacity; AssignClasses hands
 // out the 14 classes stably (a pair keeps its class across reloads while it is in use; new pairs
 // get free classes, the ones covering most /24s first; the rest are decided through the trie).
 // V4PreMapping is the daemon's shared mapping of bw_v4_pre (BPF_F_MMAPABLE). The apply order that
@@ -36,10 +37,14 @@ struct V4Prefilter {
   absl::flat_hash_map<uint32_t, uint8_t> hosts;  // host-order address -> class
 };
 
-V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
-// BuildV4Prefilter(v4, classes).hosts alone, without the 16 MiB byte table.
+// At most `host_capacity` host entries (bw_v4_host's max_entries): /24s whose hosts would not fit
+// are decided by the trie.
+V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
+                             size_t host_capacity = SIZE_MAX);
+// BuildV4Prefilter(v4, classes, host_capacity).hosts alone, without the 16 MiB byte table.
 absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
-                                                    const V4ClassTable& classes);
+                                                    const V4ClassTable& classes,
+                                                    size_t host_capacity = SIZE_MAX);
 
 // What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.
 uint8_t PrefilterClass(const uint8_t* bytes,

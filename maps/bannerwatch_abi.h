@@ -75,7 +75,8 @@
 #define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS)
 #define BW_V4_SUM_READ_PRE 3U
 #define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
-#define BW_V4_HOST_DEFAULT BW_V4_ENTRIES_DEFAULT /* bw_v4_host capacity: at most one per /32 */
+#define BW_V4_HOST_DEFAULT (BW_V4_ENTRIES_DEFAULT / 4) /* bw_v4_host capacity (the loader sets a
+                                                        * quarter of the trie's) */
 
 /* ---- enums ----------------------------------------------------------------------------------- */
 /* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32

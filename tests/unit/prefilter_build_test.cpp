@@ -2,8 +2,8 @@
 //
 // Test that: for random nested policies, the pre-filter's answer for any address (byte, host
 // entry, class) is the (action, list) of the compiled table's longest match, or "ask the trie"
-// (class 15), never something else; /25-/31 entries of another class send their /24 to the trie;
-// /32s of another class get host entries; classes stay where they were across a recompile and
+// (class 15), never something else; /25-/27 entries of another class send their /24 to the trie;
+// /28-/32s of another class get host entries, within the host map's capacity; classes stay where they were across a recompile and
 // pairs beyond 14 fall to the trie.
 #include <catch2/catch.hpp>
 #include <random>
@@ -105,6 +105,76 @@ TEST_CASE("prefilter build: partial coverage, hosts and safelist exceptions") {
   CHECK(pf.bytes[0xc00002u] == BW_V4_PRE_TRIE);  // /25 of another class than the rest
   CHECK(t[pf.bytes[0xc63364u]].action == BW_ACTION_WATCH);  // /25 of the same class
   CHECK(pf.hosts.size() == 1);
+}
+
+TEST_CASE("prefilter build: /28-/31 become host entries, nested exceptions included") {
+  Policy p;
+  p.path = "p.yaml";
+  p.files = {p.path};
+  ListSpec block{.name = "block", .action = ListAction::kBlock};
+  ListSpec safe{.name = "safe", .action = ListAction::kSafelist};
+  block.entries.push_back({Prefix::V4(0xc6336410u, 28), 0, 1, ""});  // 198.51.100.16/28
+  safe.entries.push_back({Prefix::V4(0xc6336418u, 30), 0, 2, ""});   // .24/30 inside it
+  block.entries.push_back({Prefix::V4(0xc6336419u, 32), 0, 3, ""});  // .25 inside that
+  block.entries.push_back({Prefix::V4(0xc0000200u, 26), 0, 4, ""});  // 192.0.2.0/26: trie
+  block.entries.push_back({Prefix::V4(0xc0000240u, 31), 0, 5, ""});  // and a /31 beside it
+  p.lists = {block, safe};
+  auto c = Compile(p);
+  REQUIRE(c.ok());
+  V4ClassTable t = AssignClasses(c->v4, V4ClassTable{});
+  V4Prefilter pf = BuildV4Prefilter(c->v4, t);
+  CHECK(pf.bytes[0xc63364u] == (0 | BW_V4_PRE_HOSTS));  // unlisted /24 with hosts
+  CHECK(pf.hosts.size() == 16u);  // the /28: blocked or safelisted addresses, all unlike the /24
+  for (uint32_t a = 0xc6336400u; a <= 0xc63364ffu; ++a) {
+    const KernelEntry* m = c->Lookup(Prefix::V4(a, 32));
+    uint8_t cls = PrefilterClass(pf.bytes.data(), pf.hosts, a);
+    INFO(Prefix::V4(a, 32).ToString());
+    if (!m) {
+      CHECK(cls == 0);
+    } else {
+      REQUIRE(cls != 0);
+      REQUIRE(cls != BW_V4_PRE_TRIE);
+      CHECK(t[cls].action == m->value.action);
+      CHECK(t[cls].list_id == m->value.list_id);
+    }
+  }
+  CHECK(PrefilterClass(pf.bytes.data(), pf.hosts, 0xc6336418u) != 0);  // .24: safelisted
+  CHECK(pf.bytes[0xc00002u] == BW_V4_PRE_TRIE);  // the /26 of another class than its /24
+  CHECK(!pf.hosts.contains(0xc0000240u));        // a trie /24 keeps no hosts
+  CHECK(BuildV4Hosts(c->v4, t) == pf.hosts);
+}
+
+TEST_CASE("prefilter build: a /24 whose hosts exceed the host map's capacity goes to the trie") {
+  std::mt19937 rng(11);
+  auto c = Compile(RandomPolicy(rng, 3));
+  REQUIRE(c.ok());
+  V4ClassTable classes = AssignClasses(c->v4, V4ClassTable{});
+  V4Prefilter full = BuildV4Prefilter(c->v4, classes);
+  REQUIRE(full.hosts.size() > 100);
+  const size_t cap = full.hosts.size() / 3;
+  V4Prefilter small = BuildV4Prefilter(c->v4, classes, cap);
+  CHECK(small.hosts.size() <= cap);
+  CHECK(small.hosts.size() > 0);
+  CHECK(BuildV4Hosts(c->v4, classes, cap) == small.hosts);
+  size_t to_trie = 0;
+  for (size_t i = 0; i < small.bytes.size(); ++i) {
+    if (small.bytes[i] == full.bytes[i]) continue;
+    // Only /24s with hosts changed, and only to the trie.
+    CHECK((full.bytes[i] & BW_V4_PRE_HOSTS) != 0);
+    CHECK(small.bytes[i] == BW_V4_PRE_TRIE);
+    ++to_trie;
+  }
+  CHECK(to_trie > 0);
+  // Every answer is still the longest match's decision or "ask the trie".
+  for (int i = 0; i < 100000; ++i) {
+    uint32_t a = 0x0a000000u | (rng() & 0x000fffffu);
+    uint8_t cls = PrefilterClass(small.bytes.data(), small.hosts, a);
+    if (cls == 0 || cls == BW_V4_PRE_TRIE) continue;
+    const KernelEntry* m = c->Lookup(Prefix::V4(a, 32));
+    REQUIRE(m != nullptr);
+    CHECK(classes[cls].action == m->value.action);
+    CHECK(classes[cls].list_id == m->value.list_id);
+  }
 }
 
 }  // namespace

@@ -588,8 +588,9 @@ absl::Status VethBench::Run() {
       "counters are not read, since listing anything beside a 1 M-element set costs tens of "
       "seconds of CPU");
   section.notes.push_back(
-      "no daemon reads bannerwatch's ring buffer here: once it is full, block events are counted "
-      "as lost (a cheaper path than writing them; part 1 measures with the ring drained)");
+      "bannerwatch runs with the default block_event_budget (1000 block events per second per "
+      "CPU): beyond it a blocked source's drop is counted (events_budget), not written; no daemon "
+      "reads the ring buffer here");
   section.notes.push_back(absl::StrCat(
       "nftables: netdev ingress chain, `ip saddr @block4 counter drop` (interval set, auto-merge) "
       "and `tcp sport 443 @ih,0,32 0x5353482d counter`; iptables (",

@@ -555,10 +555,13 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     p = Lit(p, ",\"list_action\":\"");
     p = Str(p, action);
     *p++ = '"';
+    // No entry and no length: the reader could not complete a pre-filter event (a reload came
+    // in between), so there is no prefix to name, rather than 0.0.0.0/0.
+    const bool have_prefix = ev.entry_ref != 0 || ev.prefixlen != 0;
     char* const before = p;
     p = Lit(p, ",\"prefix\":\"");
     char* const addr = p;
-    p = Prefix(p, ev);
+    if (have_prefix) p = Prefix(p, ev);
     if (p == addr) {
       p = before;
     } else {

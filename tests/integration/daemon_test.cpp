@@ -226,6 +226,17 @@ TEST_CASE("a blocked list stops traffic both ways, IPv4 and IPv6, and reloads ta
   REQUIRE(!blocks.empty());
   CHECK(blocks[0]["alert"]["action"] == "blocked");
   CHECK(blocks[0]["bannerwatch"]["list"] == "test-block");
+  // Every block event names its prefix: the IPv4 ones were decided by the pre-filter, and the
+  // daemon's reader took the entry from the trie (BW_EVF_DETAIL); the IPv6 ones by the trie.
+  bool v4_seen = false;
+  for (const json& b : blocks) {
+    INFO(b.dump());
+    REQUIRE(b["bannerwatch"].contains("prefix"));
+    const std::string pfx = b["bannerwatch"]["prefix"];
+    CHECK((pfx == "198.51.100.2/32" || pfx == "2001:db8:100::2/128"));
+    v4_seen |= pfx == "198.51.100.2/32";
+  }
+  CHECK(v4_seen);
 
   // The file changes again (no explicit reload: inotify) and traffic flows.
   d.WritePolicy(kEmptyPolicy);

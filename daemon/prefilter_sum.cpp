@@ -23,7 +23,7 @@ uint8_t V4SumMapping::Code(uint32_t i) const {
   return static_cast<uint8_t>((w >> ((i & 31) * 2)) & 3);
 }
 
-bool V4SumMapping::Bit16(uint32_t j) const { return (p_[j >> 6] >> (j & 63)) & 1; }
+bool V4SumMapping::Bit20(uint32_t j) const { return (p_[j >> 6] >> (j & 63)) & 1; }
 
 void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
                               const std::vector<uint8_t>& codes) const {
@@ -37,7 +37,7 @@ void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
     std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return idx[a] < idx[b]; });
   }
   auto at = [&](size_t k) { return sorted ? k : size_t{order[k]}; };
-  std::vector<uint32_t> sixteens;
+  std::vector<uint32_t> words;  // level-1 words written
   for (size_t k = 0; k < idx.size();) {
     const uint32_t word = idx[at(k)] >> 5;
     uint64_t w = p_[BW_V4_SUM_L0_ELEMS + word];
@@ -46,17 +46,20 @@ void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
       w = (w & ~(uint64_t{3} << shift)) | (uint64_t{codes[at(k)] & 3u} << shift);
     }
     p_[BW_V4_SUM_L0_ELEMS + word] = w;
-    if (sixteens.empty() || sixteens.back() != word >> 3) sixteens.push_back(word >> 3);
+    words.push_back(word);
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // A /16 is 256 /24s: eight words of codes.
-  for (uint32_t j : sixteens) {
-    bool any = false;
-    for (uint32_t k = 0; k < 8; ++k) any |= p_[BW_V4_SUM_L0_ELEMS + j * 8 + k] != 0;
-    uint64_t w = p_[j >> 6];
-    const uint64_t bit = uint64_t{1} << (j & 63);
-    uint64_t nw = any ? (w | bit) : (w & ~bit);
-    if (nw != w) p_[j >> 6] = nw;
+  // A /20 is 16 /24s: half a word of codes, so each word written decides two /20 bits.
+  for (uint32_t word : words) {
+    const uint64_t codes = p_[BW_V4_SUM_L0_ELEMS + word];
+    for (uint32_t half = 0; half < 2; ++half) {
+      const uint32_t j = word * 2 + half;
+      const bool any = ((codes >> (32 * half)) & 0xffffffffu) != 0;
+      uint64_t w = p_[j >> 6];
+      const uint64_t bit = uint64_t{1} << (j & 63);
+      uint64_t nw = any ? (w | bit) : (w & ~bit);
+      if (nw != w) p_[j >> 6] = nw;
+    }
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

@@ -2,11 +2,11 @@
 // byte per /24 (bw_v4_pre).
 //
 // Contract: the summary is a function of the bytes: a /24's 2-bit code is SumCode(its byte), a
-// /16's bit is set when any of its /24 codes is non-zero. Code 3 (read the byte) is right for any
+// /20's bit is set when any of its /24 codes is non-zero. Code 3 (read the byte) is right for any
 // byte, so a writer may set it at any time; codes 0..2 are written only once the byte says the
 // same. With the apply order of apply.cpp (changed /24s: byte 15 then code 3; after the trie diff:
 // final byte then its code), a reader sees an address's old or its new decision, never another.
-// Most unlisted traffic is then answered by an 8 KiB bitmap or a 4 MiB array instead of a 16 MiB
+// Most unlisted traffic is then answered by a 128 KiB bitmap or a 4 MiB array instead of a 16 MiB
 // one, and a /24 of one of the two largest classes without /32 exceptions needs no byte at all.
 #pragma once
 
@@ -34,12 +34,12 @@ class V4SumMapping {
   ~V4SumMapping();
   volatile uint64_t* words() const { return p_; }
 
-  // The code of /24 index i (host-order address >> 8) and the bit of /16 index j.
+  // The code of /24 index i (host-order address >> 8) and the bit of /20 index j (address >> 12).
   uint8_t Code(uint32_t i) const;
-  bool Bit16(uint32_t j) const;
+  bool Bit20(uint32_t j) const;
 
   // Gives every /24 in `idx` the code `code_of(i)` (one 8-byte store per word touched), then sets
-  // the bit of every /16 holding one of them from its /24 codes.
+  // the bit of every /20 holding one of them from its /24 codes.
   template <typename F>
   void Write(const std::vector<uint32_t>& idx, F code_of) const;
 

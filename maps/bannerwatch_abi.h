@@ -64,13 +64,15 @@
 #define BW_V4_PRE_TRIE 15U          /* class 15: decide through the trie (bw_watch_v4) */
 #define BW_V4_PRE_HOSTS 0x10U       /* bit 4: /32s inside with another class: bw_v4_host first */
 /* IPv4 pre-filter summary (bw_v4_sum), read before bw_v4_pre, one array of __u64:
- *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /16, bit (j & 63) of element (j >> 6)
- *   for j = host-order address >> 16; set when a /24 inside has a non-zero level-1 code.
+ *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /20, bit (j & 63) of element (j >> 6)
+ *   for j = host-order address >> 12; set when a /24 inside has a non-zero level-1 code.
  *  level 1, the BW_V4_SUM_L1_ELEMS elements after it: two bits per /24, bits 2 * (i & 31) and up
  *   of element BW_V4_SUM_L0_ELEMS + (i >> 5) for i = address >> 8: 0 unlisted, 1 and 2 the whole
  *   /24 is of class 1 or 2 (its bw_v4_pre byte is exactly 1 or 2), 3 read bw_v4_pre.
- * 8 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes. */
-#define BW_V4_SUM_L0_ELEMS (1U << 10)
+ * 128 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes, and
+ * where the list leaves whole /20s empty (about half of them with a million feed-shaped prefixes)
+ * by a bitmap small enough for the L2 cache. */
+#define BW_V4_SUM_L0_ELEMS (1U << 14)
 #define BW_V4_SUM_L1_ELEMS (1U << 19)
 #define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS)
 #define BW_V4_SUM_READ_PRE 3U

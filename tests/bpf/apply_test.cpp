@@ -359,7 +359,7 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
   CheckTriesEqual(versions[cur], h.maps());
 }
 
-// The kernel's order with BW_CFG_PREFILTER: the summary (the /16's bit, the /24's code), the /24's
+// The kernel's order with BW_CFG_PREFILTER: the summary (the /20's bit, the /24's code), the /24's
 // byte when the code says so, the host map when its bit 4 is set, the
 // class table, the trie for class 15. A program run is a few hundred nanoseconds inside one RCU
 // read-side section, never the length of a whole apply; a user-space reader can be descheduled for
@@ -418,8 +418,8 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
         int f1 = from.load(), t1 = to.load();
         uint64_t s1 = started.load();
         uint32_t a = addrs[i];
-        // The summary first, as the kernel reads it: the /16's bit, the /24's code, the byte.
-        uint8_t code = sum.Bit16(a >> 16) ? sum.Code(a >> 8) : 0;
+        // The summary first, as the kernel reads it: the /20's bit, the /24's code, the byte.
+        uint8_t code = sum.Bit20(a >> 12) ? sum.Code(a >> 8) : 0;
         uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8] : code;
         uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
         bool host = false;

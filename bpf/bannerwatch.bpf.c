@@ -253,10 +253,10 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 	__u32 cls = b & BW_V4_PRE_CLASS_MASK;
 
 	if (b & BW_V4_PRE_HOSTS) {
-		struct bw_v4_host *h = bpf_map_lookup_elem(&bw_v4_host, &addr);
+		struct bw_v4_host *hv = bpf_map_lookup_elem(&bw_v4_host, &addr);
 
-		if (h)
-			cls = h->cls & BW_V4_PRE_CLASS_MASK;
+		if (hv)
+			cls = hv->cls & BW_V4_PRE_CLASS_MASK;
 	}
 	return cls;
 }

@@ -390,13 +390,13 @@ static __always_inline int bw_addr_eq(const __u8 *a, const __u8 *b)
 
 /* At most one block event per remote address per interval on each CPU; the rest are counted. */
 static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_counters *cnt,
-					   const struct bw_pkt *p, const struct bw_match *m)
+					   const struct bw_pkt *p, const struct bw_match *m,
+					   const struct bw_config *cfg)
 {
 	const __u8 *a = bw_remote(p, m->dir);
 	__u32 slot = bw_addr_hash(a) & (BW_BLOCK_RL_SLOTS - 1);
 	struct bw_block_rl_slot *s = bpf_map_lookup_elem(&bw_block_rl, &slot);
 	__u32 zero = 0;
-	struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
 	/* The coarse clock (jiffy resolution, since 5.11) is enough for an interval of a second and
 	 * cheaper on every suppressed drop; emitted events take the precise clock in bw_emit. */
 	__u64 now = bpf_ktime_get_coarse_ns();
@@ -934,14 +934,12 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 	__u32 cls = BW_V4_PRE_TRIE;
 	struct bw_v4_cls_cnt *cc = 0;
 	__u8 act = 0;
+	__u32 zero = 0;
+	/* Read once: the pre-filter switch here, the block-event limits below. */
+	const struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
 
-	if (p->family == BW_FAMILY_V4) {
-		__u32 zero = 0;
-		struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
-
-		if (cfg && (cfg->flags & BW_CFG_PREFILTER))
-			cls = bw_pre_class(p, dir);
-	}
+	if (p->family == BW_FAMILY_V4 && cfg && (cfg->flags & BW_CFG_PREFILTER))
+		cls = bw_pre_class(p, dir);
 	entry = 0;
 	if (cls == BW_V4_PRE_TRIE) {
 		entry = bw_lookup(p, dir);
@@ -973,7 +971,7 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 			__sync_fetch_and_add(&entry->drops, 1);
 		else if (cc)
 			cc->drops++;
-		bw_block_event(ctx, is_xdp, cnt, p, &m);
+		bw_block_event(ctx, is_xdp, cnt, p, &m, cfg);
 		return BW_VERDICT_DROP;
 	}
 	if (parsed != BW_PARSE_OK || p->l4proto != IPPROTO_TCP)

@@ -737,22 +737,14 @@ absl::Status EveRate::Run() {
 }  // namespace bw::bench
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  using namespace bw::bench;
-  InstallStopHandler();
-  bw::InstallLibbpfLog(absl::GetFlag(FLAGS_verbose));
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "eve_rate: needs root (a daemon, BPF_PROG_TEST_RUN, namespaces)\n");
-    return 77;
-  }
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) absl::StrAppend(&cmd, i ? " " : "", argv[i]);
-  absl::Status st;
-  Section section;
-  {
-    EveRate er;
-    st = er.Run();
-    section = er.section;
-  }  // daemon stopped, namespace and pins removed here, also on error
-  return FinishSection("eve_rate", st, section, cmd, absl::GetFlag(FLAGS_out));
+  absl::ParseCommandLine(argc, argv);
+  auto run = [](bw::bench::Section* section) {
+    // When it goes, also after an error: daemon stopped, namespace and pins removed.
+    bw::bench::EveRate er;
+    absl::Status st = er.Run();
+    *section = er.section;
+    return st;
+  };
+  return bw::bench::BenchMain("eve_rate", "a daemon, BPF_PROG_TEST_RUN, namespaces", argc, argv,
+                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
 }

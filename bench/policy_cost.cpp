@@ -56,6 +56,7 @@
 #include "bench/lib/sys.hpp"
 #include "bench/lib/traffic.hpp"
 #include "daemon/apply.hpp"
+#include "daemon/feeds.hpp"
 #include "daemon/libbpf_log.hpp"
 #include "daemon/loader.hpp"
 #include "daemon/policy.hpp"
@@ -78,34 +79,11 @@ ABSL_FLAG(bool, verbose, false, "libbpf debug output");
 namespace bw::bench {
 namespace {
 
-uint32_t MaskOf(int len) { return len == 0 ? 0 : ~0U << (32 - len); }
-uint32_t V4Host(const Prefix& p) {
-  return (uint32_t{p.addr[0]} << 24) | (uint32_t{p.addr[1]} << 16) | (uint32_t{p.addr[2]} << 8) |
-         p.addr[3];
-}
-
-std::string SizeLabel(size_t n) {
-  if (n >= 1000000 && n % 1000000 == 0) return absl::StrCat(n / 1000000, " M");
-  if (n >= 1000 && n % 1000 == 0) return absl::StrCat(n / 1000, " k");
-  return absl::StrCat(n);
-}
 
 std::string Secs(double s) {
   return s >= 1 ? absl::StrFormat("%.2f s", s) : absl::StrFormat("%.1f ms", s * 1e3);
 }
 std::string MiB(double bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.close();
-    if (!f) return absl::InternalError(absl::StrCat(tmp, ": write failed"));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(path, "rename", errno);
-  return absl::OkStatus();
-}
 
 std::string ListText(const std::vector<const Prefix*>& v) {
   std::string s;
@@ -295,9 +273,9 @@ absl::Status PolicyCost::Setup() {
   ipset_full_ =
       "create bwb4 hash:net family inet hashsize 1048576 maxelem 4194304\n"
       "create bwb6 hash:net family inet6 hashsize 65536 maxelem 1048576\n";
-  for (const Prefix* q : a_) absl::StrAppend(&ipset_full_, "add bwb", q->family, " ", q->ToString(), "\n");
-  for (const Prefix* q : removed_) absl::StrAppend(&ipset_diff_, "del bwb", q->family, " ", q->ToString(), "\n");
-  for (const Prefix* q : added_) absl::StrAppend(&ipset_diff_, "add bwb", q->family, " ", q->ToString(), "\n");
+  for (const Prefix* q : a_) absl::StrAppend(&ipset_full_, "add bwb", q->is_v4() ? 4 : 6, " ", q->ToString(), "\n");
+  for (const Prefix* q : removed_) absl::StrAppend(&ipset_diff_, "del bwb", q->is_v4() ? 4 : 6, " ", q->ToString(), "\n");
+  for (const Prefix* q : added_) absl::StrAppend(&ipset_diff_, "add bwb", q->is_v4() ? 4 : 6, " ", q->ToString(), "\n");
 
   // Probe sources: addresses inside prefixes kept by both versions (all BLOCK, so blocked in
   // both). Half where a kept prefix and a changed one overlap (the addresses a reload could
@@ -308,26 +286,26 @@ absl::Status PolicyCost::Setup() {
   std::vector<std::pair<uint32_t, uint8_t>> kept4;  // (network, len), sorted
   absl::flat_hash_set<uint32_t> by_len[33];
   for (const Prefix& q : kept)
-    if (q.family == 4) {
-      kept4.emplace_back(V4Host(q), q.len);
-      by_len[q.len].insert(V4Host(q));
+    if (q.is_v4()) {
+      kept4.emplace_back(q.v4(), q.len);
+      by_len[q.len].insert(q.v4());
     }
   std::sort(kept4.begin(), kept4.end());
   std::vector<uint32_t> risky;
   std::vector<const Prefix*> changed = removed_;
   changed.insert(changed.end(), added_.begin(), added_.end());
   for (const Prefix* c : changed) {
-    if (c->family != 4) continue;
-    uint32_t lo = V4Host(*c), hi = lo | ~MaskOf(c->len);
+    if (!c->is_v4()) continue;
+    uint32_t lo = c->v4(), hi = lo | ~V4Mask(c->len);
     // Kept prefixes inside the changed one: an address in the kept (more specific) prefix.
     for (auto it = std::lower_bound(kept4.begin(), kept4.end(), std::make_pair(lo, uint8_t{0}));
          it != kept4.end() && it->first <= hi; ++it)
       if (it->second >= c->len)
-        risky.push_back(it->first | (static_cast<uint32_t>(rng.Next()) & ~MaskOf(it->second)));
+        risky.push_back(it->first | (static_cast<uint32_t>(rng.Next()) & ~V4Mask(it->second)));
     // Kept prefixes covering the changed one: an address in the changed prefix.
     for (int l = 0; l < c->len; ++l)
-      if (by_len[l].contains(lo & MaskOf(l)))
-        risky.push_back(lo | (static_cast<uint32_t>(rng.Next()) & ~MaskOf(c->len)));
+      if (by_len[l].contains(lo & V4Mask(l)))
+        risky.push_back(lo | (static_cast<uint32_t>(rng.Next()) & ~V4Mask(c->len)));
   }
   risky_ = risky.size();
   std::vector<uint32_t> sources = CoveredSources(kept, 65536, absl::GetFlag(FLAGS_seed) + 11);
@@ -543,13 +521,13 @@ absl::StatusOr<double> PolicyCost::PlainTrie() {
     val.entry_ref = ++ref;
     val.prefixlen = p->len;
     int err;
-    if (p->family == 4) {
+    if (p->is_v4()) {
       bw_lpm_v4_key k{p->len, {}};
-      std::memcpy(k.addr, p->addr, 4);
+      std::memcpy(k.addr, p->addr.data(), 4);
       err = bpf_map_update_elem(v4.get(), &k, &val, BPF_ANY);
     } else {
       bw_lpm_v6_key k{p->len, {}};
-      std::memcpy(k.addr, p->addr, 16);
+      std::memcpy(k.addr, p->addr.data(), 16);
       err = bpf_map_update_elem(v6.get(), &k, &val, BPF_ANY);
     }
     if (err) return ErrnoStatus("plain trie", "bpf_map_update_elem", errno);
@@ -816,22 +794,14 @@ absl::Status PolicyCost::Run() {
 }  // namespace bw::bench
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  using namespace bw::bench;
-  InstallStopHandler();
-  bw::InstallLibbpfLog(absl::GetFlag(FLAGS_verbose));
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "policy_cost: needs root (maps, BPF_PROG_TEST_RUN, namespaces, ipset)\n");
-    return 77;
-  }
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) absl::StrAppend(&cmd, i ? " " : "", argv[i]);
-  absl::Status st;
-  Section section;
-  {
-    PolicyCost pc;
-    st = pc.Run();
-    section = pc.section;
-  }  // data plane unpinned, namespace and files removed here, also on error
-  return FinishSection("policy_cost", st, section, cmd, absl::GetFlag(FLAGS_out));
+  absl::ParseCommandLine(argc, argv);
+  auto run = [](bw::bench::Section* section) {
+    // When it goes, also after an error: data plane unpinned, namespace and files removed.
+    bw::bench::PolicyCost pc;
+    absl::Status st = pc.Run();
+    *section = pc.section;
+    return st;
+  };
+  return bw::bench::BenchMain("policy_cost", "maps, BPF_PROG_TEST_RUN, namespaces, ipset", argc,
+                              argv, absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
 }

@@ -353,9 +353,7 @@ absl::Status ProgCost::Run() {
 
     for (const Case& c : kCases) {
       if (!wanted.contains(c.name)) continue;
-      std::string size_label = n >= 1000000 && n % 1000000 == 0 ? absl::StrCat(n / 1000000, " M")
-                               : n >= 1000 && n % 1000 == 0     ? absl::StrCat(n / 1000, " k")
-                                                                : absl::StrCat(n);
+      std::string size_label = SizeLabel(n);
       std::string target = n == sizes.back() && TargetFor(c.name) > 0
                                ? absl::StrFormat("<= %.1fx", TargetFor(c.name))
                                : "";
@@ -499,22 +497,14 @@ absl::Status ProgCost::Run() {
 }  // namespace bw::bench
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  using namespace bw::bench;
-  InstallStopHandler();
-  bw::InstallLibbpfLog(absl::GetFlag(FLAGS_verbose));
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "prog_cost: needs root (BPF_PROG_TEST_RUN, bpffs)\n");
-    return 77;
-  }
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) absl::StrAppend(&cmd, i ? " " : "", argv[i]);
-  absl::Status st;
-  Section section;
-  {
-    ProgCost pc;
-    st = pc.Run();
-    section = pc.section;
-  }  // maps unpinned here, also on error
-  return FinishSection("prog_cost", st, section, cmd, absl::GetFlag(FLAGS_out));
+  absl::ParseCommandLine(argc, argv);
+  auto run = [](bw::bench::Section* section) {
+    // When it goes, also after an error: maps unpinned.
+    bw::bench::ProgCost pc;
+    absl::Status st = pc.Run();
+    *section = pc.section;
+    return st;
+  };
+  return bw::bench::BenchMain("prog_cost", "BPF_PROG_TEST_RUN, bpffs", argc, argv,
+                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
 }

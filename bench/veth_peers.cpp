@@ -246,7 +246,7 @@ absl::Status VethBench::LoadPrefixes() {
   std::string in = absl::StrCat(
       "create bwb4 hash:net family inet hashsize 1048576 maxelem 4194304\n"
       "create bwb6 hash:net family inet6 hashsize 65536 maxelem 1048576\n");
-  for (const Prefix& p : prefixes_) absl::StrAppend(&in, "add bwb", p.family, " ", p.ToString(), "\n");
+  for (const Prefix& p : prefixes_) absl::StrAppend(&in, "add bwb", p.is_v4() ? 4 : 6, " ", p.ToString(), "\n");
   t0 = MonotonicSeconds();
   absl::Status st = Check(dut_->ShInput("ipset restore", in));
   if (!st.ok()) return st;
@@ -263,7 +263,7 @@ absl::Status VethBench::LoadPrefixes() {
   for (int fam : {4, 6}) {
     size_t n = 0;
     for (const Prefix& p : prefixes_) {
-      if (p.family != fam) continue;
+      if ((p.is_v4() ? 4 : 6) != fam) continue;
       if (n % 10000 == 0)
         absl::StrAppend(&nft, n ? " }\n" : "", "add element netdev bwbench block", fam, " { ");
       else
@@ -633,21 +633,13 @@ void VethBench::Cleanup() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  using namespace bw::bench;
-  InstallStopHandler();
-  bw::InstallLibbpfLog(absl::GetFlag(FLAGS_verbose));
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "veth: needs root (namespaces, XDP, nftables)\n");
-    return 77;
-  }
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) absl::StrAppend(&cmd, i ? " " : "", argv[i]);
-  absl::Status st;
-  Section section;
-  {
-    VethBench vb;
-    st = vb.Run();
-    section = vb.section;
-  }  // namespaces deleted, maps unpinned: also on error
-  return FinishSection("veth", st, section, cmd, absl::GetFlag(FLAGS_out));
+  auto run = [](bw::bench::Section* section) {
+    // When it goes, also after an error: namespaces deleted, maps unpinned.
+    bw::bench::VethBench vb;
+    absl::Status st = vb.Run();
+    *section = vb.section;
+    return st;
+  };
+  return bw::bench::BenchMain("veth", "namespaces, XDP, nftables", argc, argv,
+                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
 }

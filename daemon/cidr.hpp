@@ -41,6 +41,8 @@ struct Prefix {
   bool is_host() const { return len == max_len(); }
   // True when every address of `other` is in this prefix (same family, len <= other.len).
   bool contains(const Prefix& other) const;
+  // An IPv4 prefix's address as a host-order number.
+  uint32_t v4() const { return static_cast<uint32_t>(word(0) >> 32); }
   // Bit `i` (0 = most significant) of the address.
   bool bit(unsigned i) const { return (addr[i / 8] >> (7 - i % 8)) & 1; }
 

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "maps/maps.hpp"
 
 namespace bw {
 namespace {
@@ -323,6 +324,37 @@ absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format, const 
   auto content = ReadWholeFile(path);
   if (!content.ok()) return content.status();
   return ParseFeed(path, *content, format, opts);
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(tmp, "open", errno);
+  Fd owner(fd);
+  const char* d = text.data();
+  size_t n = text.size();
+  while (n > 0) {
+    ssize_t w = ::write(fd, d, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return ErrnoStatus(tmp, "write", e);
+    }
+    d += w;
+    n -= static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(tmp, "fsync", e);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(path, "rename", e);
+  }
+  return absl::OkStatus();
 }
 
 namespace {

@@ -84,5 +84,8 @@ FeedCacheStats GetFeedCacheStats();
 
 // Reads a whole file; errors name the path and strerror.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+// Replaces `path` with `text` at once: a temporary file beside it (mode 0600), written and fsynced,
+// renamed over it; removed again on error. Errors name the path and strerror.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text);
 
 }  // namespace bw

@@ -10,11 +10,6 @@
 namespace bw {
 namespace {
 
-uint32_t HostOrder(const Prefix& p) {
-  return (uint32_t{p.addr[0]} << 24) | (uint32_t{p.addr[1]} << 16) | (uint32_t{p.addr[2]} << 8) |
-         p.addr[3];
-}
-
 uint64_t PairKey(uint8_t action, uint32_t list_id) { return (uint64_t{action} << 32) | list_id; }
 
 }  // namespace
@@ -81,10 +76,10 @@ constexpr unsigned kExpandLen = 28;
 // trie.
 uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, ClassMemo& cls,
                   std::vector<std::pair<uint32_t, uint8_t>>& hosts, size_t* room) {
-  const uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+  const uint32_t idx = v4[i].prefix.v4() >> 8;
   size_t end = i;
   bool only32 = true;
-  for (; end < v4.size() && (HostOrder(v4[end].prefix) >> 8) == idx; ++end)
+  for (; end < v4.size() && (v4[end].prefix.v4() >> 8) == idx; ++end)
     only32 &= v4[end].prefix.len == 32 || v4[end].prefix.len <= 24;
   bool trie = base == BW_V4_PRE_TRIE;
   hosts.clear();
@@ -93,7 +88,7 @@ uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, C
       const KernelEntry& e = v4[i];
       if (e.prefix.len <= 24) continue;  // cannot happen inside a group; kept for safety
       uint8_t c = cls(e.value.action, e.value.list_id);
-      if (c != base) hosts.emplace_back(HostOrder(e.prefix), c);
+      if (c != base) hosts.emplace_back(e.prefix.v4(), c);
     }
   } else {
     // Each address's class, the more specific prefixes (later in sorted order) overwriting.
@@ -107,7 +102,7 @@ uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, C
         trie |= c != base;  // a /25-/27 of the /24's class changes nothing by itself
         continue;
       }
-      uint32_t first = HostOrder(e.prefix) & 0xff;
+      uint32_t first = e.prefix.v4() & 0xff;
       std::fill_n(at.begin() + first, size_t{1} << (32 - e.prefix.len), c);
     }
     if (!trie)
@@ -136,7 +131,7 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
   // more specific ones overwrite their parents' bytes.
   for (const KernelEntry& e : v4) {
     if (e.prefix.len > 24) continue;
-    uint32_t first = HostOrder(e.prefix) >> 8;
+    uint32_t first = e.prefix.v4() >> 8;
     std::memset(b + first, cls(e.value.action, e.value.list_id), size_t{1} << (24 - e.prefix.len));
   }
   // Pass 2: the longer prefixes, grouped by /24 (contiguous in sorted order).
@@ -146,7 +141,7 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
       ++i;
       continue;
     }
-    uint32_t idx = HostOrder(v4[i].prefix) >> 8;
+    uint32_t idx = v4[i].prefix.v4() >> 8;
     b[idx] = HostGroup(v4, i, b[idx] & BW_V4_PRE_CLASS_MASK, cls, hosts, &room);
     for (const auto& [a, c] : hosts) out.hosts[a] = c;
   }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/feeds.hpp"
 #include "maps/maps.hpp"
 
 namespace bw {
@@ -77,34 +78,7 @@ absl::Status RuntimeState::Save(const std::string& path) const {
   std::filesystem::path p(path);
   std::error_code ec;
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(tmp, "open", errno);
-  Fd owner(fd);
-  const char* d = text.data();
-  size_t n = text.size();
-  while (n > 0) {
-    ssize_t w = ::write(fd, d, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::unlink(tmp.c_str());
-      return ErrnoStatus(tmp, "write", e);
-    }
-    d += w;
-    n -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus(tmp, "fsync", e);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoStatus(path, "rename", e);
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, text);
 }
 
 void RuntimeState::Upsert(const RuntimeEntry& e) {

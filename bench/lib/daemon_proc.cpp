@@ -11,14 +11,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "bench/lib/bpfbench.hpp"
 #include "bench/lib/sys.hpp"
+#include "daemon/feeds.hpp"
 #include "maps/maps.hpp"
 
 #ifndef BW_BANNERWATCH_BIN
@@ -28,18 +28,8 @@
 namespace bw::bench {
 namespace {
 
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+// A file's content, empty when it cannot be read (a log not yet written, a process gone).
+std::string ReadAll(const std::string& path) { return ReadWholeFile(path).value_or(""); }
 
 }  // namespace
 
@@ -77,7 +67,7 @@ absl::Status DaemonProc::Start(const std::string& binary, const std::vector<std:
   CPU_ZERO(&set);
   if (cpu >= 0) CPU_SET(cpu, &set);
   pid_t parent = getpid();
-  double t0 = Now();
+  double t0 = MonotonicSeconds();
   pid_t pid = fork();
   if (pid < 0) {
     int e = errno;
@@ -113,12 +103,12 @@ absl::Status DaemonProc::Start(const std::string& binary, const std::vector<std:
     if (!Running())
       return absl::InternalError(absl::StrCat("bannerwatch run exited (status ", exit_status_,
                                               ") before it was running; its log:\n", LogTail()));
-    if (Now() - t0 > ready_timeout_s)
+    if (MonotonicSeconds() - t0 > ready_timeout_s)
       return absl::DeadlineExceededError(absl::StrCat("bannerwatch run not running after ",
                                                       ready_timeout_s, " s; its log:\n", LogTail()));
     usleep(20000);
   }
-  startup_s_ = Now() - t0;
+  startup_s_ = MonotonicSeconds() - t0;
   return absl::OkStatus();
 }
 
@@ -138,9 +128,9 @@ absl::Status DaemonProc::Stop(double timeout_s) {
   if (pid_ <= 0) return absl::OkStatus();
   ::kill(pid_, SIGCONT);  // in case it was paused
   ::kill(pid_, SIGTERM);
-  double t0 = Now();
+  double t0 = MonotonicSeconds();
   while (Running()) {
-    if (Now() - t0 > timeout_s) {
+    if (MonotonicSeconds() - t0 > timeout_s) {
       ::kill(pid_, SIGKILL);
       waitpid(pid_, &exit_status_, 0);
       pid_ = -1;

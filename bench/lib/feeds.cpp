@@ -26,12 +26,6 @@ uint64_t Rng::Below(uint64_t n) {
 
 double Rng::Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
 
-std::string Prefix::ToString() const {
-  char buf[INET6_ADDRSTRLEN];
-  inet_ntop(family == 4 ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
-  return absl::StrCat(buf, "/", len);
-}
-
 std::string Ipv4ToString(uint32_t a) {
   uint32_t n = htonl(a);
   char buf[INET_ADDRSTRLEN];
@@ -39,9 +33,10 @@ std::string Ipv4ToString(uint32_t a) {
   return buf;
 }
 
+uint32_t V4Mask(int len) { return len == 0 ? 0 : ~0U << (32 - len); }
+
 namespace {
 
-uint32_t Mask(int len) { return len == 0 ? 0 : ~0U << (32 - len); }
 
 // Space a public feed would not list (and the benchmarks' own veth addresses).
 struct Range {
@@ -57,7 +52,7 @@ constexpr Range kSpecial[] = {
 
 bool Overlaps(uint32_t net, int len, const Range& r) {
   int l = len < r.len ? len : r.len;
-  return (net & Mask(l)) == (r.net & Mask(l));
+  return (net & V4Mask(l)) == (r.net & V4Mask(l));
 }
 
 bool Public(uint32_t net, int len) {
@@ -65,18 +60,6 @@ bool Public(uint32_t net, int len) {
     if (Overlaps(net, len, r)) return false;
   return true;
 }
-
-struct Key {
-  uint8_t family, len;
-  uint8_t addr[16];
-  bool operator==(const Key& o) const {
-    return family == o.family && len == o.len && std::memcmp(addr, o.addr, 16) == 0;
-  }
-  template <typename H>
-  friend H AbslHashValue(H h, const Key& k) {
-    return H::combine(H::combine_contiguous(std::move(h), k.addr, 16), k.family, k.len);
-  }
-};
 
 class Generator {
  public:
@@ -112,71 +95,56 @@ class Generator {
     for (;;) {
       uint32_t a = static_cast<uint32_t>(rng_.Next());
       if (hot_ok && rng_.Unit() < 0.5) a = hot_[rng_.Below(hot_.size())] | (a & 0xffff);
-      uint32_t net = a & Mask(len);
+      uint32_t net = a & V4Mask(len);
       if (!Public(net, len)) continue;
-      Prefix p;
-      p.family = 4;
-      p.len = static_cast<uint8_t>(len);
-      uint32_t n = htonl(net);
-      std::memcpy(p.addr, &n, 4);
-      return p;
+      return Prefix::V4(net, static_cast<unsigned>(len));
     }
   }
 
   Prefix V6() {
     double r = rng_.Unit();
     int len = r < 0.10 ? 32 : r < 0.60 ? 48 : r < 0.85 ? 64 : 128;
-    Prefix p;
-    p.family = 6;
-    p.len = static_cast<uint8_t>(len);
     uint64_t hi = rng_.Next(), lo = rng_.Next();
     // Global unicast 2000::/3, never 2001:db8::/32 (documentation).
     hi = (hi & 0x1fffffffffffffffULL) | 0x2000000000000000ULL;
     if ((hi >> 32) == 0x20010db8ULL) hi ^= 0x0000000100000000ULL;
-    for (int i = 0; i < 8; ++i) p.addr[i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
-    for (int i = 0; i < 8; ++i) p.addr[8 + i] = static_cast<uint8_t>(lo >> (56 - 8 * i));
-    for (int bit = len; bit < 128; ++bit) p.addr[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
-    return p;
+    uint8_t a[16];
+    for (int i = 0; i < 8; ++i) a[i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
+    for (int i = 0; i < 8; ++i) a[8 + i] = static_cast<uint8_t>(lo >> (56 - 8 * i));
+    return Prefix::Make(Family::kV6, a, static_cast<unsigned>(len));  // host bits masked
   }
 
   Rng rng_;
   std::vector<uint32_t> hot_;
 };
 
-uint32_t V4Of(const Prefix& p) {
-  uint32_t n;
-  std::memcpy(&n, p.addr, 4);
-  return ntohl(n);
-}
 
 }  // namespace
 
 std::vector<Prefix> FeedPrefixes(size_t n, uint64_t seed) {
   Generator g(seed);
-  absl::flat_hash_set<Key> seen;
+  absl::flat_hash_set<Prefix> seen;
   seen.reserve(n);
   std::vector<Prefix> out;
   out.reserve(n);
   while (out.size() < n) {
     Prefix p = g.Next();
-    Key k{static_cast<uint8_t>(p.family), p.len, {}};
-    std::memcpy(k.addr, p.addr, 16);
-    if (!seen.insert(k).second) continue;
+    if (!seen.insert(p).second) continue;
     out.push_back(p);
   }
   return out;
 }
 
 void V4Index::Add(const Prefix& p) {
-  if (p.family != 4) return;
-  by_len_[p.len].insert(V4Of(p));
+  if (!p.is_v4()) return;
+  by_len_[p.len].insert(p.v4());
   lens_ |= 1ULL << p.len;
 }
 
 bool V4Index::Contains(uint32_t a) const {
   for (int len = 0; len <= 32; ++len)
     if ((lens_ >> len) & 1)
-      if (by_len_[len].contains(a & Mask(len))) return true;
+      if (by_len_[len].contains(a & V4Mask(len))) return true;
   return false;
 }
 
@@ -197,7 +165,7 @@ std::vector<uint32_t> CoveredSources(const std::vector<Prefix>& prefixes, size_t
                                      uint64_t seed) {
   std::vector<uint32_t> out;
   bool any_v4 = false;
-  for (const Prefix& p : prefixes) any_v4 = any_v4 || p.family == 4;
+  for (const Prefix& p : prefixes) any_v4 = any_v4 || p.is_v4();
   if (!any_v4) return out;
   Rng rng(seed);
   out.reserve(count);
@@ -206,10 +174,10 @@ std::vector<uint32_t> CoveredSources(const std::vector<Prefix>& prefixes, size_t
     // Draw among IPv4 prefixes only.
     for (;;) {
       p = &prefixes[rng.Below(prefixes.size())];
-      if (p->family == 4) break;
+      if (p->is_v4()) break;
     }
-    uint32_t host = static_cast<uint32_t>(rng.Next()) & ~Mask(p->len);
-    out.push_back(V4Of(*p) | host);
+    uint32_t host = static_cast<uint32_t>(rng.Next()) & ~V4Mask(p->len);
+    out.push_back(p->v4() | host);
   }
   return out;
 }
@@ -218,7 +186,7 @@ FeedShape Shape(const std::vector<Prefix>& prefixes, size_t n) {
   FeedShape s;
   for (size_t i = 0; i < n && i < prefixes.size(); ++i) {
     const Prefix& p = prefixes[i];
-    if (p.family == 6) {
+    if (!p.is_v4()) {
       ++s.v6;
       continue;
     }
@@ -241,9 +209,7 @@ absl::Status ApplyAsPolicy(const std::vector<Prefix>& prefixes, size_t n, const 
   l.action = ListAction::kBlock;
   l.entries.reserve(n);
   for (size_t i = 0; i < n && i < prefixes.size(); ++i) {
-    const Prefix& p = prefixes[i];
-    bw::Prefix q = bw::Prefix::Make(p.family == 4 ? Family::kV4 : Family::kV6, p.addr, p.len);
-    l.entries.push_back({q, 0, static_cast<uint32_t>(i + 1), ""});
+    l.entries.push_back({prefixes[i], 0, static_cast<uint32_t>(i + 1), ""});
   }
   policy.lists.push_back(std::move(l));
   auto c = Compile(policy, absl::Now(), applied->get());

@@ -36,12 +36,8 @@ class Rng {
   uint64_t s_;
 };
 
-struct Prefix {
-  int family = 4;       // 4 or 6
-  uint8_t addr[16] = {};  // network order, host bits zero; IPv4 in the first 4 bytes
-  uint8_t len = 0;
-  std::string ToString() const;  // "203.0.113.0/24"
-};
+// The daemon's prefix type: the benchmarks load their sets through its compile and apply.
+using Prefix = bw::Prefix;
 
 std::vector<Prefix> FeedPrefixes(size_t n, uint64_t seed);
 
@@ -70,6 +66,8 @@ struct FeedShape {
 FeedShape Shape(const std::vector<Prefix>& prefixes, size_t n);
 
 std::string Ipv4ToString(uint32_t host_order);
+// The host-order netmask of an IPv4 prefix length (0..32).
+uint32_t V4Mask(int len);
 
 // Loads prefixes[0, n) as one block list the way the daemon does: Compile, then ApplyPolicy as a
 // diff against `*applied` (the policy this process applied last, null at first), which fills the

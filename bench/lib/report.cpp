@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench/lib/sys.hpp"
+#include "daemon/libbpf_log.hpp"
 
 namespace bw::bench {
 
@@ -134,6 +137,27 @@ int FinishSection(const char* who, const absl::Status& run, Section section,
     return 1;
   }
   return 0;
+}
+
+int BenchMain(const char* who, const char* root_for, int argc, char** argv, bool verbose,
+              const std::string& out_path, const std::function<absl::Status(Section*)>& run) {
+  InstallStopHandler();
+  InstallLibbpfLog(verbose);
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "%s: needs root (%s)\n", who, root_for);
+    return 77;
+  }
+  std::string cmd;
+  for (int i = 0; i < argc; ++i) absl::StrAppend(&cmd, i ? " " : "", argv[i]);
+  Section section;
+  absl::Status st = run(&section);
+  return FinishSection(who, st, std::move(section), cmd, out_path);
+}
+
+std::string SizeLabel(size_t n) {
+  if (n >= 1000000 && n % 1000000 == 0) return absl::StrCat(n / 1000000, " M");
+  if (n >= 1000 && n % 1000 == 0) return absl::StrCat(n / 1000, " k");
+  return absl::StrCat(n);
 }
 
 }  // namespace bw::bench

@@ -8,6 +8,7 @@
 // and 3) is one more program that writes a fragment, and one more line in bench/run.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,16 @@ std::string RenderText(const std::vector<Section>& sections);
 // or writes the section as JSON to `out_path` (printed as a table when empty). Returns the exit code.
 int FinishSection(const char* who, const absl::Status& run, Section section,
                   const std::string& command, const std::string& out_path);
+
+// A benchmark program's main after absl::ParseCommandLine: the stop handler, libbpf's log, the
+// root check (exit 77, saying what root is needed for), then `run`, which fills the section and
+// releases everything it made (namespaces, pins, processes) before it returns, then
+// FinishSection with the command line.
+int BenchMain(const char* who, const char* root_for, int argc, char** argv, bool verbose,
+              const std::string& out_path, const std::function<absl::Status(Section*)>& run);
+
+// "10 k", "1 M", or the number: a prefix count as the tables print it.
+std::string SizeLabel(size_t n);
 std::string RenderMarkdown(const std::vector<Section>& sections);
 
 }  // namespace bw::bench

@@ -260,6 +260,15 @@ Policy RandomNested(std::mt19937& rng, const std::vector<uint32_t>& hot) {
   return p;
 }
 
+// A reader thread may run on any CPU, not only the one the harness pinned the test to: it must
+// race the writer.
+void RunOnAnyCpu() {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
+  pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+}
+
 TEST_CASE("apply: a concurrent reader never sees an address missing or with a foreign entry") {
   BpfHarness h;  // pins this thread to one CPU; the reader runs on another when there is one
   h.Reset();
@@ -302,10 +311,7 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
   std::string first_problem;
   int fd = h.maps().watch_v4.fd();
   std::thread reader([&] {
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
-    pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+    RunOnAnyCpu();
     while (!stop.load(std::memory_order_relaxed)) {
       for (size_t i = 0; i < keys.size() && !stop.load(std::memory_order_relaxed); ++i) {
         // Read the allowed versions before and after: a lookup straddling a version switch is
@@ -409,10 +415,7 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   int trie_fd = h.maps().watch_v4.fd(), host_fd = h.maps().v4_host.fd(),
       class_fd = h.maps().v4_class.fd();
   std::thread reader([&] {
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
-    pthread_setaffinity_np(pthread_self(), sizeof(all), &all);
+    RunOnAnyCpu();
     while (!stop.load(std::memory_order_relaxed)) {
       for (size_t i = 0; i < addrs.size() && !stop.load(std::memory_order_relaxed); ++i) {
         int f1 = from.load(), t1 = to.load();

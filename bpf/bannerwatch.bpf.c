@@ -301,8 +301,57 @@ static __always_inline long bw_head(void *ctx, int is_xdp, __u32 off, __u8 *head
 	return bw_load(ctx, is_xdp, off, head, hn);
 }
 
-/* Copies up to BW_BANNER_MAX bytes into the event. XDP and TC read payload through their
- * load_bytes helpers so payload in fragments / non-linear skb data is reachable. */
+/* Copies n packet bytes at `off` (n in [8, max], max a constant <= BW_BANNER_MAX) to `to` in place,
+ * when the linear data holds them: in 8-byte words, the last one overlapping its predecessor when n
+ * is not a multiple of 8. Returns -1 (nothing copied, or a part) when it cannot: the caller then
+ * takes the load helper. Word loads and stores need not be aligned: the verifier allows that where
+ * the CPU does (no BPF_F_STRICT_ALIGNMENT). */
+static __always_inline int bw_read_direct(void *ctx, int is_xdp, __u32 off, __u8 *to, __u64 n,
+					  __u64 max)
+{
+	void *data, *end;
+
+	if (is_xdp) {
+		data = (void *)(long)((struct xdp_md *)ctx)->data;
+		end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+	__u8 *h = data + (off & 0x3fff); /* bounded for the verifier, as in bw_head */
+
+	if (off > 0x3fff || n < 8 || n > max)
+		return -1;
+#pragma unroll
+	for (int i = 0; i < BW_BANNER_MAX / 8; i++) {
+		if ((__u64)(i + 1) * 8 > n)
+			break;
+		if ((void *)(h + i * 8 + 8) > end)
+			return -1;
+		*(__u64 *)(to + i * 8) = *(__u64 *)(h + i * 8);
+	}
+	__u64 t = (n - 8) & (BW_BANNER_MAX - 1);
+
+	if (t > max - 8 || (void *)(h + t + 8) > end)
+		return -1;
+	*(__u64 *)(to + t) = *(__u64 *)(h + t);
+	return 0;
+}
+
+/* bw_load of n bytes, n checked right here against [1, max]: the compiler may have folded the
+ * caller's checks into ones on another register, which leaves the verifier without a bound. */
+static __always_inline long bw_load_upto(void *ctx, int is_xdp, __u32 off, __u8 *to, __u64 n,
+					 __u64 max)
+{
+	barrier_var(n);
+	if (n == 0 || n > max)
+		return -1;
+	return bw_load(ctx, is_xdp, off, to, n);
+}
+
+/* Copies up to BW_BANNER_MAX bytes into the event: in place when the payload is linear, through the
+ * XDP and TC load_bytes helpers otherwise, so payload in fragments / non-linear skb data is
+ * reachable. */
 static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct bw_banner_src *b,
 					   struct bw_event *ev)
 {
@@ -322,7 +371,8 @@ static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct b
 		n &= 0x3f;
 		if (n == 0 || n > BW_BANNER_MAX - 4)
 			return;
-		if (bw_load(ctx, is_xdp, b->off, ev->banner + 4, n) == 0)
+		if (bw_read_direct(ctx, is_xdp, b->off, ev->banner + 4, n, BW_BANNER_MAX - 4) == 0 ||
+		    bw_load_upto(ctx, is_xdp, b->off, ev->banner + 4, n, BW_BANNER_MAX - 4) == 0)
 			ev->banner_len = 4 + n;
 		return;
 	}
@@ -331,7 +381,8 @@ static __always_inline void bw_copy_banner(void *ctx, int is_xdp, const struct b
 	n &= 0x7f;
 	if (n == 0 || n > BW_BANNER_MAX)
 		return;
-	if (bw_load(ctx, is_xdp, b->off, ev->banner, n) == 0)
+	if (bw_read_direct(ctx, is_xdp, b->off, ev->banner, n, BW_BANNER_MAX) == 0 ||
+	    bw_load_upto(ctx, is_xdp, b->off, ev->banner, n, BW_BANNER_MAX) == 0)
 		ev->banner_len = n;
 }
 

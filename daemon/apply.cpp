@@ -293,11 +293,69 @@ struct PrefilterApply {
   std::optional<V4PreMapping> map;
   std::optional<V4SumMapping> sum;  // read before the bytes; see prefilter_sum.hpp
   V4ClassTable old_classes{}, classes{};
-  V4Prefilter want;
-  absl::flat_hash_map<uint32_t, uint8_t> have_hosts;
+  V4Prefilter want;  // bytes: empty when the apply is incremental (changed_bytes has them)
+  absl::flat_hash_map<uint32_t, uint8_t> have_hosts;  // incremental: of the affected /24s only
   std::vector<uint32_t> changed;  // /24 indexes
+  std::vector<uint8_t> changed_bytes;  // their final bytes
+  size_t hosts_after = 0;         // bw_v4_host entries once applied
   std::array<bool, BW_V4_CLASSES> meaning_changed{};
 };
+
+// The /24s (indexes, sorted, unique) that prefixes differing between two IPv4 tables cover: the
+// only ones whose pre-filter byte or host entries can differ.
+std::vector<uint32_t> AffectedSlash24s(const std::vector<KernelEntry>& have,
+                                       const std::vector<KernelEntry>& want) {
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;  // [first, last] /24 indexes
+  auto add = [&](const Prefix& p) {
+    uint32_t first = p.v4() >> 8;
+    uint32_t last = p.len <= 24 ? first + (uint32_t{1} << (24 - p.len)) - 1 : first;
+    ranges.emplace_back(first, last);
+  };
+  size_t i = 0, j = 0;
+  while (i < want.size() || j < have.size()) {
+    if (j == have.size() || (i < want.size() && want[i].prefix < have[j].prefix)) {
+      add(want[i++].prefix);
+    } else if (i == want.size() || have[j].prefix < want[i].prefix) {
+      add(have[j++].prefix);
+    } else {
+      if (!SameDecision(want[i].value, have[j].value)) add(want[i].prefix);
+      ++i, ++j;
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<uint32_t> out;
+  uint64_t next = 0;  // first index not yet emitted
+  for (const auto& [first, last] : ranges)
+    for (uint64_t k = std::max<uint64_t>(first, next); k <= last; ++k) out.push_back(static_cast<uint32_t>(k)), next = k + 1;
+  return out;
+}
+
+// The pre-filter part of a reload against the applied policy in memory, in proportion to the
+// change: only the /24s under prefixes that differ are recomputed (V4PrefilterWalker), when that
+// gives what BuildV4Prefilter would (no class changes meaning, no host capacity limit in play).
+// Returns false (and leaves `pa` alone) when it does not apply.
+bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPolicy& applied,
+                                 size_t host_cap, PrefilterApply& pa) {
+  for (bool m : pa.meaning_changed)
+    if (m) return false;
+  if (HostBound(policy.v4) > host_cap || HostBound(applied.v4) > host_cap) return false;
+  std::vector<uint32_t> affected = AffectedSlash24s(applied.v4, policy.v4);
+  V4PrefilterWalker wn(policy.v4, pa.classes), wo(applied.v4, pa.old_classes);
+  std::vector<std::pair<uint32_t, uint8_t>> hn, ho;
+  const volatile uint8_t* cur = pa.map->bytes();
+  for (uint32_t idx : affected) {
+    uint8_t nb = wn.At(idx, hn);
+    wo.At(idx, ho);
+    for (const auto& [a, c] : hn) pa.want.hosts[a] = c;
+    for (const auto& [a, c] : ho) pa.have_hosts[a] = c;
+    if (cur[idx] != nb || hn != ho) {
+      pa.changed.push_back(idx);
+      pa.changed_bytes.push_back(nb);
+    }
+  }
+  pa.hosts_after = wn.Finish();
+  return true;
+}
 
 absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, const MapSet& maps,
                                                 const ApplyOptions& opts) {
@@ -316,6 +374,9 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   // than the new policy's); /24s beyond it are decided by the trie.
   auto host_cap = MaxEntries(maps.v4_host.fd(), maps.v4_host.name());
   if (!host_cap.ok()) return host_cap.status();
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
+    pa.meaning_changed[c] = std::memcmp(&pa.old_classes[c], &pa.classes[c], sizeof(bw_v4_class)) != 0;
+  if (opts.applied && PrefilterPrepareIncremental(policy, *opts.applied, *host_cap, pa)) return pa;
   pa.want = BuildV4Prefilter(policy.v4, pa.classes, *host_cap);
   if (opts.applied) {
     pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes, *host_cap);
@@ -324,8 +385,6 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
     if (!d.ok()) return d.status();
     for (const auto& [k, v] : *d) pa.have_hosts[ntohl(k)] = v.cls;
   }
-  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
-    pa.meaning_changed[c] = std::memcmp(&pa.old_classes[c], &pa.classes[c], sizeof(bw_v4_class)) != 0;
   // A stale value in the unused slots would make a stale byte 0 or 15 mean something: never.
   std::vector<bool> mark(kV4PreBytes, false);
   const volatile uint8_t* cur = pa.map->bytes();
@@ -357,7 +416,11 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   for (const auto& [a, c] : pa.want.hosts)
     if (!pa.have_hosts.contains(a)) mark[a >> 8] = true;
   for (size_t i = 0; i < kV4PreBytes; ++i)
-    if (mark[i]) pa.changed.push_back(static_cast<uint32_t>(i));
+    if (mark[i]) {
+      pa.changed.push_back(static_cast<uint32_t>(i));
+      pa.changed_bytes.push_back(want[i]);
+    }
+  pa.hosts_after = pa.want.hosts.size();
   return pa;
 }
 
@@ -397,10 +460,12 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps) {
     return st;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   volatile uint8_t* b = pa.map->bytes();
-  for (uint32_t i : pa.changed) b[i] = pa.want.bytes[i];
+  for (size_t k = 0; k < pa.changed.size(); ++k) b[pa.changed[k]] = pa.changed_bytes[k];
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   // Last, the summary codes of the final bytes (and the /16 bits from them).
-  pa.sum->Write(pa.changed, [&](uint32_t i) { return SumCode(pa.want.bytes[i]); });
+  std::vector<uint8_t> codes(pa.changed_bytes.size());
+  for (size_t k = 0; k < codes.size(); ++k) codes[k] = SumCode(pa.changed_bytes[k]);
+  pa.sum->WriteCodes(pa.changed, codes);
   return absl::OkStatus();
 }
 
@@ -431,7 +496,7 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
       if (!p.ok()) return p.status();
       pa.emplace(std::move(*p));
       st.prefilter_changed = pa->changed.size();
-      st.prefilter_hosts = pa->want.hosts.size();
+      st.prefilter_hosts = pa->hosts_after;
       PrefilterToTrie(*pa);
       st.prefilter_time += absl::Now() - tp;
     }

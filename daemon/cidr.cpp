@@ -96,43 +96,9 @@ absl::StatusOr<unsigned> ParseLen(absl::string_view whole, absl::string_view s) 
   return v;
 }
 
-// The common case of a list file, "a.b.c.d" or "a.b.c.d/len" written canonically, in one pass. It
-// accepts a subset of what the checks below accept, with the same result; anything else (including
-// every error) goes the long way, which words the message.
-std::optional<Prefix> FastV4(absl::string_view s, bool allow_len, const PrefixOptions& opts) {
-  const char* p = s.data();
-  const char* end = p + s.size();
-  uint32_t addr = 0;
-  for (int i = 0; i < 4; ++i) {
-    if (i > 0) {
-      if (p == end || *p != '.') return std::nullopt;
-      ++p;
-    }
-    const char* start = p;
-    unsigned v = 0;
-    while (p < end && IsDigit(*p) && p - start < 3) v = v * 10 + static_cast<unsigned>(*p++ - '0');
-    size_t n = static_cast<size_t>(p - start);
-    if (n == 0 || v > 255 || (n > 1 && *start == '0')) return std::nullopt;
-    addr = addr << 8 | v;
-  }
-  unsigned len = 32;
-  if (p != end) {
-    if (*p != '/' || !allow_len) return std::nullopt;
-    ++p;
-    const char* start = p;
-    len = 0;
-    while (p < end && IsDigit(*p) && p - start < 2) len = len * 10 + static_cast<unsigned>(*p++ - '0');
-    size_t n = static_cast<size_t>(p - start);
-    if (p != end || n == 0 || len > 32 || (n > 1 && *start == '0')) return std::nullopt;
-  }
-  uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
-  if ((addr & ~mask) != 0 || (len == 0 && !opts.allow_default_route)) return std::nullopt;
-  return Prefix::V4(addr, len);
-}
-
 absl::StatusOr<Prefix> ParseImpl(absl::string_view text, bool allow_len,
                                  const PrefixOptions& opts) {
-  if (std::optional<Prefix> p = FastV4(text, allow_len, opts)) return *p;
+  if (std::optional<Prefix> p = ParseV4Canonical(text, allow_len, opts)) return *p;
   if (text.empty()) return absl::InvalidArgumentError("empty prefix");
   for (size_t i = 0; i < text.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(text[i]);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,10 +34,34 @@ enum class FeedFormat {
 absl::string_view FeedFormatName(FeedFormat f);
 absl::StatusOr<FeedFormat> ParseFeedFormat(absl::string_view name);
 
+// An entry's source id (Spamhaus SBL id, FireHOL category, a runtime reason), or empty: a pointer
+// to an interned string, so the million entries of a big list carry 8 bytes each and are copied
+// without allocating. Interned strings live as long as the process (the distinct ids a daemon sees
+// number in the thousands). Thread-safe.
+class SourceId {
+ public:
+  SourceId() = default;
+  SourceId(absl::string_view s);  // NOLINT: interns; "" is the empty id
+  SourceId(const char* s) : SourceId(absl::string_view(s)) {}         // NOLINT
+  SourceId(const std::string& s) : SourceId(absl::string_view(s)) {}  // NOLINT
+  bool empty() const { return p_ == nullptr; }
+  size_t size() const { return p_ ? p_->size() : 0; }
+  absl::string_view view() const { return p_ ? absl::string_view(*p_) : absl::string_view(); }
+  operator absl::string_view() const { return view(); }  // NOLINT
+  explicit operator std::string_view() const { return {view().data(), view().size()}; }
+  std::string str() const { return std::string(view()); }
+  friend bool operator==(const SourceId& a, const SourceId& b) { return a.p_ == b.p_; }
+  friend bool operator==(const SourceId& a, const char* b) { return a.view() == b; }
+  friend bool operator==(const SourceId& a, const std::string& b) { return a.view() == b; }
+
+ private:
+  const std::string* p_ = nullptr;
+};
+
 struct FeedEntry {
   Prefix prefix;
-  uint32_t line = 0;      // 1-based line in the file
-  std::string source_id;  // SBL id, FireHOL category, or empty
+  uint32_t line = 0;   // 1-based line in the file
+  SourceId source_id;  // SBL id, FireHOL category, or empty
 };
 
 struct Feed {

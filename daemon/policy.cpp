@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
@@ -436,7 +437,7 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
       if (auto st = Str(v[i], at, &s); !st.ok()) return st;
       auto pre = ParsePrefix(s, prefix_opts_);
       if (!pre.ok()) return Fail(v[i], at, pre.status().message());
-      l.entries.push_back(PolicyEntry{*pre, 0, static_cast<uint32_t>(LineOf(v[i])), std::string()});
+      l.entries.push_back(PolicyEntry{*pre, 0, static_cast<uint32_t>(LineOf(v[i])), SourceId()});
     }
   }
   if (files) {
@@ -699,6 +700,46 @@ void SortItems4(std::vector<Item4>& v) {
   if (src != v.data()) std::copy(src, src + v.size(), v.data());
 }
 
+// The IPv4 table from the sorted items.
+void SweepV4(const std::vector<Item4>& items4, std::vector<KernelEntry>& out) {
+  // Sweep: the stack holds the chain of prefixes covering the current one, each with the decision
+  // for it (the best of its own entries and everything covering it). Strictly higher precedence
+  // above wins; on a tie the more specific (this prefix) wins.
+  // IPv4 on the packed keys: address and length as integers.
+  struct Decision4 {
+    uint8_t prec, len, action;
+    uint32_t ref, list_id;
+  };
+  out.reserve(items4.size());
+  std::vector<std::pair<uint64_t, Decision4>> stack4;  // (addr << 8 | len, decision)
+  for (size_t i = 0; i < items4.size();) {
+    const Item4& first = items4[i];  // best own entry of this prefix (sort order)
+    uint64_t pk = first.key >> 2;     // addr << 8 | len
+    size_t j = i + 1;
+    while (j < items4.size() && (items4[j].key >> 2) == pk) ++j;
+    uint32_t addr = static_cast<uint32_t>(pk >> 8);
+    uint8_t len = static_cast<uint8_t>(pk & 0xff);
+    while (!stack4.empty()) {
+      uint32_t sa = static_cast<uint32_t>(stack4.back().first >> 8);
+      unsigned sl = static_cast<unsigned>(stack4.back().first & 0xff);
+      uint32_t mask = sl == 0 ? 0 : ~uint32_t{0} << (32 - sl);
+      if (sl <= len && ((sa ^ addr) & mask) == 0) break;
+      stack4.pop_back();
+    }
+    Decision4 d{static_cast<uint8_t>(3 - (first.key & 3)), len, first.action, first.ref,
+                first.list_id};
+    if (!stack4.empty() && stack4.back().second.prec > d.prec) d = stack4.back().second;
+    stack4.emplace_back(pk, d);
+    KernelEntry& ke = out.emplace_back();
+    ke.prefix = Prefix::V4(addr, len);
+    ke.value.list_id = d.list_id;
+    ke.value.entry_ref = d.ref;
+    ke.value.action = d.action;
+    ke.value.prefixlen = d.len;
+    i = j;
+  }
+}
+
 struct Decision {
   uint8_t prec;
   uint8_t len;   // the deciding entry's prefix length
@@ -827,11 +868,12 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   }
   bool dense = true;  // refs are 1..n in policy order
 
-  c.entries.reserve(total);
-  std::vector<Item4> items4;  // IPv4: a packed key, radix-sorted
-  std::vector<Item> items;    // IPv6
-  items4.reserve(total);
-  for (const ListSpec& l : policy.lists) {
+  // Lists and each entry's ref first (refs are handed out in policy order, so this pass is
+  // sequential); then the IPv4 table on a second thread (items, radix sort, sweep) while this one
+  // builds the entry table and the IPv6 table.
+  std::vector<std::vector<uint32_t>> refs(policy.lists.size());
+  for (size_t li = 0; li < policy.lists.size(); ++li) {
+    const ListSpec& l = policy.lists[li];
     CompiledList cl;
     uint32_t old_id = 0;
     if (auto it = old_lists.find(l.name); it != old_lists.end()) old_id = it->second;
@@ -845,25 +887,49 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
     cl.entries = l.entries.size();
     if (l.expires && !cl.expired && (!c.next_expiry || *l.expires < *c.next_expiry))
       c.next_expiry = l.expires;
-    uint8_t prec = static_cast<uint8_t>(Precedence(l.action));
-    std::vector<uint32_t> carried;
-    if (auto r = old_range.find(old_id); old_id && r != old_range.end())
-      carried = CarryRefs(l.entries, previous->entries.data() + r->second.first,
-                          r->second.second - r->second.first);
-    for (size_t k = 0; k < l.entries.size(); ++k) {
-      const PolicyEntry& e = l.entries[k];
-      uint32_t ref = carried.empty() ? 0 : carried[k];
+    std::vector<uint32_t>& r = refs[li];
+    if (auto it = old_range.find(old_id); old_id && it != old_range.end())
+      r = CarryRefs(l.entries, previous->entries.data() + it->second.first,
+                    it->second.second - it->second.first);
+    else
+      r.assign(l.entries.size(), 0);
+    for (uint32_t& ref : r)
       if (!ref) ref = ++c.max_entry_ref;
-      uint32_t pos = static_cast<uint32_t>(c.entries.size());
-      dense &= ref == pos + 1;
-      c.entries.push_back(CompiledEntry{ref, e.prefix, cl.id, e.file, e.line, e.source_id});
-      if (cl.expired) continue;
-      if (e.prefix.is_v4())
-        items4.push_back(Item4{Item4Key(e.prefix, prec), ref, cl.id, static_cast<uint8_t>(l.action)});
-      else
-        items.push_back(Item{e.prefix, prec, pos});
-    }
     c.lists.push_back(std::move(cl));
+  }
+
+  std::thread v4_thread([&] {
+    std::vector<Item4> items4;  // IPv4: a packed key, radix-sorted
+    items4.reserve(total);
+    for (size_t li = 0; li < policy.lists.size(); ++li) {
+      const CompiledList& cl = c.lists[li];
+      if (cl.expired) continue;
+      uint8_t prec = static_cast<uint8_t>(Precedence(cl.action));
+      const std::vector<PolicyEntry>& es = policy.lists[li].entries;
+      const uint32_t* r = refs[li].data();
+      for (size_t k = 0; k < es.size(); ++k)
+        if (es[k].prefix.is_v4())
+          items4.push_back(
+              Item4{Item4Key(es[k].prefix, prec), r[k], cl.id, static_cast<uint8_t>(cl.action)});
+    }
+    SortItems4(items4);
+    SweepV4(items4, c.v4);
+  });
+
+  c.entries.reserve(total);
+  std::vector<Item> items;  // IPv6
+  for (size_t li = 0; li < policy.lists.size(); ++li) {
+    const CompiledList& cl = c.lists[li];
+    uint8_t prec = static_cast<uint8_t>(Precedence(cl.action));
+    const std::vector<PolicyEntry>& es = policy.lists[li].entries;
+    const uint32_t* r = refs[li].data();
+    for (size_t k = 0; k < es.size(); ++k) {
+      const PolicyEntry& e = es[k];
+      uint32_t pos = static_cast<uint32_t>(c.entries.size());
+      dense &= r[k] == pos + 1;
+      c.entries.push_back(CompiledEntry{r[k], e.prefix, cl.id, e.file, e.line, e.source_id});
+      if (!cl.expired && !e.prefix.is_v4()) items.push_back(Item{e.prefix, prec, pos});
+    }
   }
   if (!dense) {
     // Refs stay close to 1..n (each reload adds only the new entries' refs): a table indexed by
@@ -879,7 +945,6 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   absl::flat_hash_map<uint32_t, uint8_t> list_action;
   for (const CompiledList& l : c.lists) list_action[l.id] = static_cast<uint8_t>(l.action);
 
-  SortItems4(items4);
   std::sort(items.begin(), items.end(), ItemLess);
 
   // The kernel value of an IPv6 prefix decided by entry `d`.
@@ -899,42 +964,6 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
     ke.value.prefixlen = d.len;
   };
 
-  // Sweep: the stack holds the chain of prefixes covering the current one, each with the decision
-  // for it (the best of its own entries and everything covering it). Strictly higher precedence
-  // above wins; on a tie the more specific (this prefix) wins.
-  // IPv4 on the packed keys: address and length as integers.
-  struct Decision4 {
-    uint8_t prec, len, action;
-    uint32_t ref, list_id;
-  };
-  c.v4.reserve(items4.size());
-  std::vector<std::pair<uint64_t, Decision4>> stack4;  // (addr << 8 | len, decision)
-  for (size_t i = 0; i < items4.size();) {
-    const Item4& first = items4[i];  // best own entry of this prefix (sort order)
-    uint64_t pk = first.key >> 2;     // addr << 8 | len
-    size_t j = i + 1;
-    while (j < items4.size() && (items4[j].key >> 2) == pk) ++j;
-    uint32_t addr = static_cast<uint32_t>(pk >> 8);
-    uint8_t len = static_cast<uint8_t>(pk & 0xff);
-    while (!stack4.empty()) {
-      uint32_t sa = static_cast<uint32_t>(stack4.back().first >> 8);
-      unsigned sl = static_cast<unsigned>(stack4.back().first & 0xff);
-      uint32_t mask = sl == 0 ? 0 : ~uint32_t{0} << (32 - sl);
-      if (sl <= len && ((sa ^ addr) & mask) == 0) break;
-      stack4.pop_back();
-    }
-    Decision4 d{static_cast<uint8_t>(3 - (first.key & 3)), len, first.action, first.ref,
-                first.list_id};
-    if (!stack4.empty() && stack4.back().second.prec > d.prec) d = stack4.back().second;
-    stack4.emplace_back(pk, d);
-    KernelEntry& ke = c.v4.emplace_back();
-    ke.prefix = Prefix::V4(addr, len);
-    ke.value.list_id = d.list_id;
-    ke.value.entry_ref = d.ref;
-    ke.value.action = d.action;
-    ke.value.prefixlen = d.len;
-    i = j;
-  }
   // IPv6 (a few percent of a feed): the same on Prefix values.
   std::vector<std::pair<Prefix, Decision>> stack;
   for (size_t i = 0; i < items.size();) {
@@ -949,6 +978,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
     emit(pre, d, c.v6);
     i = j;
   }
+  v4_thread.join();
 
   if (c.v4.size() > policy.v4_entries)
     return absl::InvalidArgumentError(absl::StrCat(policy.path, ": limits.v4_entries: ", c.v4.size(),
@@ -1030,7 +1060,7 @@ std::string CompiledPolicy::ExplainText(const Prefix& query) const {
     const CompiledList& l = *list(e.list_id);
     absl::StrAppend(&out, cv.entry_ref == x.deciding_entry ? "  * " : "    ", e.prefix.ToString(),
                     "  ", ListActionName(l.action), "  list '", l.name, "'  ",
-                    EntryLocation(cv.entry_ref), e.source_id.empty() ? "" : "  ", e.source_id,
+                    EntryLocation(cv.entry_ref), e.source_id.empty() ? "" : "  ", e.source_id.view(),
                     cv.expired ? "  (expired)" : "", cv.entry_ref == x.deciding_entry ? "  <- decides" : "",
                     "\n");
   }

@@ -48,7 +48,7 @@ struct PolicyEntry {
   Prefix prefix;
   uint32_t file = 0;  // index into Policy::files (0: the policy file itself)
   uint32_t line = 0;  // 1-based
-  std::string source_id;  // Spamhaus SBL id, FireHOL category, or empty
+  SourceId source_id;  // Spamhaus SBL id, FireHOL category, or empty
 };
 
 // A list file named by a list.
@@ -129,7 +129,7 @@ struct CompiledEntry {
   uint32_t list_id = 0;
   uint32_t file = 0;  // index into CompiledPolicy::files
   uint32_t line = 0;
-  std::string source_id;
+  SourceId source_id;
 };
 
 // One key/value of a kernel trie.

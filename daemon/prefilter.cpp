@@ -22,11 +22,20 @@ uint8_t ClassOf(const V4ClassTable& t, uint8_t action, uint32_t list_id) {
 
 V4ClassTable AssignClasses(const std::vector<KernelEntry>& v4, const V4ClassTable& old) {
   // Weight of a pair: the /24s (or /32s) it decides, roughly.
+  // Consecutive entries mostly share their pair: one map update per run.
   absl::flat_hash_map<uint64_t, uint64_t> weight;
+  uint64_t run_key = 0, run_w = 0;
   for (const KernelEntry& e : v4) {
     uint64_t w = e.prefix.len <= 24 ? (uint64_t{1} << (24 - e.prefix.len)) : 1;
-    weight[PairKey(e.value.action, e.value.list_id)] += w;
+    uint64_t k = PairKey(e.value.action, e.value.list_id);
+    if (k != run_key && run_w) {
+      weight[run_key] += run_w;
+      run_w = 0;
+    }
+    run_key = k;
+    run_w += w;
   }
+  if (run_w) weight[run_key] += run_w;
   V4ClassTable t{};
   for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
     if (ClassUsed(old[c]) && weight.erase(PairKey(old[c].action, old[c].list_id))) t[c] = old[c];
@@ -171,6 +180,55 @@ absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntr
     for (const auto& [a, c] : hosts) out[a] = c;
   }
   return out;
+}
+
+size_t HostBound(const std::vector<KernelEntry>& v4) {
+  size_t n = 0;
+  for (const KernelEntry& e : v4)
+    if (e.prefix.len >= kExpandLen) n += size_t{1} << (32 - e.prefix.len);
+  return n;
+}
+
+V4PrefilterWalker::V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V4ClassTable& classes)
+    : v4_(v4), classes_(classes) {}
+
+uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts) {
+  ClassMemo cls(classes_);
+  size_t room = SIZE_MAX;
+  std::vector<std::pair<uint32_t, uint8_t>> skipped;
+  // Up to the /24: prefixes up to /24 go on the stack of covering ranges; the /24 groups passed
+  // are counted.
+  while (i_ < v4_.size()) {
+    const Prefix& p = v4_[i_].prefix;
+    uint32_t first = p.v4() >> 8;
+    if (first > idx || (first == idx && p.len > 24)) break;
+    if (p.len <= 24) {
+      while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
+      stack_.push_back({first, first + (uint32_t{1} << (24 - p.len)) - 1,
+                        cls(v4_[i_].value.action, v4_[i_].value.list_id)});
+      ++i_;
+      continue;
+    }
+    // The longer prefixes of a /24 before idx.
+    while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
+    uint8_t base = stack_.empty() ? 0 : stack_.back().cls;
+    HostGroup(v4_, i_, base, cls, skipped, &room);
+    hosts_ += skipped.size();
+  }
+  while (!stack_.empty() && stack_.back().hi < idx) stack_.pop_back();
+  uint8_t base = stack_.empty() ? 0 : stack_.back().cls;
+  hosts.clear();
+  if (i_ < v4_.size() && (v4_[i_].prefix.v4() >> 8) == idx && v4_[i_].prefix.len > 24) {
+    uint8_t b = HostGroup(v4_, i_, base, cls, hosts, &room);
+    hosts_ += hosts.size();
+    return b;
+  }
+  return base;
+}
+
+size_t V4PrefilterWalker::Finish() {
+  At(~uint32_t{0} >> 8, scratch_);  // the last /24: counts every group before it
+  return hosts_;
 }
 
 uint8_t PrefilterClass(const uint8_t* bytes, const absl::flat_hash_map<uint32_t, uint8_t>& hosts,

@@ -46,6 +46,34 @@ absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntr
                                                     const V4ClassTable& classes,
                                                     size_t host_capacity = SIZE_MAX);
 
+// An upper bound of the host entries BuildV4Prefilter makes from `v4` (every /28../32 expanded):
+// when it is within the host map's capacity, no /24 is sent to the trie for lack of room, and
+// each /24's byte and hosts depend on its own prefixes and those covering it only.
+size_t HostBound(const std::vector<KernelEntry>& v4);
+
+// BuildV4Prefilter one /24 at a time, for /24s visited in increasing order (one forward walk over
+// the table), without a host capacity (see HostBound): what a reload that changed a few prefixes
+// needs, instead of the whole 16 MiB table.
+class V4PrefilterWalker {
+ public:
+  V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
+  // The byte of /24 `idx` (> every earlier call's) and its host entries (replacing `hosts`).
+  uint8_t At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts);
+  // Walks to the end; the host entries of the whole table.
+  size_t Finish();
+
+ private:
+  struct Cover {
+    uint32_t lo, hi;  // /24 indexes
+    uint8_t cls;
+  };
+  const std::vector<KernelEntry>& v4_;
+  const V4ClassTable& classes_;
+  size_t i_ = 0, hosts_ = 0;
+  std::vector<Cover> stack_;
+  std::vector<std::pair<uint32_t, uint8_t>> scratch_;
+};
+
 // What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.
 uint8_t PrefilterClass(const uint8_t* bytes,
                        const absl::flat_hash_map<uint32_t, uint8_t>& hosts, uint32_t addr);

@@ -42,6 +42,10 @@ class V4SumMapping {
   // the bit of every /20 holding one of them from its /24 codes.
   template <typename F>
   void Write(const std::vector<uint32_t>& idx, F code_of) const;
+  // The same with the codes given: codes[k] for idx[k].
+  void WriteCodes(const std::vector<uint32_t>& idx, const std::vector<uint8_t>& codes) const {
+    WriteWords(idx, codes);
+  }
 
  private:
   explicit V4SumMapping(volatile uint64_t* p) : p_(p) {}

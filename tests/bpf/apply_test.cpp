@@ -539,6 +539,91 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   }
 }
 
+// The pre-filter in the maps equals a fresh build of `c` under the classes in the map: bytes,
+// summary codes, host entries.
+void CheckPrefilterEqual(const CompiledPolicy& c, const MapSet& m) {
+  auto classes = ReadClasses(m.v4_class);
+  REQUIRE(classes.ok());
+  V4Prefilter want = BuildV4Prefilter(c.v4, *classes);
+  auto mapping = V4PreMapping::Map(m.v4_pre);
+  REQUIRE(mapping.ok());
+  auto sum = V4SumMapping::Map(m.v4_sum);
+  REQUIRE(sum.ok());
+  const volatile uint8_t* bytes = mapping->bytes();
+  size_t diff = 0, code_diff = 0;
+  for (size_t i = 0; i < kV4PreBytes; ++i) {
+    diff += bytes[i] != want.bytes[i];
+    code_diff += SumCode(want.bytes[i]) != sum->Code(static_cast<uint32_t>(i));
+  }
+  CHECK(diff == 0u);
+  CHECK(code_diff == 0u);
+  auto hosts = m.v4_host.Dump();
+  REQUIRE(hosts.ok());
+  CHECK(hosts->size() == want.hosts.size());
+  for (const auto& [k, v] : *hosts) {
+    auto it = want.hosts.find(ntohl(k));
+    REQUIRE(it != want.hosts.end());
+    CHECK(it->second == v.cls);
+  }
+}
+
+/* Test that a reload diffed against the applied policy in memory, which recomputes the pre-filter
+   only under the prefixes that changed, leaves exactly what a full build gives: small random
+   changes across several lists of every action (entries added, removed, moved to another list),
+   nested and overlapping prefixes from /8 to /32, and now and then a list emptied or refilled so
+   that classes change meaning too. */
+TEST_CASE("apply: a reload's pre-filter diff in memory equals a full build") {
+  BpfHarness h;
+  h.Reset();
+  std::mt19937 rng(777);
+  std::vector<uint32_t> hot;
+  for (int i = 0; i < 400; ++i) hot.push_back((0x0a000000u + (rng() % 4) * 0x01000000u) | (rng() & 0x00ffffffu));
+  Policy p = RandomNested(rng, hot);
+  for (int i = 0; i < 20; ++i)  // a few big ones, covering many /24s
+    p.lists[rng() % p.lists.size()].entries.push_back({Prefix::V4(hot[rng() % hot.size()], 8 + rng() % 12), 0, 1, ""});
+  auto prev = Compile(p);
+  REQUIRE(prev.ok());
+  MustApply(*prev, h.maps());
+  CheckPrefilterEqual(*prev, h.maps());
+  const unsigned lens[] = {8, 12, 16, 20, 23, 24, 25, 26, 28, 29, 30, 31, 32};
+  size_t rewritten = 0;
+  for (int round = 0; round < 30; ++round) {
+    INFO("round " << round);
+    // 1-5 % of the entries change.
+    size_t n = 0;
+    for (const ListSpec& l : p.lists) n += l.entries.size();
+    size_t k = 1 + n * (1 + rng() % 5) / 100;
+    for (size_t c = 0; c < k; ++c) {
+      ListSpec& l = p.lists[rng() % p.lists.size()];
+      switch (rng() % 3) {
+        case 0:  // remove
+          if (!l.entries.empty()) l.entries.erase(l.entries.begin() + rng() % l.entries.size());
+          break;
+        case 1:  // add, near a hot address
+          l.entries.push_back({Prefix::V4(hot[rng() % hot.size()] ^ (rng() & 0x1ff), lens[rng() % 13]), 0, 1, ""});
+          break;
+        default:  // move to another list
+          if (!l.entries.empty()) {
+            size_t at = rng() % l.entries.size();
+            p.lists[rng() % p.lists.size()].entries.push_back(l.entries[at]);
+            l.entries.erase(l.entries.begin() + at);
+          }
+      }
+    }
+    if (round % 10 == 9) p.lists[rng() % p.lists.size()].entries.clear();  // a class freed
+    auto next = Compile(p, absl::Now(), &*prev);
+    REQUIRE(next.ok());
+    ApplyStats st = MustApply(*next, h.maps(), ApplyOptions{.applied = &*prev});
+    rewritten += st.prefilter_changed;
+    CheckTriesEqual(*next, h.maps());
+    CheckPrefilterEqual(*next, h.maps());
+    auto full = BuildV4Prefilter(next->v4, *ReadClasses(h.maps().v4_class));
+    CHECK(st.prefilter_hosts == full.hosts.size());
+    prev = std::move(next);
+  }
+  CHECK(rewritten > 0u);
+}
+
 TEST_CASE("apply: a trie too small for old and new at once fails before writing, unless allowed") {
   LoadOptions lo;
   lo.v4_entries = 64;

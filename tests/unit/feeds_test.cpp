@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/feeds.hpp"
 #include "lib/test_util.hpp"
 
@@ -264,6 +265,56 @@ TEST_CASE("feeds: the cache parses a file again only when its content changed") 
   CHECK(std::string(bad.status().message()).rfind(p + ":2: ", 0) == 0);
   CHECK_FALSE(LoadFeedCached(p).ok());
   PruneFeedCache({});
+}
+
+}  // namespace
+}  // namespace bw
+
+namespace bw {
+namespace {
+
+/* Test that a big plain list (parsed in two halves on two threads, most lines on the fast path)
+   gives what parsing it line by line gives: every entry, its line number, and the first error in
+   file order whichever half it is in. */
+TEST_CASE("feeds: a big plain list parses like line by line, errors in either half") {
+  std::string text = "\xef\xbb\xbf# big list\n";
+  std::vector<std::pair<std::string, uint32_t>> want;  // (prefix, line)
+  uint32_t line = 1;
+  uint32_t x = 12345;
+  while (text.size() < (size_t{3} << 20)) {
+    x = x * 1103515245u + 12345u;
+    ++line;
+    std::string l;
+    switch (x % 7) {
+      case 0: l = absl::StrCat("198.51.", (x >> 8) % 256, ".0/24"); break;
+      case 1: l = absl::StrCat("  203.0.113.", (x >> 8) % 256, "  # host"); break;
+      case 2: l = absl::StrCat("2001:db8:", absl::Hex((x >> 8) % 65536), "::/48"); break;
+      case 3: l = "# comment"; break;
+      case 4: l = ""; break;
+      case 5: l = absl::StrCat("192.0.2.", (x >> 8) % 256, "\r"); break;
+      default: l = absl::StrCat("10.", (x >> 8) % 256, ".0.0/16"); break;
+    }
+    text += l + "\n";
+    auto data = l.substr(0, l.find('#'));
+    while (!data.empty() && (data.back() == ' ' || data.back() == '\r')) data.pop_back();
+    while (!data.empty() && data.front() == ' ') data.erase(0, 1);
+    if (!data.empty()) want.emplace_back(ParsePrefix(data)->ToString(), line);
+  }
+  Feed f = MustParse("big.txt", text, FeedFormat::kPlain);
+  REQUIRE(f.entries.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO(i);
+    CHECK(f.entries[i].prefix.ToString() == want[i].first);
+    CHECK(f.entries[i].line == want[i].second);
+  }
+  // An error near the end (the second half) and one near the start (the first half, which wins).
+  std::string late = text + "198.51.100.1/24\n";
+  ExpectError("big.txt", late, static_cast<int>(line) + 1, "host bits set", FeedFormat::kPlain);
+  std::string early = text;
+  early.insert(early.find('\n') + 1, "010.0.0.1\n");
+  ExpectError("big.txt", early + "198.51.100.1/24\n", 2, "leading zero", FeedFormat::kPlain);
+  std::string nul = text + std::string("198.51.100.0\0/24\n", 17);
+  ExpectError("big.txt", nul, static_cast<int>(line) + 1, "NUL", FeedFormat::kPlain);
 }
 
 }  // namespace

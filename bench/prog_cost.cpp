@@ -14,6 +14,10 @@
 // writes succeed, as they do with a daemon reading. Watchlists grow through --sizes; the prefix
 // sets nest (bench/lib/feeds.hpp) and every prefix is a BLOCK entry.
 // Each case checks bannerwatch's counters afterwards: the packets took the path the case names.
+// A/B of two versions of the data plane: --against OBJ puts the bw_xdp_ingress of another build's
+// bannerwatch.bpf.o (same maps; e.g. a worktree's build/gen/bannerwatch.bpf.o) in the baseline's
+// place, sharing this build's pinned maps, so both arms see the same prefixes and counters and
+// the ratio compares the two versions round by round.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -56,6 +60,11 @@ ABSL_FLAG(std::string, cases,
           "udp,tcp_unwatched,tls_443,ssh_banner_alert,blocked_drop,blocked_drop_event",
           "cases to run");
 ABSL_FLAG(bool, verbose, false, "libbpf debug output");
+ABSL_FLAG(std::string, against, "",
+          "A/B mode: a bannerwatch.bpf.o built from other code (the same maps) takes the "
+          "baseline's place, sharing this build's pinned maps; ratios are this build / that one");
+ABSL_FLAG(bool, check, true,
+          "check the counters after each case (off: for A/B runs of a deliberately changed path)");
 
 namespace bw::bench {
 namespace {
@@ -113,6 +122,8 @@ class ProgCost {
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
   baseline* base_ = nullptr;
+  bpf_object* against_ = nullptr;  // --against: the other build's object
+  int base_fd_ = -1;               // the baseline arm: bw_base_pass, or --against's XDP program
   std::unique_ptr<BenchProgs> progs_;
   ring_buffer* rb_ = nullptr;
   uint64_t events_read_ = 0;
@@ -144,11 +155,25 @@ absl::Status ProgCost::Setup() {
   maps_ = std::move(*m);
   base_ = baseline__open_and_load();
   if (!base_) return ErrnoStatus("baseline.bpf.o", "baseline__open_and_load", errno);
+  base_fd_ = bpf_program__fd(base_->progs.bw_base_pass);
+  if (std::string obj = absl::GetFlag(FLAGS_against); !obj.empty()) {
+    // Its maps are pinned by name: opened under this pin root they are this build's maps, so
+    // both arms see the same prefixes, counters and ring buffer.
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root_.c_str());
+    against_ = bpf_object__open_file(obj.c_str(), &oo);
+    if (!against_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, against_)
+        bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
+    if (bpf_object__load(against_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
+    prog = bpf_object__find_program_by_name(against_, "bw_xdp_ingress");
+    if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
+    base_fd_ = bpf_program__fd(prog);
+  }
   auto p = BenchProgs::Load();
   if (!p.ok()) return p.status();
   progs_ = std::move(*p);
-  absl::Status st =
-      progs_->SetTargets(bpf_program__fd(base_->progs.bw_base_pass), dp_->xdp_fd());
+  absl::Status st = progs_->SetTargets(base_fd_, dp_->xdp_fd());
   if (!st.ok()) return st;
   rb_ = ring_buffer__new(dp_->events_fd(), OnEvent, &events_read_, nullptr);
   if (!rb_) return ErrnoStatus("bw_events", "ring_buffer__new", errno);
@@ -170,7 +195,7 @@ absl::Status ProgCost::Setup() {
     int fd;
   } attach[] = {{"bwbt0", progs_->wrap_base_fd()},
                 {"bwbt1", progs_->wrap_bw_fd()},
-                {"bwbt2", bpf_program__fd(base_->progs.bw_base_pass)},
+                {"bwbt2", base_fd_},
                 {"bwbt3", dp_->xdp_fd()}};
   for (const auto& a : attach) {
     st = AttachXdp(ns_->name(), a.ifname, a.fd);
@@ -186,6 +211,8 @@ void ProgCost::Cleanup() {
   progs_.reset();
   if (base_) baseline__destroy(base_);
   base_ = nullptr;
+  if (against_) bpf_object__close(against_);
+  against_ = nullptr;
   if (dp_) {
     absl::Status st = dp_->UnpinMaps();
     if (!st.ok()) std::fprintf(stderr, "prog_cost: unpin %s: %s\n", pin_root_.c_str(),
@@ -224,7 +251,8 @@ absl::StatusOr<double> ProgCost::RunArm(int prog_fd, const Traffic& t, uint32_t 
     // Outside the timed call: read what the arm wrote, as a daemon would.
     if (ring_buffer__consume(rb_) < 0) return ErrnoStatus("bw_events", "ring_buffer__consume", errno);
   }
-  if (prog_fd == progs_->wrap_bw_fd()) bw_runs_ += runs;
+  // Both arms count in the shared maps when --against runs the other build.
+  if (prog_fd == progs_->wrap_bw_fd() || against_) bw_runs_ += runs;
   return ns_total / static_cast<double>(runs);
 }
 
@@ -240,7 +268,7 @@ absl::StatusOr<ProgCost::Arms> ProgCost::Measure(const Traffic& t, uint32_t bw_r
       bool bw_first = (r & 1) != 0;
       bool is_bw = (k == 0) == bw_first;
       auto ns = is_bw ? RunArm(progs_->wrap_bw_fd(), t, bw_retval)
-                      : RunArm(progs_->wrap_base_fd(), t, XDP_PASS);
+                      : RunArm(progs_->wrap_base_fd(), t, against_ ? bw_retval : XDP_PASS);
       if (!ns.ok()) return ns.status();
       (is_bw ? bwv : base) = *ns;
     }
@@ -394,9 +422,11 @@ absl::Status ProgCost::Run() {
         r["target_ratio"] = TargetFor(c.name);
         r["target_holds"] = Median(arms->ratio) <= TargetFor(c.name);
       }
-      st = Check(c, *cnt, bw_runs_, &r);
-      if (!st.ok()) return st;
-      r["check"] = "ok";
+      if (absl::GetFlag(FLAGS_check)) {
+        st = Check(c, *cnt, bw_runs_, &r);
+        if (!st.ok()) return st;
+        r["check"] = "ok";
+      }
       results.push_back(r);
       std::string verdict =
           target.empty() ? "" : absl::StrCat(target, Median(arms->ratio) <= TargetFor(c.name) ? " holds" : " MISSED");

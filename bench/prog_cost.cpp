@@ -268,7 +268,7 @@ absl::StatusOr<ProgCost::Arms> ProgCost::Measure(const Traffic& t, uint32_t bw_r
       bool bw_first = (r & 1) != 0;
       bool is_bw = (k == 0) == bw_first;
       auto ns = is_bw ? RunArm(progs_->wrap_bw_fd(), t, bw_retval)
-                      : RunArm(progs_->wrap_base_fd(), t, against_ ? bw_retval : XDP_PASS);
+                      : RunArm(progs_->wrap_base_fd(), t, against_ ? bw_retval : static_cast<uint32_t>(XDP_PASS));
       if (!ns.ok()) return ns.status();
       (is_bw ? bwv : base) = *ns;
     }

@@ -58,13 +58,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_v4_sum SEC(".maps");
 
-/* IPv4 /32 entries whose class differs from their /24's: address (network order) -> class. */
+/* IPv4 addresses whose class differs from their /24's: an open-addressed table (BW_V4_HOST_*),
+ * mmapped by the daemon. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* sized for every /32, usually holds few */
-	__uint(max_entries, BW_V4_HOST_DEFAULT);
-	__type(key, __be32);
-	__type(value, struct bw_v4_host);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, BW_V4_HOST_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct bw_v4_host_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_v4_host SEC(".maps");
 
@@ -215,6 +216,34 @@ static __always_inline struct bw_list_value *bw_lookup(const struct bw_pkt *p, i
 	return bpf_map_lookup_elem(&bw_watch_v6, &k6);
 }
 
+/* The class of host-order address `a` in bw_v4_host, or `dflt` (its /24's) when it has none. A
+ * bucket is one cache line; the search ends at the entry, or at a bucket with an empty slot. */
+static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
+{
+	__u32 home = bw_v4_host_home(a);
+
+#pragma unroll
+	for (__u32 i = 0; i < BW_V4_HOST_PROBES; i++) {
+		__u32 k = (home + i) & (BW_V4_HOST_BUCKETS - 1);
+		struct bw_v4_host_bucket *bk = bpf_map_lookup_elem(&bw_v4_host, &k);
+		int open = 0;
+
+		if (!bk)
+			return BW_V4_PRE_TRIE;
+#pragma unroll
+		for (__u32 j = 0; j < BW_V4_HOST_SLOTS; j++) {
+			__u64 v = bk->slot[j];
+
+			if ((__u32)v == a && (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD)) == BW_V4_HOST_LIVE)
+				return (v >> 32) & BW_V4_PRE_CLASS_MASK;
+			open |= v == 0;
+		}
+		if (open)
+			return dflt;
+	}
+	return dflt;
+}
+
 /* The IPv4 pre-filter: the class deciding the remote address (0 unlisted, 1..14 a class of
  * bw_v4_class, BW_V4_PRE_TRIE: ask the trie). Constant time: two array loads, a hash lookup only
  * for /24s holding /32s of another class. */
@@ -252,12 +281,8 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 	__u8 b = e[idx & 7];
 	__u32 cls = b & BW_V4_PRE_CLASS_MASK;
 
-	if (b & BW_V4_PRE_HOSTS) {
-		struct bw_v4_host *hv = bpf_map_lookup_elem(&bw_v4_host, &addr);
-
-		if (hv)
-			cls = hv->cls & BW_V4_PRE_CLASS_MASK;
-	}
+	if (b & BW_V4_PRE_HOSTS)
+		return bw_host_class((__u32)h, cls);
 	return cls;
 }
 

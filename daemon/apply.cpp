@@ -28,7 +28,10 @@
 #include <cstring>
 #include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "daemon/prefilter_host.hpp"
 #include "daemon/prefilter.hpp"
 #include "daemon/prefilter_sum.hpp"
 
@@ -292,12 +295,14 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
 struct PrefilterApply {
   std::optional<V4PreMapping> map;
   std::optional<V4SumMapping> sum;  // read before the bytes; see prefilter_sum.hpp
+  std::optional<V4HostTable> hosts;
   V4ClassTable old_classes{}, classes{};
   V4Prefilter want;  // bytes: empty when the apply is incremental (changed_bytes has them)
   absl::flat_hash_map<uint32_t, uint8_t> have_hosts;  // incremental: of the affected /24s only
   std::vector<uint32_t> changed;  // /24 indexes
   std::vector<uint8_t> changed_bytes;  // their final bytes
   size_t hosts_after = 0;         // bw_v4_host entries once applied
+  size_t host_overflow = 0;       // /24s left to the trie: no room for a host in its buckets
   std::array<bool, BW_V4_CLASSES> meaning_changed{};
 };
 
@@ -370,20 +375,20 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   if (!oc.ok()) return oc.status();
   pa.old_classes = *oc;
   pa.classes = AssignClasses(policy.v4, pa.old_classes);
-  // The host map's capacity bounds the host entries (removals go first, so it never holds more
+  auto ht = V4HostTable::Map(maps.v4_host);
+  if (!ht.ok()) return ht.status();
+  pa.hosts.emplace(std::move(*ht));
+  // The host table's capacity bounds the host entries (removals go first, so it never holds more
   // than the new policy's); /24s beyond it are decided by the trie.
-  auto host_cap = MaxEntries(maps.v4_host.fd(), maps.v4_host.name());
-  if (!host_cap.ok()) return host_cap.status();
+  constexpr size_t host_cap = BW_V4_HOST_CAPACITY;
   for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c)
     pa.meaning_changed[c] = std::memcmp(&pa.old_classes[c], &pa.classes[c], sizeof(bw_v4_class)) != 0;
-  if (opts.applied && PrefilterPrepareIncremental(policy, *opts.applied, *host_cap, pa)) return pa;
-  pa.want = BuildV4Prefilter(policy.v4, pa.classes, *host_cap);
+  if (opts.applied && PrefilterPrepareIncremental(policy, *opts.applied, host_cap, pa)) return pa;
+  pa.want = BuildV4Prefilter(policy.v4, pa.classes, host_cap);
   if (opts.applied) {
-    pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes, *host_cap);
+    pa.have_hosts = BuildV4Hosts(opts.applied->v4, pa.old_classes, host_cap);
   } else {
-    auto d = maps.v4_host.Dump();
-    if (!d.ok()) return d.status();
-    for (const auto& [k, v] : *d) pa.have_hosts[ntohl(k)] = v.cls;
+    pa.have_hosts = pa.hosts->Entries();
   }
   // A stale value in the unused slots would make a stale byte 0 or 15 mean something: never.
   std::vector<bool> mark(kV4PreBytes, false);
@@ -433,31 +438,74 @@ void PrefilterToTrie(PrefilterApply& pa) {
   pa.sum->Write(pa.changed, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
 }
 
+// Rebuilds the host table with its live entries, none removed: first every /24 that reads it
+// goes to the trie (its byte 15: the summary code stays "read the byte"), and in-flight readers
+// are given time to finish; then the table is emptied and refilled, and the bytes are put back.
+// Returns the /24s whose entries found no room (left at 15).
+absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
+  V4HostTable& ht = *pa.hosts;
+  absl::flat_hash_map<uint32_t, uint8_t> live = ht.Entries();
+  volatile uint8_t* b = pa.map->bytes();
+  std::vector<std::pair<uint32_t, uint8_t>> readers;  // (/24, its byte)
+  for (size_t i = 0; i < kV4PreBytes; ++i)
+    if (uint8_t v = b[i]; v & BW_V4_PRE_HOSTS) readers.emplace_back(static_cast<uint32_t>(i), v);
+  for (const auto& [i, v] : readers) b[i] = BW_V4_PRE_TRIE;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  // A program that read a byte before it changed may still be searching the table: XDP and TC
+  // programs run to completion in softirq context within microseconds.
+  absl::SleepFor(absl::Milliseconds(20));
+  ht.Clear();
+  absl::flat_hash_set<uint32_t> overflow;
+  for (const auto& [a, c] : live)
+    if (!ht.Put(a, c)) overflow.insert(a >> 8);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  for (const auto& [i, v] : readers) b[i] = overflow.contains(i) ? BW_V4_PRE_TRIE : v;
+  return overflow;
+}
+
 // Steps 3 and 4: classes, hosts, final bytes.
-absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps) {
+absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const ApplyOptions& opts,
+                             bool* compacted) {
   for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c) {
     if (!pa.meaning_changed[c]) continue;
     if (auto st = maps.v4_cls_cnt.Zero(c); !st.ok()) return st;
     if (auto st = maps.v4_class.Update(c, pa.classes[c]); !st.ok()) return st;
   }
-  // Removals first (the map holds one policy's /32s at most); nothing reads these /24s' hosts now.
-  bool batch = true;
-  std::vector<uint32_t> keys;
+  // Removals first (their slots are reused); nothing reads these /24s' hosts now.
+  V4HostTable& ht = *pa.hosts;
   for (const auto& [a, c] : pa.have_hosts)
-    if (!pa.want.hosts.contains(a)) keys.push_back(htonl(a));
-  if (auto st = DeleteMany(maps.v4_host, keys.data(), keys.size(), &batch); !st.ok()) return st;
-  keys.clear();
-  std::vector<bw_v4_host> vals;
-  for (const auto& [a, c] : pa.want.hosts) {
-    auto it = pa.have_hosts.find(a);
-    if (it != pa.have_hosts.end() && it->second == c) continue;
-    bw_v4_host v{};
-    v.cls = c;
-    keys.push_back(htonl(a));
-    vals.push_back(v);
+    if (!pa.want.hosts.contains(a)) ht.Remove(a);
+  // Then every wanted entry, as the table holds it (not as the last policy said: a /24 left to
+  // the trie by a full bucket earlier has entries missing). A /24 with an address that finds no
+  // room is left to the trie: its final byte becomes 15 (it may hold the host entries that did
+  // fit; nothing reads them while the byte says so).
+  absl::flat_hash_set<uint32_t> overflow;
+  for (const auto& [a, c] : pa.want.hosts)
+    if (!ht.Put(a, c)) overflow.insert(a >> 8);
+  // The changed /24s are at 15 still: their entries are live ones to keep if they fit, and their
+  // final bytes go in below.
+  if (V4HostTable::Counts n = ht.Count();
+      n.removed >= std::max<size_t>(opts.host_compact_removed, 1) && n.removed * 2 > n.live) {
+    for (uint32_t idx : CompactHosts(pa)) overflow.insert(idx);
+    // Entries that did not fit before may now: only a later apply retries them.
+    *compacted = true;
   }
-  if (auto st = UpdateMany(maps.v4_host, keys.data(), vals.data(), keys.size(), &batch); !st.ok())
-    return st;
+  if (!overflow.empty()) {
+    absl::flat_hash_set<uint32_t> seen;
+    for (size_t k = 0; k < pa.changed.size(); ++k)
+      if (overflow.contains(pa.changed[k])) {
+        pa.changed_bytes[k] = BW_V4_PRE_TRIE;
+        seen.insert(pa.changed[k]);
+      }
+    // A /24 whose byte did not change but whose entry went missing (cannot happen unless the table
+    // was written by someone else): to the trie as well.
+    for (uint32_t idx : overflow)
+      if (!seen.contains(idx)) {
+        pa.changed.push_back(idx);
+        pa.changed_bytes.push_back(BW_V4_PRE_TRIE);
+      }
+    pa.host_overflow = overflow.size();
+  }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   volatile uint8_t* b = pa.map->bytes();
   for (size_t k = 0; k < pa.changed.size(); ++k) b[pa.changed[k]] = pa.changed_bytes[k];
@@ -479,6 +527,11 @@ std::string ApplyStats::ToString() const {
                       unchanged, " (now ", v4_entries, " IPv4 and ", v6_entries, " IPv6 prefixes",
                       removed_first ? "; removed first for lack of room" : "", "; pre-filter: ",
                       prefilter_changed, " /24s rewritten, ", prefilter_hosts, " host entries, ",
+                      prefilter_host_overflow
+                          ? absl::StrCat(prefilter_host_overflow, " /24s left to the trie for lack "
+                                         "of room in the host table, ")
+                          : "",
+                      prefilter_host_compacted ? "host table rebuilt, " : "",
                       absl::FormatDuration(prefilter_time), ") in ",
                       absl::FormatDuration(elapsed));
 }
@@ -516,8 +569,10 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
       (fam == 0 ? st.v4_entries : st.v6_entries) = r->final_size;
       if (fam == 0 && pa) {
         absl::Time tp = absl::Now();
-        if (auto s = PrefilterFinish(*pa, maps); !s.ok()) return s;
+        if (auto s = PrefilterFinish(*pa, maps, opts, &st.prefilter_host_compacted); !s.ok())
+          return s;
         st.prefilter_time += absl::Now() - tp;
+        st.prefilter_host_overflow = pa->host_overflow;
         prefilter_ready = true;
       }
     }

@@ -42,6 +42,10 @@ struct ApplyOptions {
   // takes most of a second), and ports are rewritten only if they changed. Null: read the maps
   // (at start, on adoption, and after a failed apply).
   const CompiledPolicy* applied = nullptr;
+  // The host table is rebuilt (compacted) when at least this many of its slots hold removed
+  // entries and they outnumber half the live ones: removed slots are reused but never emptied,
+  // and fewer empty slots make searches for unlisted addresses read more buckets.
+  size_t host_compact_removed = BW_V4_HOST_BUCKETS * BW_V4_HOST_SLOTS / 8;
 };
 
 struct ApplyStats {
@@ -50,6 +54,8 @@ struct ApplyStats {
   bool removed_first = false;             // the capacity fallback ran
   size_t prefilter_changed = 0;           // IPv4 pre-filter: /24 bytes rewritten
   size_t prefilter_hosts = 0;             // bw_v4_host entries afterwards
+  size_t prefilter_host_overflow = 0;     // /24s left to the trie: their hosts found no slot
+  bool prefilter_host_compacted = false;  // the host table was rebuilt
   absl::Duration prefilter_time;          // computing and writing the pre-filter
   absl::Duration read_time, write_time, elapsed;
   std::string ToString() const;  // "added 3, updated 1, removed 2, unchanged 10 (v4 ..., v6 ...) in 1.2ms"

@@ -52,10 +52,6 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
     uint32_t n;
   } sizes[] = {
       {dp->skel_->maps.bw_watch_v4, opts.v4_entries},
-      // Hosts are the /32s (and expanded /28-/31s) whose class differs from their /24's: a
-      // quarter of the trie's capacity (/24s beyond it fall back to the trie). Sized like the
-      // trie, its empty buckets alone took 32 MiB.
-      {dp->skel_->maps.bw_v4_host, std::max<uint32_t>(opts.v4_entries / 4, 4096)},
       {dp->skel_->maps.bw_watch_v6, opts.v6_entries},
       {dp->skel_->maps.bw_flows, opts.flows},
       {dp->skel_->maps.bw_events, opts.events_bytes},

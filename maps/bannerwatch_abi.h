@@ -77,8 +77,21 @@
 #define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS)
 #define BW_V4_SUM_READ_PRE 3U
 #define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
-#define BW_V4_HOST_DEFAULT (BW_V4_ENTRIES_DEFAULT / 4) /* bw_v4_host capacity (the loader sets a
-                                                        * quarter of the trie's) */
+/* IPv4 pre-filter hosts (bw_v4_host): the addresses of a /24 with BW_V4_PRE_HOSTS that have a
+ * class of their own, in an open-addressed table the daemon writes through a shared mapping:
+ * BW_V4_HOST_BUCKETS buckets (array elements) of BW_V4_HOST_SLOTS __u64 slots, a cache line each.
+ * A slot is 0 (empty), or BW_V4_HOST_LIVE | class << 32 | host-order address, or a removed entry
+ * (BW_V4_HOST_DEAD set, never empty again until the daemon rebuilds the table). An address's
+ * entry is in its home bucket bw_v4_host_home() or one of the next BW_V4_HOST_PROBES - 1
+ * (wrapping); it is placed in the first slot that is empty or removed, so a bucket with an empty
+ * slot ends the search. 2^17 buckets, 2^20 slots: 8 MiB, filled at most half (2^19 entries). */
+#define BW_V4_HOST_BUCKET_BITS 17U
+#define BW_V4_HOST_BUCKETS (1U << BW_V4_HOST_BUCKET_BITS)
+#define BW_V4_HOST_SLOTS 8U
+#define BW_V4_HOST_PROBES 4U
+#define BW_V4_HOST_CAPACITY (BW_V4_HOST_BUCKETS * BW_V4_HOST_SLOTS / 2)
+#define BW_V4_HOST_LIVE (1ULL << 62)
+#define BW_V4_HOST_DEAD (1ULL << 63)
 
 /* ---- enums ----------------------------------------------------------------------------------- */
 /* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32
@@ -235,13 +248,18 @@ struct bw_list_value {
 
 /* ---- IPv4 pre-filter ----------------------------------------------------------------------------
  * A constant-time IPv4 verdict: the /24's byte in bw_v4_pre (BW_V4_PRE_*), for a /24 with /32s of
- * another class bw_v4_host first (a miss falls back to the /24's class), then the class's action
+ * another class bw_v4_host first (a miss falls back to the /24's class; see BW_V4_HOST_BUCKETS), then the class's action
  * and list in bw_v4_class. Class 15 (or a missing element) sends the lookup to bw_watch_v4, which
  * stays the source of truth for an event's list, entry and prefix length. */
-struct bw_v4_host {
-	__u8 cls; /* 0..15, as in bw_v4_pre's low bits */
-	__u8 _pad0[3];
+struct bw_v4_host_bucket {
+	__u64 slot[BW_V4_HOST_SLOTS];
 };
+
+/* The home bucket of a host-order address: the top bits of a multiplicative hash. */
+static inline __u32 bw_v4_host_home(__u32 addr)
+{
+	return (__u32)(addr * 2654435761U) >> (32 - BW_V4_HOST_BUCKET_BITS);
+}
 
 struct bw_v4_class {
 	__u32 list_id; /* the deciding list, as bw_list_value.list_id */

@@ -26,6 +26,7 @@
 #include "daemon/apply.hpp"
 #include "daemon/feeds.hpp"
 #include "daemon/policy.hpp"
+#include "daemon/prefilter_host.hpp"
 #include "daemon/prefilter.hpp"
 #include "daemon/prefilter_sum.hpp"
 #include "lib/bpf_harness.hpp"
@@ -412,8 +413,10 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   std::atomic<uint64_t> lookups{0}, missing{0}, foreign{0}, via_class{0}, via_host{0}, via_trie{0},
       spanning{0};
   std::string first_problem;
-  int trie_fd = h.maps().watch_v4.fd(), host_fd = h.maps().v4_host.fd(),
-      class_fd = h.maps().v4_class.fd();
+  auto host_table = V4HostTable::Map(h.maps().v4_host);
+  REQUIRE(host_table.ok());
+  const V4HostTable& ht = *host_table;
+  int trie_fd = h.maps().watch_v4.fd(), class_fd = h.maps().v4_class.fd();
   std::thread reader([&] {
     RunOnAnyCpu();
     while (!stop.load(std::memory_order_relaxed)) {
@@ -427,10 +430,8 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
         uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
         bool host = false;
         if (b & BW_V4_PRE_HOSTS) {
-          uint32_t be = htonl(a);
-          bw_v4_host hv{};
-          if (bpf_map_lookup_elem(host_fd, &be, &hv) == 0) {
-            cls = hv.cls & BW_V4_PRE_CLASS_MASK;
+          if (std::optional<uint8_t> hc = ht.Find(a)) {
+            cls = *hc;
             host = true;
           }
         }
@@ -485,7 +486,7 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   });
 
   int cur = 0;
-  size_t changes = 0, rewritten = 0;
+  size_t changes = 0, rewritten = 0, compacted = 0;
   for (int round = 0; round < 24; ++round) {
     int next = (cur + 1 + static_cast<int>(rng() % 3)) % 4;
     to.store(next);
@@ -493,9 +494,12 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
     // Every other round against the applied policy in memory, as the daemon does.
     ApplyOptions o{.ports = false, .config = false};
     if (round % 2) o.applied = &versions[cur];
+    // Every third round rebuilds the host table under the reader.
+    if (round % 3 == 2) o.host_compact_removed = 1;
     ApplyStats st = MustApply(versions[next], h.maps(), o);
     changes += st.added + st.updated + st.removed;
     rewritten += st.prefilter_changed;
+    compacted += st.prefilter_host_compacted;
     finished.fetch_add(1);
     from.store(next);
     cur = next;
@@ -515,6 +519,7 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
               static_cast<unsigned long long>(missing.load()),
               static_cast<unsigned long long>(foreign.load()));
   CHECK(changes > 10000);
+  CHECK(compacted > 0u);
   CHECK(via_class.load() > 0);
   CHECK(via_host.load() > 0);
   CHECK(via_trie.load() > 0);
@@ -529,14 +534,9 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   size_t diff = 0;
   for (size_t i = 0; i < kV4PreBytes; ++i) diff += bytes[i] != want.bytes[i];
   CHECK(diff == 0u);
-  auto hosts = h.maps().v4_host.Dump();
-  REQUIRE(hosts.ok());
-  CHECK(hosts->size() == want.hosts.size());
-  for (const auto& [k, v] : *hosts) {
-    auto it = want.hosts.find(ntohl(k));
-    REQUIRE(it != want.hosts.end());
-    CHECK(it->second == v.cls);
-  }
+  auto table = V4HostTable::Map(h.maps().v4_host);
+  REQUIRE(table.ok());
+  CHECK(table->Entries() == want.hosts);
 }
 
 // The pre-filter in the maps equals a fresh build of `c` under the classes in the map: bytes,
@@ -557,14 +557,9 @@ void CheckPrefilterEqual(const CompiledPolicy& c, const MapSet& m) {
   }
   CHECK(diff == 0u);
   CHECK(code_diff == 0u);
-  auto hosts = m.v4_host.Dump();
-  REQUIRE(hosts.ok());
-  CHECK(hosts->size() == want.hosts.size());
-  for (const auto& [k, v] : *hosts) {
-    auto it = want.hosts.find(ntohl(k));
-    REQUIRE(it != want.hosts.end());
-    CHECK(it->second == v.cls);
-  }
+  auto table = V4HostTable::Map(m.v4_host);
+  REQUIRE(table.ok());
+  CHECK(table->Entries() == want.hosts);
 }
 
 /* Test that a reload diffed against the applied policy in memory, which recomputes the pre-filter
@@ -586,7 +581,7 @@ TEST_CASE("apply: a reload's pre-filter diff in memory equals a full build") {
   MustApply(*prev, h.maps());
   CheckPrefilterEqual(*prev, h.maps());
   const unsigned lens[] = {8, 12, 16, 20, 23, 24, 25, 26, 28, 29, 30, 31, 32};
-  size_t rewritten = 0;
+  size_t rewritten = 0, compacted = 0;
   for (int round = 0; round < 30; ++round) {
     INFO("round " << round);
     // 1-5 % of the entries change.
@@ -613,8 +608,12 @@ TEST_CASE("apply: a reload's pre-filter diff in memory equals a full build") {
     if (round % 10 == 9) p.lists[rng() % p.lists.size()].entries.clear();  // a class freed
     auto next = Compile(p, absl::Now(), &*prev);
     REQUIRE(next.ok());
-    ApplyStats st = MustApply(*next, h.maps(), ApplyOptions{.applied = &*prev});
+    // Every fourth round also rebuilds the host table.
+    ApplyStats st = MustApply(*next, h.maps(),
+                              ApplyOptions{.applied = &*prev,
+                                           .host_compact_removed = round % 4 == 3 ? 1u : 1u << 17});
     rewritten += st.prefilter_changed;
+    compacted += st.prefilter_host_compacted;
     CheckTriesEqual(*next, h.maps());
     CheckPrefilterEqual(*next, h.maps());
     auto full = BuildV4Prefilter(next->v4, *ReadClasses(h.maps().v4_class));
@@ -622,6 +621,7 @@ TEST_CASE("apply: a reload's pre-filter diff in memory equals a full build") {
     prev = std::move(next);
   }
   CHECK(rewritten > 0u);
+  CHECK(compacted > 0u);
 }
 
 TEST_CASE("apply: a trie too small for old and new at once fails before writing, unless allowed") {

@@ -76,8 +76,8 @@ TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_block_budget) == 16);
   CHECK_FIELD(bw_block_budget, window_ns, 0, 8);
   CHECK_FIELD(bw_block_budget, used, 8, 4);
-  CHECK(sizeof(bw_v4_host) == 4);
-  CHECK_FIELD(bw_v4_host, cls, 0, 1);
+  CHECK(sizeof(bw_v4_host_bucket) == 64);  // one cache line
+  CHECK(BW_V4_HOST_SLOTS * 8 == 64);
   CHECK(sizeof(bw_v4_class) == 8);
   CHECK_FIELD(bw_v4_class, list_id, 0, 4);
   CHECK_FIELD(bw_v4_class, action, 4, 1);

@@ -1,0 +1,103 @@
+// prefilter_host.cpp — see prefilter_host.hpp.
+#include "daemon/prefilter_host.hpp"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+namespace bw {
+namespace {
+
+constexpr size_t kBytes = kV4HostSlots * 8;
+
+bool Live(uint64_t v) { return (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD)) == BW_V4_HOST_LIVE; }
+
+}  // namespace
+
+absl::StatusOr<V4HostTable> V4HostTable::Map(const V4HostMap& m) {
+  void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
+  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
+  return V4HostTable(static_cast<volatile uint64_t*>(p));
+}
+
+V4HostTable::~V4HostTable() {
+  if (p_) munmap(const_cast<uint64_t*>(p_), kBytes);
+}
+
+volatile uint64_t* V4HostTable::Slot(uint32_t a) const {
+  uint32_t home = bw_v4_host_home(a);
+  for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
+    volatile uint64_t* b = p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
+    bool open = false;
+    for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
+      uint64_t v = b[j];
+      if (static_cast<uint32_t>(v) == a && Live(v)) return b + j;
+      open |= v == 0;
+    }
+    if (open) return nullptr;
+  }
+  return nullptr;
+}
+
+std::optional<uint8_t> V4HostTable::Find(uint32_t a) const {
+  const volatile uint64_t* s = Slot(a);
+  if (!s) return std::nullopt;
+  return static_cast<uint8_t>((*s >> 32) & BW_V4_PRE_CLASS_MASK);
+}
+
+absl::flat_hash_map<uint32_t, uint8_t> V4HostTable::Entries() const {
+  absl::flat_hash_map<uint32_t, uint8_t> out;
+  for (size_t k = 0; k < kV4HostSlots; ++k) {
+    uint64_t v = p_[k];
+    if (Live(v)) out[static_cast<uint32_t>(v)] = static_cast<uint8_t>((v >> 32) & BW_V4_PRE_CLASS_MASK);
+  }
+  return out;
+}
+
+bool V4HostTable::Put(uint32_t a, uint8_t cls) {
+  const uint64_t want = V4HostSlot(a, cls);
+  if (volatile uint64_t* s = Slot(a)) {
+    if (*s != want) *s = want;
+    return true;
+  }
+  // Not there: the first empty or removed slot of its probe buckets. The buckets before it then
+  // have neither, so a search never stops short of it.
+  uint32_t home = bw_v4_host_home(a);
+  for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
+    volatile uint64_t* b = p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
+    for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
+      uint64_t v = b[j];
+      if (v == 0 || (v & BW_V4_HOST_DEAD)) {
+        b[j] = want;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool V4HostTable::Remove(uint32_t a) {
+  volatile uint64_t* s = Slot(a);
+  if (!s) return false;
+  // Keeps the address: a removed slot is still not empty, so searches go on past it.
+  *s = BW_V4_HOST_DEAD | a;
+  return true;
+}
+
+void V4HostTable::Clear() {
+  for (size_t k = 0; k < kV4HostSlots; ++k) p_[k] = 0;
+}
+
+V4HostTable::Counts V4HostTable::Count() const {
+  Counts c;
+  for (size_t k = 0; k < kV4HostSlots; ++k) {
+    uint64_t v = p_[k];
+    if (Live(v))
+      ++c.live;
+    else if (v & BW_V4_HOST_DEAD)
+      ++c.removed;
+  }
+  return c;
+}
+
+}  // namespace bw

@@ -1,0 +1,66 @@
+// prefilter_host.hpp — the IPv4 pre-filter's host table (bw_v4_host): the addresses whose class
+// differs from their /24's, in an open-addressed table of cache-line buckets that the kernel reads
+// with one or a few array loads (the layout and the search are in maps/bannerwatch_abi.h,
+// BW_V4_HOST_*).
+//
+// Contract: every write is one aligned 8-byte store into the shared mapping, so a concurrent
+// reader sees a slot before or after it, never half. Entries never move: Put rewrites an
+// address's own slot or fills the first empty or removed slot of its probe buckets, Remove marks a
+// slot removed, and a slot is empty again only after Clear. So a search that follows the kernel's
+// rule (stop at the entry, or after a bucket with an empty slot) always finds a live entry, while
+// other entries are added and removed around it. Put fails (false, nothing written) when the
+// address's probe buckets have no empty or removed slot; the apply then leaves its /24 to the
+// trie. Removed slots are reused by later Puts; Clear empties the table, for when nothing reads
+// it (no /24 byte has BW_V4_PRE_HOSTS).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "maps/maps.hpp"
+
+namespace bw {
+
+inline constexpr size_t kV4HostSlots = size_t{BW_V4_HOST_BUCKETS} * BW_V4_HOST_SLOTS;
+
+// A read/write shared mapping of bw_v4_host.
+class V4HostTable {
+ public:
+  static absl::StatusOr<V4HostTable> Map(const V4HostMap& m);
+  V4HostTable(V4HostTable&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  V4HostTable& operator=(V4HostTable&&) = delete;
+  ~V4HostTable();
+
+  // The class of host-order address `a`, found as the kernel finds it, or nullopt.
+  std::optional<uint8_t> Find(uint32_t a) const;
+  // Every live entry: host-order address -> class.
+  absl::flat_hash_map<uint32_t, uint8_t> Entries() const;
+  // Sets the class of `a`; false when there is no room in its probe buckets (nothing written).
+  bool Put(uint32_t a, uint8_t cls);
+  // Marks the entry of `a` removed; false when it has none.
+  bool Remove(uint32_t a);
+  // Every slot empty.
+  void Clear();
+
+  struct Counts {
+    size_t live = 0, removed = 0;
+  };
+  Counts Count() const;
+
+  // The raw slots, for tests.
+  const volatile uint64_t* slots() const { return p_; }
+
+ private:
+  explicit V4HostTable(volatile uint64_t* p) : p_(p) {}
+  // The slot holding a live entry of `a`, or nullptr.
+  volatile uint64_t* Slot(uint32_t a) const;
+  volatile uint64_t* p_;
+};
+
+inline uint64_t V4HostSlot(uint32_t a, uint8_t cls) {
+  return BW_V4_HOST_LIVE | uint64_t{static_cast<uint8_t>(cls & BW_V4_PRE_CLASS_MASK)} << 32 | a;
+}
+
+}  // namespace bw

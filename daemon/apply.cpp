@@ -27,10 +27,12 @@
 
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
 #include "daemon/prefilter_host.hpp"
 #include "daemon/prefilter.hpp"
 #include "daemon/prefilter_sum.hpp"
@@ -301,7 +303,7 @@ struct PrefilterApply {
   absl::flat_hash_map<uint32_t, uint8_t> have_hosts;  // incremental: of the affected /24s only
   std::vector<uint32_t> changed;  // /24 indexes
   std::vector<uint8_t> changed_bytes;  // their final bytes
-  size_t hosts_after = 0;         // bw_v4_host entries once applied
+  size_t hosts_after = 0;         // bw_v4_host entries once applied (counted in the table)
   size_t host_overflow = 0;       // /24s left to the trie: no room for a host in its buckets
   std::array<bool, BW_V4_CLASSES> meaning_changed{};
 };
@@ -343,22 +345,45 @@ bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPol
                                  size_t host_cap, PrefilterApply& pa) {
   for (bool m : pa.meaning_changed)
     if (m) return false;
-  if (HostBound(policy.v4) > host_cap || HostBound(applied.v4) > host_cap) return false;
+  // The old table's walk runs on a second thread, beside the new one's.
+  struct Walk {
+    std::vector<uint8_t> bytes;                              // per affected /24
+    std::vector<uint32_t> first;                             // its hosts: [first[k], first[k+1])
+    std::vector<std::pair<uint32_t, uint8_t>> hosts;
+    size_t bound = 0;
+  };
+  auto walk = [](const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
+                 const std::vector<uint32_t>& affected, Walk& w) {
+    w.bound = HostBound(v4);
+    V4PrefilterWalker walker(v4, classes);
+    std::vector<std::pair<uint32_t, uint8_t>> h;
+    w.bytes.reserve(affected.size());
+    w.first.reserve(affected.size() + 1);
+    for (uint32_t idx : affected) {
+      w.bytes.push_back(walker.At(idx, h));
+      w.first.push_back(static_cast<uint32_t>(w.hosts.size()));
+      w.hosts.insert(w.hosts.end(), h.begin(), h.end());
+    }
+    w.first.push_back(static_cast<uint32_t>(w.hosts.size()));
+  };
   std::vector<uint32_t> affected = AffectedSlash24s(applied.v4, policy.v4);
-  V4PrefilterWalker wn(policy.v4, pa.classes), wo(applied.v4, pa.old_classes);
-  std::vector<std::pair<uint32_t, uint8_t>> hn, ho;
+  Walk wn, wo;
+  std::thread old_walk([&] { walk(applied.v4, pa.old_classes, affected, wo); });
+  walk(policy.v4, pa.classes, affected, wn);
+  old_walk.join();
+  if (wn.bound > host_cap || wo.bound > host_cap) return false;
   const volatile uint8_t* cur = pa.map->bytes();
-  for (uint32_t idx : affected) {
-    uint8_t nb = wn.At(idx, hn);
-    wo.At(idx, ho);
+  for (size_t k = 0; k < affected.size(); ++k) {
+    uint32_t idx = affected[k];
+    auto hn = absl::MakeConstSpan(wn.hosts).subspan(wn.first[k], wn.first[k + 1] - wn.first[k]);
+    auto ho = absl::MakeConstSpan(wo.hosts).subspan(wo.first[k], wo.first[k + 1] - wo.first[k]);
     for (const auto& [a, c] : hn) pa.want.hosts[a] = c;
     for (const auto& [a, c] : ho) pa.have_hosts[a] = c;
-    if (cur[idx] != nb || hn != ho) {
+    if (cur[idx] != wn.bytes[k] || hn != ho) {
       pa.changed.push_back(idx);
-      pa.changed_bytes.push_back(nb);
+      pa.changed_bytes.push_back(wn.bytes[k]);
     }
   }
-  pa.hosts_after = wn.Finish();
   return true;
 }
 
@@ -425,7 +450,6 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
       pa.changed.push_back(static_cast<uint32_t>(i));
       pa.changed_bytes.push_back(want[i]);
     }
-  pa.hosts_after = pa.want.hosts.size();
   return pa;
 }
 
@@ -484,12 +508,14 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
     if (!ht.Put(a, c)) overflow.insert(a >> 8);
   // The changed /24s are at 15 still: their entries are live ones to keep if they fit, and their
   // final bytes go in below.
-  if (V4HostTable::Counts n = ht.Count();
-      n.removed >= std::max<size_t>(opts.host_compact_removed, 1) && n.removed * 2 > n.live) {
+  V4HostTable::Counts n = ht.Count();
+  if (n.removed >= std::max<size_t>(opts.host_compact_removed, 1) && n.removed * 2 > n.live) {
     for (uint32_t idx : CompactHosts(pa)) overflow.insert(idx);
     // Entries that did not fit before may now: only a later apply retries them.
     *compacted = true;
+    n = ht.Count();
   }
+  pa.hosts_after = n.live;
   if (!overflow.empty()) {
     absl::flat_hash_set<uint32_t> seen;
     for (size_t k = 0; k < pa.changed.size(); ++k)
@@ -549,7 +575,6 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
       if (!p.ok()) return p.status();
       pa.emplace(std::move(*p));
       st.prefilter_changed = pa->changed.size();
-      st.prefilter_hosts = pa->hosts_after;
       PrefilterToTrie(*pa);
       st.prefilter_time += absl::Now() - tp;
     }
@@ -573,6 +598,7 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
           return s;
         st.prefilter_time += absl::Now() - tp;
         st.prefilter_host_overflow = pa->host_overflow;
+        st.prefilter_hosts = pa->hosts_after;
         prefilter_ready = true;
       }
     }

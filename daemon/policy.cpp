@@ -647,12 +647,11 @@ struct Item {
   uint32_t pos;  // index in CompiledPolicy::entries: policy order
 };
 
-// Prefix ascending (covering prefixes first), then precedence descending, then policy order.
+// Prefix ascending (covering prefixes first), then precedence descending, then policy order. The
+// prefix compares with Prefix's own order (two big-endian words, no memcmp call): about half the
+// IPv6 sort's time.
 bool ItemLess(const Item& a, const Item& b) {
-  if (a.prefix.family != b.prefix.family) return a.prefix.family < b.prefix.family;
-  if (int c = std::memcmp(a.prefix.addr.data(), b.prefix.addr.data(), a.prefix.is_v4() ? 4 : 16); c != 0)
-    return c < 0;
-  if (a.prefix.len != b.prefix.len) return a.prefix.len < b.prefix.len;
+  if (auto c = a.prefix <=> b.prefix; c != 0) return c < 0;
   if (a.prec != b.prec) return a.prec > b.prec;
   return a.pos < b.pos;
 }

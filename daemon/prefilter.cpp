@@ -195,9 +195,8 @@ V4PrefilterWalker::V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V
 uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts) {
   ClassMemo cls(classes_);
   size_t room = SIZE_MAX;
-  std::vector<std::pair<uint32_t, uint8_t>> skipped;
-  // Up to the /24: prefixes up to /24 go on the stack of covering ranges; the /24 groups passed
-  // are counted.
+  // Up to the /24: prefixes up to /24 go on the stack of covering ranges; the longer prefixes of
+  // /24s before it are passed over.
   while (i_ < v4_.size()) {
     const Prefix& p = v4_[i_].prefix;
     uint32_t first = p.v4() >> 8;
@@ -206,29 +205,15 @@ uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint
       while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
       stack_.push_back({first, first + (uint32_t{1} << (24 - p.len)) - 1,
                         cls(v4_[i_].value.action, v4_[i_].value.list_id)});
-      ++i_;
-      continue;
     }
-    // The longer prefixes of a /24 before idx.
-    while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
-    uint8_t base = stack_.empty() ? 0 : stack_.back().cls;
-    HostGroup(v4_, i_, base, cls, skipped, &room);
-    hosts_ += skipped.size();
+    ++i_;
   }
   while (!stack_.empty() && stack_.back().hi < idx) stack_.pop_back();
   uint8_t base = stack_.empty() ? 0 : stack_.back().cls;
   hosts.clear();
-  if (i_ < v4_.size() && (v4_[i_].prefix.v4() >> 8) == idx && v4_[i_].prefix.len > 24) {
-    uint8_t b = HostGroup(v4_, i_, base, cls, hosts, &room);
-    hosts_ += hosts.size();
-    return b;
-  }
+  if (i_ < v4_.size() && (v4_[i_].prefix.v4() >> 8) == idx && v4_[i_].prefix.len > 24)
+    return HostGroup(v4_, i_, base, cls, hosts, &room);
   return base;
-}
-
-size_t V4PrefilterWalker::Finish() {
-  At(~uint32_t{0} >> 8, scratch_);  // the last /24: counts every group before it
-  return hosts_;
 }
 
 uint8_t PrefilterClass(const uint8_t* bytes, const absl::flat_hash_map<uint32_t, uint8_t>& hosts,

@@ -59,8 +59,6 @@ class V4PrefilterWalker {
   V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
   // The byte of /24 `idx` (> every earlier call's) and its host entries (replacing `hosts`).
   uint8_t At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts);
-  // Walks to the end; the host entries of the whole table.
-  size_t Finish();
 
  private:
   struct Cover {
@@ -69,9 +67,8 @@ class V4PrefilterWalker {
   };
   const std::vector<KernelEntry>& v4_;
   const V4ClassTable& classes_;
-  size_t i_ = 0, hosts_ = 0;
+  size_t i_ = 0;
   std::vector<Cover> stack_;
-  std::vector<std::pair<uint32_t, uint8_t>> scratch_;
 };
 
 // What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.

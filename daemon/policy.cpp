@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -640,6 +641,9 @@ absl::StatusOr<Policy> LoadPolicyFile(const std::string& path) {
 
 namespace {
 
+std::atomic<uint64_t> g_incremental_compiles{0};
+std::atomic<bool> g_incremental_enabled{true};
+
 // One non-expired entry in sweep order.
 struct Item {
   Prefix prefix;
@@ -679,11 +683,11 @@ void SortItems4(std::vector<Item4>& v) {
   constexpr int kBits = 11, kPasses = 4;
   constexpr size_t kBuckets = size_t{1} << kBits;
   if (v.size() < 2) return;
-  std::vector<Item4> tmp(v.size());
+  std::unique_ptr<Item4[]> tmp(new Item4[v.size()]);  // uninitialized: every slot is written
   std::vector<uint32_t> count(kBuckets * kPasses, 0);
   for (const Item4& it : v)
     for (int p = 0; p < kPasses; ++p) ++count[p * kBuckets + ((it.key >> (p * kBits)) & (kBuckets - 1))];
-  Item4 *src = v.data(), *dst = tmp.data();
+  Item4 *src = v.data(), *dst = tmp.get();
   for (int p = 0; p < kPasses; ++p) {
     uint32_t* cnt = &count[p * kBuckets];
     if (cnt[(src[0].key >> (p * kBits)) & (kBuckets - 1)] == v.size()) continue;
@@ -745,7 +749,10 @@ struct Decision {
   uint32_t pos;  // the deciding entry
 };
 
-// The refs a list's entries had in the previous compile (0: new entry), matching by prefix. Lists
+constexpr uint32_t kNone = UINT32_MAX;
+
+// For each of a list's entries, the index (in `old`) of the entry it continues from the previous
+// compile, whose ref it keeps (kNone: a new entry), matching by prefix. Lists
 // change little between compiles and keep their order, so entries are matched in sequence, with a
 // short look-ahead on both sides over removed or added runs, a replaced entry skipped on both, and
 // a far look-ahead after a streak of replacements (a long removed or added run); only what that
@@ -756,13 +763,13 @@ std::vector<uint32_t> CarryRefs(const std::vector<PolicyEntry>& now, const Compi
   size_t streak = 0;  // replacements in a row
   // Far look-aheads compare at most this many entries in all: the matching stays linear.
   size_t budget = 4 * (now.size() + old_n) + 2 * kFarAhead;
-  std::vector<uint32_t> refs(now.size(), 0);
+  std::vector<uint32_t> refs(now.size(), kNone);
   std::vector<size_t> unmatched_new;
   std::vector<const CompiledEntry*> unmatched_old;
   size_t i = 0, j = 0;
   while (i < now.size() && j < old_n) {
     if (now[i].prefix == old[j].prefix) {
-      refs[i++] = old[j++].ref;
+      refs[i++] = static_cast<uint32_t>(j++);
       streak = 0;
       continue;
     }
@@ -814,7 +821,7 @@ std::vector<uint32_t> CarryRefs(const std::vector<PolicyEntry>& now, const Compi
   if (unmatched_new.empty() || unmatched_old.empty()) return refs;
   absl::flat_hash_map<Prefix, uint32_t> rest;
   rest.reserve(unmatched_old.size());
-  for (const CompiledEntry* e : unmatched_old) rest.emplace(e->prefix, e->ref);
+  for (const CompiledEntry* e : unmatched_old) rest.emplace(e->prefix, static_cast<uint32_t>(e - old));
   for (size_t k : unmatched_new) {
     auto it = rest.find(now[k].prefix);
     if (it == rest.end()) continue;
@@ -824,7 +831,93 @@ std::vector<uint32_t> CarryRefs(const std::vector<PolicyEntry>& now, const Compi
   return refs;
 }
 
+// What one list of this compile continues from the previous one (the incremental path).
+struct ListMatch {
+  size_t old_begin = 0, old_n = 0;  // the list's entries in previous->entries
+  std::vector<uint32_t> match;      // CarryRefs; empty: every entry is new
+};
+
+// The sorted IPv4 items of this compile from the previous compile's (same lists, names, order,
+// actions and expired states): the previous items whose entries continue in order, merged with
+// the items of the entries that are new or moved (an entry matched out of order within its list
+// keeps its ref but is re-placed, so every continuing entry keeps its relative policy order and
+// equal keys stay in policy order, as the stable radix sort leaves them). False when too much
+// changed for a merge to pay; `out` is then untouched.
+bool MergeItems4(const Policy& policy, const std::vector<CompiledList>& lists,
+                 const std::vector<std::vector<uint32_t>>& refs,
+                 const std::vector<ListMatch>& matches, const CompiledPolicy& previous,
+                 const std::vector<Item4>& old_items, size_t total, std::vector<Item4>& out) {
+  const std::vector<CompiledEntry>& pe = previous.entries;
+  size_t limit = total / 8 + 64;  // added + removed items beyond this: sort instead
+  std::vector<uint32_t> old_to_new(pe.size(), kNone);  // continuing entries: new position
+  std::vector<uint64_t> drop((size_t{previous.max_entry_ref} >> 6) + 1, 0);  // by ref
+  auto drop_ref = [&](uint32_t ref) { drop[ref >> 6] |= uint64_t{1} << (ref & 63); };
+  struct Added {
+    Item4 it;
+    uint32_t pos;  // in the new entry table
+  };
+  std::vector<Added> added;
+  size_t removed = 0;
+  uint32_t pos0 = 0;
+  for (size_t li = 0; li < lists.size(); ++li) {
+    const std::vector<PolicyEntry>& es = policy.lists[li].entries;
+    const CompiledList& cl = lists[li];
+    const ListMatch& lm = matches[li];
+    if (!cl.expired) {
+      uint8_t prec = static_cast<uint8_t>(Precedence(cl.action));
+      bool any = lm.match.size() == es.size();
+      int64_t last = -1;  // the last continuing entry's old index
+      for (size_t k = 0; k < es.size(); ++k) {
+        uint32_t o = any ? lm.match[k] : kNone;
+        if (o != kNone && static_cast<int64_t>(o) > last) {
+          old_to_new[lm.old_begin + o] = pos0 + static_cast<uint32_t>(k);
+          last = o;
+          continue;
+        }
+        if (o != kNone) drop_ref(refs[li][k]);  // moved: its old item goes, a new one comes
+        if (!es[k].prefix.is_v4()) continue;
+        added.push_back(Added{Item4{Item4Key(es[k].prefix, prec), refs[li][k], cl.id,
+                                    static_cast<uint8_t>(cl.action)},
+                              pos0 + static_cast<uint32_t>(k)});
+        if (added.size() > limit) return false;
+      }
+      for (size_t j = lm.old_begin; j < lm.old_begin + lm.old_n; ++j)
+        if (old_to_new[j] == kNone) {
+          drop_ref(pe[j].ref);
+          removed += pe[j].prefix.is_v4();
+        }
+      if (added.size() + removed > limit) return false;
+    }
+    pos0 += static_cast<uint32_t>(es.size());
+  }
+  // Key order, then policy order (they were made in policy order).
+  std::sort(added.begin(), added.end(), [](const Added& a, const Added& b) {
+    return a.it.key != b.it.key ? a.it.key < b.it.key : a.pos < b.pos;
+  });
+  out.reserve(old_items.size() - std::min(old_items.size(), removed) + added.size());
+  auto new_pos = [&](uint32_t ref) {
+    return old_to_new[static_cast<size_t>(previous.entry(ref) - pe.data())];
+  };
+  size_t a = 0;
+  for (const Item4& it : old_items) {
+    if ((drop[it.ref >> 6] >> (it.ref & 63)) & 1) continue;
+    while (a < added.size() && (added[a].it.key < it.key ||
+                                (added[a].it.key == it.key && added[a].pos < new_pos(it.ref))))
+      out.push_back(added[a++].it);
+    out.push_back(it);
+  }
+  for (; a < added.size(); ++a) out.push_back(added[a].it);
+  return true;
+}
+
 }  // namespace
+
+struct CompileState {
+  std::vector<Item4> items4;  // the sorted IPv4 items SweepV4 read
+};
+
+uint64_t IncrementalCompileCount() { return g_incremental_compiles.load(); }
+void SetIncrementalCompile(bool enabled) { g_incremental_enabled = enabled; }
 
 absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
                                        const CompiledPolicy* previous) {
@@ -867,6 +960,23 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   }
   bool dense = true;  // refs are 1..n in policy order
 
+  // The incremental IPv4 path: the same lists (names, order, actions, expired states) as
+  // `previous`, whose sorted items are kept, and refs dense enough for a bit per ref.
+  const CompileState* prev_state = nullptr;
+  if (previous && previous->compile_state && g_incremental_enabled.load() &&
+      previous->lists.size() == policy.lists.size() &&
+      previous->max_entry_ref <= 8 * previous->entries.size() + 65536) {
+    bool same = true;
+    for (size_t li = 0; li < policy.lists.size() && same; ++li) {
+      const ListSpec& l = policy.lists[li];
+      const CompiledList& pl = previous->lists[li];
+      same = pl.name == l.name && pl.action == l.action &&
+             pl.expired == (l.expires && *l.expires <= now);
+    }
+    if (same) prev_state = previous->compile_state.get();
+  }
+  std::vector<ListMatch> matches(prev_state ? policy.lists.size() : 0);
+
   // Lists and each entry's ref first (refs are handed out in policy order, so this pass is
   // sequential); then the IPv4 table on a second thread (items, radix sort, sweep) while this one
   // builds the entry table and the IPv6 table.
@@ -887,18 +997,29 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
     if (l.expires && !cl.expired && (!c.next_expiry || *l.expires < *c.next_expiry))
       c.next_expiry = l.expires;
     std::vector<uint32_t>& r = refs[li];
-    if (auto it = old_range.find(old_id); old_id && it != old_range.end())
-      r = CarryRefs(l.entries, previous->entries.data() + it->second.first,
-                    it->second.second - it->second.first);
-    else
-      r.assign(l.entries.size(), 0);
-    for (uint32_t& ref : r)
-      if (!ref) ref = ++c.max_entry_ref;
+    if (auto it = old_range.find(old_id); old_id && it != old_range.end()) {
+      const CompiledEntry* old = previous->entries.data() + it->second.first;
+      std::vector<uint32_t> m = CarryRefs(l.entries, old, it->second.second - it->second.first);
+      r.resize(m.size());
+      for (size_t k = 0; k < m.size(); ++k) r[k] = m[k] == kNone ? ++c.max_entry_ref : old[m[k]].ref;
+      if (prev_state)
+        matches[li] = ListMatch{it->second.first, it->second.second - it->second.first, std::move(m)};
+    } else {
+      r.resize(l.entries.size());
+      for (uint32_t& ref : r) ref = ++c.max_entry_ref;
+    }
     c.lists.push_back(std::move(cl));
   }
 
+  auto state = std::make_shared<CompileState>();
   std::thread v4_thread([&] {
-    std::vector<Item4> items4;  // IPv4: a packed key, radix-sorted
+    std::vector<Item4>& items4 = state->items4;  // IPv4: a packed key, sorted
+    if (prev_state && MergeItems4(policy, c.lists, refs, matches, *previous, prev_state->items4,
+                                  total, items4)) {
+      g_incremental_compiles.fetch_add(1);
+      SweepV4(items4, c.v4);
+      return;
+    }
     items4.reserve(total);
     for (size_t li = 0; li < policy.lists.size(); ++li) {
       const CompiledList& cl = c.lists[li];
@@ -978,6 +1099,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
     i = j;
   }
   v4_thread.join();
+  c.compile_state = std::move(state);
 
   if (c.v4.size() > policy.v4_entries)
     return absl::InvalidArgumentError(absl::StrCat(policy.path, ": limits.v4_entries: ", c.v4.size(),

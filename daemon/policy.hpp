@@ -15,10 +15,14 @@
 // Ids are stable across compiles when the previous CompiledPolicy is passed: a list keeps its id by
 // name and an entry its ref by (list, prefix), so a reload rewrites only what changed and events
 // emitted under the previous policy still resolve to the right list and entry.
+// With `previous` and the same lists (names, order, actions, expired state), the IPv4 sort is
+// replaced by a merge of the previous compile's sorted items with the few entries added, moved or
+// removed (CompiledPolicy::compile_state); the result is identical to the full compile's.
 // policies/README.md documents the schema, the list formats and every error.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -149,6 +153,9 @@ struct Explanation {
   uint32_t deciding_entry = 0;       // match->value.entry_ref, 0 when unlisted
 };
 
+// What an incremental Compile reuses from this compile (opaque; defined in policy.cpp).
+struct CompileState;
+
 struct CompiledPolicy {
   std::string policy_path;
   absl::Time compiled_at = absl::InfinitePast();
@@ -178,10 +185,19 @@ struct CompiledPolicy {
   absl::flat_hash_map<uint32_t, uint32_t> entry_index;
   // ref -> index + 1 (0: no such entry), used instead of entry_index while refs stay dense enough.
   std::vector<uint32_t> entry_slot;
+
+  // The sorted IPv4 sweep items of this compile, for the next Compile with this as `previous`.
+  // Immutable and shared by copies; no part of the policy's meaning.
+  std::shared_ptr<const CompileState> compile_state;
 };
 
 // `previous`: the policy compiled before (whatever its source), to keep ids stable; or nullptr.
 absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now = absl::Now(),
                                        const CompiledPolicy* previous = nullptr);
+
+// For tests: how many Compile calls built the IPv4 items by the incremental merge (process-wide),
+// and a switch to force the full path (on by default).
+uint64_t IncrementalCompileCount();
+void SetIncrementalCompile(bool enabled);
 
 }  // namespace bw

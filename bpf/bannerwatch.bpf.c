@@ -473,13 +473,21 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 	__u32 slot = bw_addr_hash(a) & (BW_BLOCK_RL_SLOTS - 1);
 	struct bw_block_rl_slot *s = bpf_map_lookup_elem(&bw_block_rl, &slot);
 	__u32 zero = 0;
-	/* The coarse clock (jiffy resolution, since 5.11) is enough for an interval of a second and
-	 * cheaper on every suppressed drop; emitted events take the precise clock in bw_emit. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	struct bw_block_budget *bb = bpf_map_lookup_elem(&bw_block_bud, &zero);
 	__u32 held = 0;
 
-	if (!s || !cfg)
+	if (!s || !cfg || !bb)
 		return;
+	/* The coarse clock (jiffy resolution, since 5.11) is enough for an interval of a second; it
+	 * is read once per jiffy on this CPU (a flood of drops would otherwise pay for it on every
+	 * packet). Emitted events take the precise clock in bw_emit. */
+	__u64 j = bpf_jiffies64();
+
+	if (j != bb->jiffies) {
+		bb->jiffies = j;
+		bb->coarse_ns = bpf_ktime_get_coarse_ns();
+	}
+	__u64 now = bb->coarse_ns;
 	int same = s->family == p->family && bw_addr_eq(s->addr, a);
 
 	if (same && s->last_ns && now - s->last_ns < cfg->block_event_interval_ns) {
@@ -490,10 +498,6 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 	/* A source not seen within the interval: an event, if this CPU's budget for the second has
 	 * one left. Over budget the slot is left as it is, so the source is reported once there is. */
 	if (cfg->block_event_budget) {
-		struct bw_block_budget *bb = bpf_map_lookup_elem(&bw_block_bud, &zero);
-
-		if (!bb)
-			return;
 		if (now - bb->window_ns >= 1000000000ULL) {
 			bb->window_ns = now;
 			bb->used = 0;

@@ -333,11 +333,15 @@ struct bw_scratch {
 };
 
 /* ---- block-event rate limiter (per-CPU array of hashed slots) ---------------------------------- */
-/* bw_block_bud: this CPU's block-event budget for the current second. */
+/* bw_block_bud: this CPU's block-event budget for the current second, and its clock for the
+ * limiter: bpf_ktime_get_coarse_ns() read once per jiffy (the coarse clock advances with the tick;
+ * reading it cost ~20 ns per blocked packet, bpf_jiffies64() a few). */
 struct bw_block_budget {
-	__u64 window_ns; /* bpf_ktime_get_coarse_ns() when the second began */
+	__u64 window_ns; /* coarse clock when the second began */
 	__u32 used;      /* block events written in it */
 	__u32 _pad0;
+	__u64 jiffies;   /* bpf_jiffies64() when coarse_ns was read */
+	__u64 coarse_ns; /* bpf_ktime_get_coarse_ns() then */
 };
 
 struct bw_block_rl_slot {

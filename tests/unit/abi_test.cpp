@@ -73,9 +73,11 @@ TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_block_rl_slot) == 32);
   CHECK_FIELD(bw_block_rl_slot, last_ns, 16, 8);
   CHECK_FIELD(bw_block_rl_slot, suppressed, 24, 4);
-  CHECK(sizeof(bw_block_budget) == 16);
+  CHECK(sizeof(bw_block_budget) == 32);
   CHECK_FIELD(bw_block_budget, window_ns, 0, 8);
   CHECK_FIELD(bw_block_budget, used, 8, 4);
+  CHECK_FIELD(bw_block_budget, jiffies, 16, 8);
+  CHECK_FIELD(bw_block_budget, coarse_ns, 24, 8);
   CHECK(sizeof(bw_v4_host_bucket) == 64);  // one cache line
   CHECK(BW_V4_HOST_SLOTS * 8 == 64);
   CHECK(sizeof(bw_v4_class) == 8);

@@ -70,6 +70,9 @@ ABSL_FLAG(int, rx_cpu, 1, "CPU of the protected veth's NAPI thread");
 ABSL_FLAG(std::string, configs, "bannerwatch,nftables,ipset,nofilter,xdpdrop,xdpbyte",
           "configurations to measure");
 ABSL_FLAG(bool, verbose, false, "libbpf debug output; timing of configuration changes and reads");
+ABSL_FLAG(std::string, against, "",
+          "A/B: a bannerwatch.bpf.o built from other code (same maps); configuration `against` "
+          "attaches its XDP program, sharing this build's pinned maps");
 
 namespace bw::bench {
 namespace {
@@ -82,6 +85,7 @@ struct ConfigDef {
 };
 const ConfigDef kConfigs[] = {
     {"bannerwatch", "bannerwatch (XDP)"},
+    {"against", "bannerwatch, the --against build"},
     {"nftables", "nftables netdev ingress + interval set"},
     {"ipset", "iptables raw + ipset hash:net"},
     {"nofilter", "no filter (counting XDP_PASS)"},
@@ -149,6 +153,8 @@ class VethBench {
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
   baseline* base_ = nullptr;
+  bpf_object* against_ = nullptr;  // --against
+  int against_fd_ = -1;
   std::unique_ptr<BenchProgs> progs_;
   std::vector<Prefix> prefixes_;
   int gen_ifindex_ = 0;
@@ -204,6 +210,19 @@ absl::Status VethBench::Setup() {
   // The byte-array floor reads a 16 MiB array, as large as bannerwatch's bw_v4_pre.
   bpf_map__set_max_entries(base_->maps.base_v4_bytes, BW_V4_PRE_ELEMS);
   if (baseline__load(base_) != 0) return ErrnoStatus("baseline.bpf.o", "baseline__load", errno);
+  if (std::string obj = absl::GetFlag(FLAGS_against); !obj.empty()) {
+    // Opened under this pin root, its maps (pinned by name) are this build's.
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root_.c_str());
+    against_ = bpf_object__open_file(obj.c_str(), &oo);
+    if (!against_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, against_)
+        bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
+    if (bpf_object__load(against_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
+    prog = bpf_object__find_program_by_name(against_, "bw_xdp_ingress");
+    if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
+    against_fd_ = bpf_program__fd(prog);
+  }
   auto p = BenchProgs::Load();
   if (!p.ok()) return p.status();
   progs_ = std::move(*p);
@@ -301,6 +320,10 @@ absl::Status VethBench::Enter(const std::string& config) {
 absl::Status VethBench::EnterImpl(const std::string& config) {
   int fd = bpf_program__fd(base_->progs.bw_base_count);
   if (config == "bannerwatch") fd = dp_->xdp_fd();
+  if (config == "against") {
+    if (against_fd_ < 0) return absl::InvalidArgumentError("configuration `against` needs --against");
+    fd = against_fd_;
+  }
   if (config == "xdpdrop") fd = bpf_program__fd(base_->progs.bw_base_drop);
   if (config == "xdpread") fd = bpf_program__fd(base_->progs.bw_base_read_drop);
   if (config == "xdpbyte") fd = bpf_program__fd(base_->progs.bw_base_byte_drop);
@@ -371,7 +394,7 @@ absl::StatusOr<Snap> VethBench::Read(const std::string& config) {
   // nftables' rule counters are not read: any `nft list` here fetches the whole set, and the
   // kernel dumps a 1 M-element interval set in quadratic time (tens of seconds of CPU that would
   // land in the measurement). Its verdict shows in TcpInCsumErrors instead.
-  if (config == "bannerwatch") {
+  if (config == "bannerwatch" || config == "against") {
     auto c = maps_.ReadCounters(BW_DIR_INGRESS);
     if (!c.ok()) return c.status();
     s.filter_drops = (*c)[BW_CNT_block_drops];
@@ -569,7 +592,8 @@ absl::Status VethBench::Run() {
                {"offered_mpps", Median(offered) / 1e6},
                {"reached_tcp_share", tcp_share},
                {"rule_counter_drop_share",
-                c == "bannerwatch" || c == "ipset" ? nlohmann::json(Median(drop)) : nlohmann::json()}};
+                c == "bannerwatch" || c == "against" || c == "ipset" ? nlohmann::json(Median(drop))
+                                                                     : nlohmann::json()}};
     }
     out[td.key] = tj;
   }
@@ -631,6 +655,8 @@ void VethBench::Cleanup() {
   progs_.reset();
   if (base_) baseline__destroy(base_);
   base_ = nullptr;
+  if (against_) bpf_object__close(against_);
+  against_ = nullptr;
   if (dp_) {
     absl::Status st = dp_->UnpinMaps();
     if (!st.ok())

@@ -122,8 +122,8 @@ class ProgCost {
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
   baseline* base_ = nullptr;
-  bpf_object* against_ = nullptr;  // --against: the other build's object
-  int base_fd_ = -1;               // the baseline arm: bw_base_pass, or --against's XDP program
+  std::unique_ptr<OtherDataPlane> against_;  // --against: the other build
+  int base_fd_ = -1;  // the baseline arm: bw_base_pass, or --against's XDP program
   std::unique_ptr<BenchProgs> progs_;
   ring_buffer* rb_ = nullptr;
   uint64_t events_read_ = 0;
@@ -157,18 +157,11 @@ absl::Status ProgCost::Setup() {
   if (!base_) return ErrnoStatus("baseline.bpf.o", "baseline__open_and_load", errno);
   base_fd_ = bpf_program__fd(base_->progs.bw_base_pass);
   if (std::string obj = absl::GetFlag(FLAGS_against); !obj.empty()) {
-    // Its maps are pinned by name: opened under this pin root they are this build's maps, so
-    // both arms see the same prefixes, counters and ring buffer.
-    LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root_.c_str());
-    against_ = bpf_object__open_file(obj.c_str(), &oo);
-    if (!against_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, against_)
-        bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
-    if (bpf_object__load(against_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
-    prog = bpf_object__find_program_by_name(against_, "bw_xdp_ingress");
-    if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
-    base_fd_ = bpf_program__fd(prog);
+    // Both arms then see the same prefixes, counters and ring buffer.
+    auto o = OtherDataPlane::Load(obj, pin_root_);
+    if (!o.ok()) return o.status();
+    against_ = std::move(*o);
+    base_fd_ = against_->xdp_fd();
   }
   auto p = BenchProgs::Load();
   if (!p.ok()) return p.status();
@@ -211,8 +204,7 @@ void ProgCost::Cleanup() {
   progs_.reset();
   if (base_) baseline__destroy(base_);
   base_ = nullptr;
-  if (against_) bpf_object__close(against_);
-  against_ = nullptr;
+  against_.reset();
   if (dp_) {
     absl::Status st = dp_->UnpinMaps();
     if (!st.ok()) std::fprintf(stderr, "prog_cost: unpin %s: %s\n", pin_root_.c_str(),
@@ -267,8 +259,9 @@ absl::StatusOr<ProgCost::Arms> ProgCost::Measure(const Traffic& t, uint32_t bw_r
     for (int k = 0; k < 2; ++k) {
       bool bw_first = (r & 1) != 0;
       bool is_bw = (k == 0) == bw_first;
+      const uint32_t base_retval = against_ ? bw_retval : static_cast<uint32_t>(XDP_PASS);
       auto ns = is_bw ? RunArm(progs_->wrap_bw_fd(), t, bw_retval)
-                      : RunArm(progs_->wrap_base_fd(), t, against_ ? bw_retval : static_cast<uint32_t>(XDP_PASS));
+                      : RunArm(progs_->wrap_base_fd(), t, base_retval);
       if (!ns.ok()) return ns.status();
       (is_bw ? bwv : base) = *ns;
     }

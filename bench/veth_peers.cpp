@@ -153,8 +153,7 @@ class VethBench {
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
   baseline* base_ = nullptr;
-  bpf_object* against_ = nullptr;  // --against
-  int against_fd_ = -1;
+  std::unique_ptr<OtherDataPlane> against_;  // --against
   std::unique_ptr<BenchProgs> progs_;
   std::vector<Prefix> prefixes_;
   int gen_ifindex_ = 0;
@@ -211,17 +210,9 @@ absl::Status VethBench::Setup() {
   bpf_map__set_max_entries(base_->maps.base_v4_bytes, BW_V4_PRE_ELEMS);
   if (baseline__load(base_) != 0) return ErrnoStatus("baseline.bpf.o", "baseline__load", errno);
   if (std::string obj = absl::GetFlag(FLAGS_against); !obj.empty()) {
-    // Opened under this pin root, its maps (pinned by name) are this build's.
-    LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root_.c_str());
-    against_ = bpf_object__open_file(obj.c_str(), &oo);
-    if (!against_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, against_)
-        bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
-    if (bpf_object__load(against_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
-    prog = bpf_object__find_program_by_name(against_, "bw_xdp_ingress");
-    if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
-    against_fd_ = bpf_program__fd(prog);
+    auto o = OtherDataPlane::Load(obj, pin_root_);
+    if (!o.ok()) return o.status();
+    against_ = std::move(*o);
   }
   auto p = BenchProgs::Load();
   if (!p.ok()) return p.status();
@@ -321,8 +312,8 @@ absl::Status VethBench::EnterImpl(const std::string& config) {
   int fd = bpf_program__fd(base_->progs.bw_base_count);
   if (config == "bannerwatch") fd = dp_->xdp_fd();
   if (config == "against") {
-    if (against_fd_ < 0) return absl::InvalidArgumentError("configuration `against` needs --against");
-    fd = against_fd_;
+    if (!against_) return absl::InvalidArgumentError("configuration `against` needs --against");
+    fd = against_->xdp_fd();
   }
   if (config == "xdpdrop") fd = bpf_program__fd(base_->progs.bw_base_drop);
   if (config == "xdpread") fd = bpf_program__fd(base_->progs.bw_base_read_drop);
@@ -655,8 +646,7 @@ void VethBench::Cleanup() {
   progs_.reset();
   if (base_) baseline__destroy(base_);
   base_ = nullptr;
-  if (against_) bpf_object__close(against_);
-  against_ = nullptr;
+  against_.reset();
   if (dp_) {
     absl::Status st = dp_->UnpinMaps();
     if (!st.ok())

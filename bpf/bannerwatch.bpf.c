@@ -300,6 +300,18 @@ static __always_inline long bw_load(void *ctx, int is_xdp, __u32 off, void *to, 
 	return is_xdp ? bpf_xdp_load_bytes(ctx, off, to, len) : bpf_skb_load_bytes(ctx, off, to, len);
 }
 
+/* The packet's linear data: [*data, *end). */
+static __always_inline void bw_linear(void *ctx, int is_xdp, void **data, void **end)
+{
+	if (is_xdp) {
+		*data = (void *)(long)((struct xdp_md *)ctx)->data;
+		*end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		*data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		*end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+}
+
 /* The payload's first four bytes, read in place when the linear data holds them (saves a helper
  * call and a copy on every watched-port segment), through the helper otherwise. */
 static __always_inline long bw_head(void *ctx, int is_xdp, __u32 off, __u8 *head, __u64 hn)
@@ -307,13 +319,7 @@ static __always_inline long bw_head(void *ctx, int is_xdp, __u32 off, __u8 *head
 	if (hn == 4) {
 		void *data, *end;
 
-		if (is_xdp) {
-			data = (void *)(long)((struct xdp_md *)ctx)->data;
-			end = (void *)(long)((struct xdp_md *)ctx)->data_end;
-		} else {
-			data = (void *)(long)((struct __sk_buff *)ctx)->data;
-			end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
-		}
+		bw_linear(ctx, is_xdp, &data, &end);
 		/* A bounded offset: the verifier learns a packet range only while offset + access stays
 		 * within MAX_PACKET_OFF (0xffff); payloads further in take the helper. */
 		__u8 *h = data + (off & 0x3fff);
@@ -336,13 +342,7 @@ static __always_inline int bw_read_direct(void *ctx, int is_xdp, __u32 off, __u8
 {
 	void *data, *end;
 
-	if (is_xdp) {
-		data = (void *)(long)((struct xdp_md *)ctx)->data;
-		end = (void *)(long)((struct xdp_md *)ctx)->data_end;
-	} else {
-		data = (void *)(long)((struct __sk_buff *)ctx)->data;
-		end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
-	}
+	bw_linear(ctx, is_xdp, &data, &end);
 	__u8 *h = data + (off & 0x3fff); /* bounded for the verifier, as in bw_head */
 
 	if (off > 0x3fff || n < 8 || n > max)

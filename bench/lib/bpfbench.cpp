@@ -91,4 +91,24 @@ absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t r
   return Run(prog_fd, frame, repeat, BPF_F_TEST_XDP_LIVE_FRAMES, ifindex);
 }
 
+absl::StatusOr<std::unique_ptr<OtherDataPlane>> OtherDataPlane::Load(const std::string& obj,
+                                                                    const std::string& pin_root) {
+  std::unique_ptr<OtherDataPlane> o(new OtherDataPlane());
+  LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root.c_str());
+  o->obj_ = bpf_object__open_file(obj.c_str(), &oo);
+  if (!o->obj_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, o->obj_)
+      bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
+  if (bpf_object__load(o->obj_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
+  prog = bpf_object__find_program_by_name(o->obj_, "bw_xdp_ingress");
+  if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
+  o->xdp_fd_ = bpf_program__fd(prog);
+  return o;
+}
+
+OtherDataPlane::~OtherDataPlane() {
+  if (obj_) bpf_object__close(obj_);
+}
+
 }  // namespace bw::bench

@@ -10,12 +10,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "bench/bwbench_abi.h"
 #include "bench/lib/traffic.hpp"
 
 struct bwbench;  // generated skeleton
+struct bpf_object;
 
 namespace bw::bench {
 
@@ -40,6 +42,25 @@ class BenchProgs {
  private:
   BenchProgs() = default;
   bwbench* skel_ = nullptr;
+};
+
+// Another build's data plane for A/B runs (--against): `obj` (a bannerwatch.bpf.o with the same
+// maps) opened under `pin_root`, where this build pinned its maps, so that its maps (pinned by name)
+// are this build's; only its bw_xdp_ingress is loaded. The fd of that program lives as long as
+// the object.
+class OtherDataPlane {
+ public:
+  static absl::StatusOr<std::unique_ptr<OtherDataPlane>> Load(const std::string& obj,
+                                                              const std::string& pin_root);
+  ~OtherDataPlane();
+  OtherDataPlane(const OtherDataPlane&) = delete;
+  OtherDataPlane& operator=(const OtherDataPlane&) = delete;
+  int xdp_fd() const { return xdp_fd_; }
+
+ private:
+  OtherDataPlane() = default;
+  ::bpf_object* obj_ = nullptr;
+  int xdp_fd_ = -1;
 };
 
 struct RunOut {

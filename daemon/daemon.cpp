@@ -1,5 +1,6 @@
 #include "daemon/daemon.hpp"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <net/if.h>
 #include <signal.h>
@@ -31,6 +32,7 @@
 #include "daemon/loader.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/policy.hpp"
+#include "daemon/v4_match.hpp"
 #include "daemon/policy_lookup.hpp"
 #include "daemon/state.hpp"
 #include "maps/maps.hpp"
@@ -121,6 +123,11 @@ class Daemon : public PolicyEveLookup {
   std::optional<PinRootLock> lock_;
   Policy policy_;  // last good (file part plus runtime lists)
   std::unique_ptr<CompiledPolicy> compiled_;
+  // compiled_'s IPv4 table for completing events, built when the first event after a reload
+  // needs it (v4_match_gen_: the reloads_ok_ it was built at).
+  std::unique_ptr<V4Match> v4_match_;
+  uint64_t v4_match_gen_ = 0;
+  bw_list_value trie_value_{};  // the resolver's answer when it asked the trie
   bool maps_in_sync_ = false;  // the tries hold exactly compiled_ (this process applied it)
   RuntimeState runtime_;
   std::string state_file_;
@@ -621,6 +628,27 @@ absl::Status Daemon::Start() {
       dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); }, &maps_.watch_v4);
   if (!reader.ok()) return reader.status();
   reader_ = std::move(*reader);
+  // Events the pre-filter decided get their entry from the applied policy in memory (reloads
+  // run on this thread too), not from a trie lookup per event; before any policy, from the trie.
+  reader_->set_v4_resolver([this](const uint8_t* addr4) -> const bw_list_value* {
+    if (!compiled_) {
+      bw_lpm_v4_key k{};
+      k.prefixlen = 32;
+      std::memcpy(k.addr, addr4, 4);
+      auto v = maps_.watch_v4.Lookup(k);
+      if (!v.ok() || !v->has_value()) return nullptr;
+      trie_value_ = **v;
+      return &trie_value_;
+    }
+    if (!v4_match_ || v4_match_gen_ != reloads_ok_) {
+      v4_match_ = std::make_unique<V4Match>(compiled_->v4);
+      v4_match_gen_ = reloads_ok_;
+    }
+    uint32_t a;
+    std::memcpy(&a, addr4, 4);
+    const KernelEntry* e = v4_match_->Find(ntohl(a));
+    return e ? &e->value : nullptr;
+  });
   // Events the kernel buffered while no daemon was running.
   auto drained = reader_->Drain();
   if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));

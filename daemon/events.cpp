@@ -29,9 +29,12 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   }
   // Ring-buffer records are 8-byte aligned and sized exactly: read in place, or completed in a copy.
   const auto* ev = static_cast<const bw_event*>(data);
-  if (self->v4_trie_ && (ev->flags & BW_EVF_DETAIL)) {
+  if ((self->v4_resolver_ || self->v4_trie_) && (ev->flags & BW_EVF_DETAIL)) {
     bw_event full = *ev;
-    CompleteEvent(*self->v4_trie_, &full);
+    if (self->v4_resolver_)
+      CompleteEventWith(&full, self->v4_resolver_);
+    else
+      CompleteEvent(*self->v4_trie_, &full);
     self->handler_(full);
   } else {
     self->handler_(*ev);

@@ -4,8 +4,9 @@
 // record, in order, on the calling thread. Records the kernel buffered before the reader existed
 // (e.g. while the daemon was down; the ring is pinned) are delivered first. A record of the wrong
 // size is counted as malformed and skipped. epoll_fd() lets a caller wait on it with other fds.
-// Given the IPv4 trie, events the pre-filter decided are completed from it before the handler sees
-// them (CompleteEvent in maps/maps.hpp).
+// Events the pre-filter decided are completed before the handler sees them (CompleteEvent in
+// maps/maps.hpp): through a resolver when one is set (the daemon's: the applied policy in memory),
+// else from the IPv4 trie when given (a syscall per event).
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -31,6 +32,10 @@ class EventReader {
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
 
+  // The longest match of a remote IPv4 address (network order) for completing events, or null.
+  using V4Resolver = std::function<const bw_list_value*(const uint8_t* addr4)>;
+  void set_v4_resolver(V4Resolver r) { v4_resolver_ = std::move(r); }
+
   // Waits up to timeout_ms for records and handles all that are ready; returns how many.
   absl::StatusOr<int> Poll(int timeout_ms);
   // Handles every record available now, without waiting.
@@ -46,6 +51,7 @@ class EventReader {
   ring_buffer* rb_ = nullptr;
   Handler handler_;
   const WatchV4Map* v4_trie_ = nullptr;
+  V4Resolver v4_resolver_;
   uint64_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

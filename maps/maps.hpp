@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -154,6 +155,10 @@ absl::StatusOr<Fd> OpenPinnedObject(const std::string& path);
 // from the trie, the source of truth for details, when they belong to the list and action that
 // decided (a reload in between leaves them 0). Clears the flag; returns whether it was set.
 bool CompleteEvent(const WatchV4Map& v4, bw_event* ev);
+// The same with the longest match found by `find` (given the remote IPv4 address, network order;
+// null: none), e.g. from the applied policy in memory instead of a trie lookup per event.
+bool CompleteEventWith(bw_event* ev,
+                       absl::FunctionRef<const bw_list_value*(const uint8_t* addr4)> find);
 
 }  // namespace bw
 

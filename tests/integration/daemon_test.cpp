@@ -227,7 +227,8 @@ TEST_CASE("a blocked list stops traffic both ways, IPv4 and IPv6, and reloads ta
   CHECK(blocks[0]["alert"]["action"] == "blocked");
   CHECK(blocks[0]["bannerwatch"]["list"] == "test-block");
   // Every block event names its prefix: the IPv4 ones were decided by the pre-filter, and the
-  // daemon's reader took the entry from the trie (BW_EVF_DETAIL); the IPv6 ones by the trie.
+  // daemon's reader took the entry from the applied policy (BW_EVF_DETAIL); the IPv6 ones by the
+  // trie.
   bool v4_seen = false;
   for (const json& b : blocks) {
     INFO(b.dump());

@@ -476,7 +476,7 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   for (const auto& [i, v] : readers) b[i] = BW_V4_PRE_TRIE;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   // A program that read a byte before it changed may still be searching the table: XDP and TC
-  // programs run to completion in softirq context within microseconds.
+  // programs run to completion with bottom halves off, within microseconds.
   absl::SleepFor(absl::Milliseconds(20));
   ht.Clear();
   absl::flat_hash_set<uint32_t> overflow;
@@ -523,8 +523,8 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
         pa.changed_bytes[k] = BW_V4_PRE_TRIE;
         seen.insert(pa.changed[k]);
       }
-    // A /24 whose byte did not change but whose entry went missing (cannot happen unless the table
-    // was written by someone else): to the trie as well.
+    // A /24 whose byte did not change: one the rebuild could not refill (its byte is 15 already),
+    // or one whose entry was missing from the table: to the trie as well.
     for (uint32_t idx : overflow)
       if (!seen.contains(idx)) {
         pa.changed.push_back(idx);

@@ -6,7 +6,8 @@
  * same source address up every time: the trie path stays in L1 and the figure flatters the trie.
  * So every program here first rewrites the frame's IPv4 source address (and the IPv4 and L4
  * checksums that go with it, precomputed by userspace) from a table of up to BWB_ADDRS_MAX
- * addresses, a different one on every run, and then:
+ * addresses, a different one on every run (with a destination port of its own when the traffic
+ * varies the client's port), and then:
  *   bwb_wrap_base  tail-calls bwb_tgt_base[0] (the baseline, an XDP_PASS program),
  *   bwb_wrap_bw    tail-calls bwb_tgt_bw[0]   (bannerwatch's bw_xdp_ingress),
  *   bwb_gen        returns XDP_TX (with BPF_F_TEST_XDP_LIVE_FRAMES: a packet generator).
@@ -24,6 +25,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct bwb_addr bwb_addrs[BWB_ADDRS_MAX];
 __u32 bwb_mask;        /* rows in use - 1 (rows in use: a power of two) */
 __u32 bwb_l4_csum_off; /* frame offset of the L4 checksum, 0: none */
+__u32 bwb_dport_off;   /* frame offset of the L4 destination port, 0: not rewritten */
 __u32 bwb_next;        /* next row (single writer: each benchmark runs on one CPU) */
 __u64 bwb_bad;         /* frames too short to rewrite */
 
@@ -63,6 +65,14 @@ static __always_inline int bwb_rewrite(struct xdp_md *ctx)
 			return -1;
 		}
 		*(__u16 *)(data + off) = a->l4_csum;
+	}
+	off = bwb_dport_off & 0xff;
+	if (off) {
+		if (data + off + 2 > end) {
+			bwb_bad++;
+			return -1;
+		}
+		*(__u16 *)(data + off) = a->dport;
 	}
 	return 0;
 }

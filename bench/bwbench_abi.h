@@ -6,13 +6,16 @@
 
 #include <linux/types.h>
 
-#define BWB_ADDRS_MAX (1U << 17) /* rows of the rewrite table (a .bss array: 1 MiB) */
+#define BWB_ADDRS_MAX (1U << 17) /* rows of the rewrite table (a .bss array: 1.5 MiB) */
 
-/* One row: a source address and both checksums a frame needs with it, all in network order. */
+/* One row: a source address, a destination port (written when bwb_dport_off is set) and both
+ * checksums a frame needs with them, all in network order. */
 struct bwb_addr {
 	__u32 saddr;
 	__u16 ip_csum;
 	__u16 l4_csum;
+	__u16 dport;
+	__u16 _pad0;
 };
 
 #endif /* BWBENCH_ABI_H */

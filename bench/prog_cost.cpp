@@ -58,7 +58,7 @@ ABSL_FLAG(uint64_t, seed, 5, "seed of the prefix sets and addresses");
 ABSL_FLAG(int, cpu, -1, "CPU to run on (-1: the last one)");
 ABSL_FLAG(std::string, cases,
           "udp,tcp_unwatched,tls_443,ssh_banner_alert,blocked_drop,blocked_drop_event",
-          "cases to run");
+          "cases to run (also: tcp_client_ports, a client port of its own per packet)");
 ABSL_FLAG(bool, verbose, false, "libbpf debug output");
 ABSL_FLAG(std::string, against, "",
           "A/B mode: a bannerwatch.bpf.o built from other code (the same maps) takes the "
@@ -83,6 +83,7 @@ struct Case {
 const Case kCases[] = {
     {"udp", "UDP", Kind::kUdp, false},
     {"tcp_unwatched", "TCP, unwatched port", Kind::kTcpUnwatched, false},
+    {"tcp_client_ports", "TCP, unwatched, a client port each", Kind::kTcpClientPorts, false},
     {"tls_443", "TLS on 443", Kind::kTls443, false},
     {"ssh_banner_alert", "SSH banner on 443 (alert)", Kind::kSshBanner, false},
     {"blocked_drop", "blocked source (drop)", Kind::kTcpUnwatched, true},
@@ -91,7 +92,7 @@ const Case kCases[] = {
 
 // Targets of the issue (context only: printed, never asserted), at the largest size.
 double TargetFor(const std::string& c) {
-  if (c == "tcp_unwatched" || c == "udp" || c == "tls_443") return 1.5;
+  if (c == "tcp_unwatched" || c == "tcp_client_ports" || c == "udp" || c == "tls_443") return 1.5;
   if (c == "blocked_drop") return 2.0;
   if (c == "ssh_banner_alert") return 3.0;
   return 0;

@@ -49,6 +49,7 @@ absl::Status BenchProgs::SetTraffic(const Traffic& t) {
   std::memcpy(skel_->bss->bwb_addrs, t.rows.data(), n * sizeof(AddrRow));
   skel_->bss->bwb_mask = static_cast<uint32_t>(n - 1);
   skel_->bss->bwb_l4_csum_off = t.l4_csum_off;
+  skel_->bss->bwb_dport_off = t.dport_off;
   Rewind();
   return absl::OkStatus();
 }

@@ -42,6 +42,7 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
           29));
       break;
     case Kind::kTcpUnwatched:
+    case Kind::kTcpClientPorts:
       b.tcp(80, 41000).payload("HTTP/1.1 200 OK\r\n");
       break;
     case Kind::kTls443:
@@ -57,12 +58,19 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
   std::memcpy(t.frame.data(), macs.dst, 6);
   std::memcpy(t.frame.data() + 6, macs.src, 6);
   t.l4_csum_off = static_cast<uint32_t>(kEth + kIp + (kind == Kind::kUdp ? 6 : 16));
+  if (kind == Kind::kTcpClientPorts) t.dport_off = static_cast<uint32_t>(kEth + kIp + 2);
 
   test::Bytes f = t.frame;
   t.rows.reserve(sources.size());
   for (uint32_t s : sources) {
     uint32_t n = htonl(s);
     std::memcpy(f.data() + kEth + 12, &n, 4);
+    uint16_t dport = 0;
+    if (t.dport_off) {
+      // A port from the source (a fixed mix, so runs repeat): spread over the ephemeral range.
+      dport = htons(static_cast<uint16_t>(32768 + (s * 2654435761u >> 7) % 28232));
+      std::memcpy(f.data() + t.dport_off, &dport, 2);
+    }
     uint16_t ip, l4;
     Checksums(f, &ip, &l4, t.l4_csum_off);
     if (bad_l4_csum) l4 ^= 0x0001;  // off by one in ones' complement: never verifies
@@ -70,6 +78,7 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
     r.saddr = n;
     r.ip_csum = htons(ip);
     r.l4_csum = htons(l4);
+    r.dport = dport;
     t.rows.push_back(r);
   }
   // The template itself carries the first row, so a frame that is never rewritten is valid too.
@@ -77,6 +86,7 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
     std::memcpy(t.frame.data() + kEth + 12, &t.rows[0].saddr, 4);
     std::memcpy(t.frame.data() + kEth + 10, &t.rows[0].ip_csum, 2);
     std::memcpy(t.frame.data() + t.l4_csum_off, &t.rows[0].l4_csum, 2);
+    if (t.dport_off) std::memcpy(t.frame.data() + t.dport_off, &t.rows[0].dport, 2);
   }
   return t;
 }

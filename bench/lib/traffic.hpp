@@ -20,13 +20,16 @@ struct AddrRow {
   uint32_t saddr;
   uint16_t ip_csum;
   uint16_t l4_csum;
+  uint16_t dport = 0;  // network order; written when Traffic::dport_off is set
+  uint16_t pad = 0;
 };
-static_assert(sizeof(AddrRow) == 8);
+static_assert(sizeof(AddrRow) == 12);
 
 struct Traffic {
   std::string name;
   test::Bytes frame;
   uint32_t l4_csum_off = 0;  // 0: no L4 checksum to rewrite
+  uint32_t dport_off = 0;    // 0: the destination port stays the template's
   std::vector<AddrRow> rows;
 };
 
@@ -34,6 +37,8 @@ struct Traffic {
 enum class Kind {
   kUdp,           // UDP 53 -> 41000 (a DNS answer)
   kTcpUnwatched,  // TCP 80 -> 41000, ACK|PSH, HTTP bytes
+  kTcpClientPorts,  // as kTcpUnwatched, to a client port of its own per row (32768-60999, as
+                    // Linux hands out ephemeral ports): what a host's inbound traffic looks like
   kTls443,        // TCP 443 -> 41000, a TLS ServerHello record header
   kSshBanner,     // TCP 443 -> 41000, "SSH-2.0-OpenSSH_9.2p1 ..." (alerts)
 };

@@ -738,13 +738,7 @@ absl::Status EveRate::Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto run = [](bw::bench::Section* section) {
-    // When it goes, also after an error: daemon stopped, namespace and pins removed.
-    bw::bench::EveRate er;
-    absl::Status st = er.Run();
-    *section = er.section;
-    return st;
-  };
-  return bw::bench::BenchMain("eve_rate", "a daemon, BPF_PROG_TEST_RUN, namespaces", argc, argv,
-                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
+  return bw::bench::BenchMainOf<bw::bench::EveRate>(
+      "eve_rate", "a daemon, BPF_PROG_TEST_RUN, namespaces", argc, argv,
+      absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out));
 }

@@ -324,16 +324,7 @@ absl::Status PolicyCost::Setup() {
 }
 
 absl::Status PolicyCost::LoadDataPlane() {
-  LoadOptions lo;
-  lo.pin_root = pin_root_;
-  auto dp = DataPlane::Load(lo);
-  if (!dp.ok()) return dp.status();
-  dp_ = std::move(*dp);
-  if (dp_->adopted())
-    return absl::FailedPreconditionError(absl::StrCat(pin_root_, " already held maps"));
-  auto m = dp_->Maps();
-  if (!m.ok()) return m.status();
-  maps_ = std::move(*m);
+  if (absl::Status st = LoadFreshDataPlane(pin_root_, &dp_, &maps_); !st.ok()) return st;
   absl::Status st = progs_->SetTargets(dp_->xdp_fd(), dp_->xdp_fd());
   if (!st.ok()) return st;
   st = AttachXdp(ns_->name(), "bwbp0", dp_->xdp_fd());
@@ -795,13 +786,7 @@ absl::Status PolicyCost::Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto run = [](bw::bench::Section* section) {
-    // When it goes, also after an error: data plane unpinned, namespace and files removed.
-    bw::bench::PolicyCost pc;
-    absl::Status st = pc.Run();
-    *section = pc.section;
-    return st;
-  };
-  return bw::bench::BenchMain("policy_cost", "maps, BPF_PROG_TEST_RUN, namespaces, ipset", argc,
-                              argv, absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
+  return bw::bench::BenchMainOf<bw::bench::PolicyCost>(
+      "policy_cost", "maps, BPF_PROG_TEST_RUN, namespaces, ipset", argc, argv,
+      absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out));
 }

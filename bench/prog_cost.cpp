@@ -143,17 +143,7 @@ class ProgCost {
 
 absl::Status ProgCost::Setup() {
   pin_root_ = absl::StrCat("/sys/fs/bpf/bwbench-", getpid());
-  LoadOptions lo;
-  lo.pin_root = pin_root_;
-  auto dp = DataPlane::Load(lo);
-  if (!dp.ok()) return dp.status();
-  dp_ = std::move(*dp);
-  if (dp_->adopted())
-    return absl::FailedPreconditionError(
-        absl::StrCat(pin_root_, " already held maps: a stale benchmark? remove it and retry"));
-  auto m = dp_->Maps();
-  if (!m.ok()) return m.status();
-  maps_ = std::move(*m);
+  if (absl::Status st = LoadFreshDataPlane(pin_root_, &dp_, &maps_); !st.ok()) return st;
   base_ = baseline__open_and_load();
   if (!base_) return ErrnoStatus("baseline.bpf.o", "baseline__open_and_load", errno);
   base_fd_ = bpf_program__fd(base_->progs.bw_base_pass);
@@ -522,13 +512,7 @@ absl::Status ProgCost::Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto run = [](bw::bench::Section* section) {
-    // When it goes, also after an error: maps unpinned.
-    bw::bench::ProgCost pc;
-    absl::Status st = pc.Run();
-    *section = pc.section;
-    return st;
-  };
-  return bw::bench::BenchMain("prog_cost", "BPF_PROG_TEST_RUN, bpffs", argc, argv,
-                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
+  return bw::bench::BenchMainOf<bw::bench::ProgCost>(
+      "prog_cost", "BPF_PROG_TEST_RUN, bpffs", argc, argv,
+      absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out));
 }

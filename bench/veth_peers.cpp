@@ -194,16 +194,7 @@ absl::Status VethBench::Setup() {
   gen_ifindex_ = *idx;
 
   pin_root_ = absl::StrCat("/sys/fs/bpf/bwbench-", pid);
-  LoadOptions lo;
-  lo.pin_root = pin_root_;
-  auto dp = DataPlane::Load(lo);
-  if (!dp.ok()) return dp.status();
-  dp_ = std::move(*dp);
-  if (dp_->adopted())
-    return absl::FailedPreconditionError(absl::StrCat(pin_root_, " already held maps"));
-  auto m = dp_->Maps();
-  if (!m.ok()) return m.status();
-  maps_ = std::move(*m);
+  if (absl::Status st = LoadFreshDataPlane(pin_root_, &dp_, &maps_); !st.ok()) return st;
   base_ = baseline__open();
   if (!base_) return ErrnoStatus("baseline.bpf.o", "baseline__open", errno);
   // The byte-array floor reads a 16 MiB array, as large as bannerwatch's bw_v4_pre.
@@ -660,13 +651,7 @@ void VethBench::Cleanup() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto run = [](bw::bench::Section* section) {
-    // When it goes, also after an error: namespaces deleted, maps unpinned.
-    bw::bench::VethBench vb;
-    absl::Status st = vb.Run();
-    *section = vb.section;
-    return st;
-  };
-  return bw::bench::BenchMain("veth", "namespaces, XDP, nftables", argc, argv,
-                              absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out), run);
+  return bw::bench::BenchMainOf<bw::bench::VethBench>(
+      "veth", "namespaces, XDP, nftables", argc, argv,
+      absl::GetFlag(FLAGS_verbose), absl::GetFlag(FLAGS_out));
 }

@@ -245,8 +245,9 @@ static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
 }
 
 /* The IPv4 pre-filter: the class deciding the remote address (0 unlisted, 1..14 a class of
- * bw_v4_class, BW_V4_PRE_TRIE: ask the trie). Constant time: two array loads, a hash lookup only
- * for /24s holding /32s of another class. */
+ * bw_v4_class, BW_V4_PRE_TRIE: ask the trie). Constant time: the summary's bit and code, the
+ * /24's byte when the code says so, and a bucket or few of bw_v4_host for /24s holding addresses
+ * of another class. */
 static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 {
 	const __u8 *a = bw_remote(p, dir);
@@ -433,7 +434,7 @@ static __always_inline void bw_emit(void *ctx, int is_xdp, struct bw_counters *c
 	ev->entry_ref = m->entry_ref;
 	ev->list_action = m->list_action;
 	ev->prefixlen = m->prefixlen;
-	/* The pre-filter gave the verdict: no trie walk here, the reader asks the trie for the entry. */
+	/* The pre-filter gave the verdict: no trie walk here, the reader fills in the entry. */
 	ev->flags = m->detail ? BW_EVF_DETAIL : 0;
 	ev->l4proto = p->l4proto;
 	ev->tcp_flags = p->tcp_flags;

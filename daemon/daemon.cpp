@@ -127,7 +127,6 @@ class Daemon : public PolicyEveLookup {
   // needs it (v4_match_gen_: the reloads_ok_ it was built at).
   std::unique_ptr<V4Match> v4_match_;
   uint64_t v4_match_gen_ = 0;
-  bw_list_value trie_value_{};  // the resolver's answer when it asked the trie
   bool maps_in_sync_ = false;  // the tries hold exactly compiled_ (this process applied it)
   RuntimeState runtime_;
   std::string state_file_;
@@ -624,22 +623,14 @@ absl::Status Daemon::Start() {
     if (!sink.ok()) return sink.status();
     sink_ = std::move(*sink);
   }
-  auto reader = EventReader::Create(
-      dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); }, &maps_.watch_v4);
+  auto reader = EventReader::Create(dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); });
   if (!reader.ok()) return reader.status();
   reader_ = std::move(*reader);
   // Events the pre-filter decided get their entry from the applied policy in memory (reloads
-  // run on this thread too), not from a trie lookup per event; before any policy, from the trie.
+  // run on this thread too; the start's applied one before the reader existed), not from a trie
+  // lookup per event.
   reader_->set_v4_resolver([this](const uint8_t* addr4) -> const bw_list_value* {
-    if (!compiled_) {
-      bw_lpm_v4_key k{};
-      k.prefixlen = 32;
-      std::memcpy(k.addr, addr4, 4);
-      auto v = maps_.watch_v4.Lookup(k);
-      if (!v.ok() || !v->has_value()) return nullptr;
-      trie_value_ = **v;
-      return &trie_value_;
-    }
+    if (!compiled_) return nullptr;
     if (!v4_match_ || v4_match_gen_ != reloads_ok_) {
       v4_match_ = std::make_unique<V4Match>(compiled_->v4);
       v4_match_gen_ = reloads_ok_;

@@ -1,10 +1,7 @@
 // prefilter.cpp — see prefilter.hpp.
 #include "daemon/prefilter.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 
 namespace bw {
@@ -226,13 +223,9 @@ uint8_t PrefilterClass(const uint8_t* bytes, const absl::flat_hash_map<uint32_t,
 }
 
 absl::StatusOr<V4PreMapping> V4PreMapping::Map(const V4PreMap& m) {
-  void* p = mmap(nullptr, kV4PreBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
-  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
-  return V4PreMapping(static_cast<volatile uint8_t*>(p));
-}
-
-V4PreMapping::~V4PreMapping() {
-  if (p_) munmap(const_cast<uint8_t*>(p_), kV4PreBytes);
+  auto s = SharedMapping::Map(m.fd(), m.name(), kV4PreBytes);
+  if (!s.ok()) return s.status();
+  return V4PreMapping(std::move(*s));
 }
 
 absl::StatusOr<V4ClassTable> ReadClasses(const V4ClassMap& m) {

@@ -37,7 +37,7 @@ struct V4Prefilter {
   absl::flat_hash_map<uint32_t, uint8_t> hosts;  // host-order address -> class
 };
 
-// At most `host_capacity` host entries (bw_v4_host's max_entries): /24s whose hosts would not fit
+// At most `host_capacity` host entries (BW_V4_HOST_CAPACITY): /24s whose hosts would not fit
 // are decided by the trie.
 V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
                              size_t host_capacity = SIZE_MAX);
@@ -79,14 +79,11 @@ uint8_t PrefilterClass(const uint8_t* bytes,
 class V4PreMapping {
  public:
   static absl::StatusOr<V4PreMapping> Map(const V4PreMap& m);
-  V4PreMapping(V4PreMapping&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  V4PreMapping& operator=(V4PreMapping&&) = delete;
-  ~V4PreMapping();
-  volatile uint8_t* bytes() const { return p_; }
+  volatile uint8_t* bytes() const { return m_.as<uint8_t>(); }
 
  private:
-  explicit V4PreMapping(volatile uint8_t* p) : p_(p) {}
-  volatile uint8_t* p_ = nullptr;
+  explicit V4PreMapping(SharedMapping m) : m_(std::move(m)) {}
+  SharedMapping m_;
 };
 
 absl::StatusOr<V4ClassTable> ReadClasses(const V4ClassMap& m);

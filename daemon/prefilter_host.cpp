@@ -1,27 +1,17 @@
 // prefilter_host.cpp — see prefilter_host.hpp.
 #include "daemon/prefilter_host.hpp"
 
-#include <sys/mman.h>
-
-#include <cerrno>
-
 namespace bw {
 namespace {
-
-constexpr size_t kBytes = kV4HostSlots * 8;
 
 bool Live(uint64_t v) { return (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD)) == BW_V4_HOST_LIVE; }
 
 }  // namespace
 
 absl::StatusOr<V4HostTable> V4HostTable::Map(const V4HostMap& m) {
-  void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
-  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
-  return V4HostTable(static_cast<volatile uint64_t*>(p));
-}
-
-V4HostTable::~V4HostTable() {
-  if (p_) munmap(const_cast<uint64_t*>(p_), kBytes);
+  auto s = SharedMapping::Map(m.fd(), m.name(), kV4HostSlots * 8);
+  if (!s.ok()) return s.status();
+  return V4HostTable(std::move(*s));
 }
 
 volatile uint64_t* V4HostTable::Slot(uint32_t a) const {

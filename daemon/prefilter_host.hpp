@@ -29,9 +29,6 @@ inline constexpr size_t kV4HostSlots = size_t{BW_V4_HOST_BUCKETS} * BW_V4_HOST_S
 class V4HostTable {
  public:
   static absl::StatusOr<V4HostTable> Map(const V4HostMap& m);
-  V4HostTable(V4HostTable&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  V4HostTable& operator=(V4HostTable&&) = delete;
-  ~V4HostTable();
 
   // The class of host-order address `a`, found as the kernel finds it, or nullopt.
   std::optional<uint8_t> Find(uint32_t a) const;
@@ -53,9 +50,10 @@ class V4HostTable {
   const volatile uint64_t* slots() const { return p_; }
 
  private:
-  explicit V4HostTable(volatile uint64_t* p) : p_(p) {}
+  explicit V4HostTable(SharedMapping m) : m_(std::move(m)), p_(m_.as<uint64_t>()) {}
   // The slot holding a live entry of `a`, or nullptr.
   volatile uint64_t* Slot(uint32_t a) const;
+  SharedMapping m_;
   volatile uint64_t* p_;
 };
 

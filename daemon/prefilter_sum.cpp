@@ -1,21 +1,14 @@
 // prefilter_sum.cpp — see prefilter_sum.hpp.
 #include "daemon/prefilter_sum.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
-#include <cerrno>
 
 namespace bw {
 
 absl::StatusOr<V4SumMapping> V4SumMapping::Map(const V4SumMap& m) {
-  void* p = mmap(nullptr, kV4SumBytes, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd(), 0);
-  if (p == MAP_FAILED) return ErrnoStatus(m.name(), "mmap", errno);
-  return V4SumMapping(static_cast<volatile uint64_t*>(p));
-}
-
-V4SumMapping::~V4SumMapping() {
-  if (p_) munmap(const_cast<uint64_t*>(p_), kV4SumBytes);
+  auto s = SharedMapping::Map(m.fd(), m.name(), kV4SumBytes);
+  if (!s.ok()) return s.status();
+  return V4SumMapping(std::move(*s));
 }
 
 uint8_t V4SumMapping::Code(uint32_t i) const {

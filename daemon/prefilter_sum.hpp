@@ -29,9 +29,6 @@ inline uint8_t SumCode(uint8_t b) {
 class V4SumMapping {
  public:
   static absl::StatusOr<V4SumMapping> Map(const V4SumMap& m);
-  V4SumMapping(V4SumMapping&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  V4SumMapping& operator=(V4SumMapping&&) = delete;
-  ~V4SumMapping();
   volatile uint64_t* words() const { return p_; }
 
   // The code of /24 index i (host-order address >> 8) and the bit of /20 index j (address >> 12).
@@ -48,9 +45,10 @@ class V4SumMapping {
   }
 
  private:
-  explicit V4SumMapping(volatile uint64_t* p) : p_(p) {}
+  explicit V4SumMapping(SharedMapping m) : m_(std::move(m)), p_(m_.as<uint64_t>()) {}
   void WriteWords(const std::vector<uint32_t>& idx, const std::vector<uint8_t>& codes) const;
-  volatile uint64_t* p_ = nullptr;
+  SharedMapping m_;
+  volatile uint64_t* p_;
 };
 
 template <typename F>

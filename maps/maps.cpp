@@ -2,6 +2,7 @@
 #include "maps/maps.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -87,6 +88,16 @@ absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   if (!ev.ok()) return ev.status();
   s.events = std::move(*ev);
   return s;
+}
+
+absl::StatusOr<SharedMapping> SharedMapping::Map(int fd, absl::string_view name, size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return ErrnoStatus(name, "mmap", errno);
+  return SharedMapping(p, bytes);
+}
+
+SharedMapping::~SharedMapping() {
+  if (p_) munmap(p_, bytes_);
 }
 
 bool CompleteEventWith(bw_event* ev,

@@ -48,6 +48,23 @@ class Fd {
 // "name: what(): strerror(errno)"
 absl::Status ErrnoStatus(absl::string_view name, absl::string_view what, int err);
 
+// A read/write shared mapping (MAP_SHARED) of a BPF_F_MMAPABLE array map's first `bytes` bytes,
+// unmapped on destruction: the kernel reads what is stored here at once. Movable.
+class SharedMapping {
+ public:
+  static absl::StatusOr<SharedMapping> Map(int fd, absl::string_view name, size_t bytes);
+  SharedMapping(SharedMapping&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr; }
+  SharedMapping& operator=(SharedMapping&&) = delete;
+  ~SharedMapping();
+  template <typename T>
+  volatile T* as() const { return static_cast<volatile T*>(p_); }
+
+ private:
+  SharedMapping(void* p, size_t bytes) : p_(p), bytes_(bytes) {}
+  void* p_;
+  size_t bytes_;
+};
+
 // A map of fixed key and value types. For per-CPU maps use PerCpuMap.
 template <typename K, typename V>
 class Map {

@@ -112,4 +112,20 @@ OtherDataPlane::~OtherDataPlane() {
   if (obj_) bpf_object__close(obj_);
 }
 
+absl::Status LoadFreshDataPlane(const std::string& pin_root, std::unique_ptr<DataPlane>* dp,
+                                MapSet* maps) {
+  LoadOptions lo;
+  lo.pin_root = pin_root;
+  auto d = DataPlane::Load(lo);
+  if (!d.ok()) return d.status();
+  *dp = std::move(*d);
+  if ((*dp)->adopted())
+    return absl::FailedPreconditionError(
+        absl::StrCat(pin_root, " already held maps: a stale benchmark? remove it and retry"));
+  auto m = (*dp)->Maps();
+  if (!m.ok()) return m.status();
+  *maps = std::move(*m);
+  return absl::OkStatus();
+}
+
 }  // namespace bw::bench

@@ -15,6 +15,8 @@
 #include "absl/status/statusor.h"
 #include "bench/bwbench_abi.h"
 #include "bench/lib/traffic.hpp"
+#include "daemon/loader.hpp"
+#include "maps/maps.hpp"
 
 struct bwbench;  // generated skeleton
 struct bpf_object;
@@ -43,6 +45,11 @@ class BenchProgs {
   BenchProgs() = default;
   bwbench* skel_ = nullptr;
 };
+
+// This build's data plane loaded under `pin_root`, and its maps. *dp is set before the check, so the
+// caller's cleanup unpins; a pin root that already held maps (a stale benchmark) is an error.
+absl::Status LoadFreshDataPlane(const std::string& pin_root, std::unique_ptr<DataPlane>* dp,
+                                MapSet* maps);
 
 // Another build's data plane for A/B runs (--against): `obj` (a bannerwatch.bpf.o with the same
 // maps) opened under `pin_root`, where this build pinned its maps, so that its maps (pinned by name)

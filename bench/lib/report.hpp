@@ -52,6 +52,18 @@ int FinishSection(const char* who, const absl::Status& run, Section section,
 // FinishSection with the command line.
 int BenchMain(const char* who, const char* root_for, int argc, char** argv, bool verbose,
               const std::string& out_path, const std::function<absl::Status(Section*)>& run);
+// BenchMain for a benchmark class with Run() and a `section` member: constructed inside `run`, so
+// that its destructor releases what it made, also after an error.
+template <typename Bench>
+int BenchMainOf(const char* who, const char* root_for, int argc, char** argv, bool verbose,
+                const std::string& out_path) {
+  return BenchMain(who, root_for, argc, argv, verbose, out_path, [](Section* section) {
+    Bench b;
+    absl::Status st = b.Run();
+    *section = b.section;
+    return st;
+  });
+}
 
 // "10 k", "1 M", or the number: a prefix count as the tables print it.
 std::string SizeLabel(size_t n);

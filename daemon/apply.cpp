@@ -289,11 +289,14 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
 
 // The IPv4 pre-filter's part of an apply. Safe order (an address's old and new decision are the
 // only ones a reader can see, reading byte -> host -> class, else the trie):
-//  Before the trie diff: every /24 that changes (its byte, a /32 inside, or the meaning of the
-//  class its byte or one of its /32s names) is set to 15 (trie, hosts bit clear): the trie holds the
-//  old state and its own diff is safe.
-//  After it: classes that change meaning (nothing names them now) are rewritten and their counters
+//  First, every /24 that changes (its byte, a /32 inside, or the meaning of the class its byte or
+//  one of its /32s names) is set to 15 (trie, hosts bit clear).
+//  Then classes that change meaning (nothing names them now) are rewritten and their counters
 //  zeroed, host entries of changed /24s are written and removed, then the final bytes go in.
+//  The trie diff runs beside all of this, on another thread: a byte of 15 sends a reader to the
+//  trie, which at every moment of its own diff gives each address its old or its new decision; a
+//  class byte or host entry never sends a reader to the trie. So the pre-filter may reach its new
+//  state before, during or after the trie reaches its own.
 struct PrefilterApply {
   std::optional<V4PreMapping> map;
   std::optional<V4SumMapping> sum;  // read before the bytes; see prefilter_sum.hpp
@@ -568,22 +571,40 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
   ApplyStats st;
   bool prefilter_ready = false;
   if (opts.lists) {
-    std::optional<PrefilterApply> pa;
+    // The IPv4 pre-filter on a second thread, beside the trie diffs: its bytes never send a
+    // reader to anything but a trie that is safe at every moment of its own diff, so the two need
+    // no order between them (see PrefilterApply). Its computing then overlaps the trie syscalls.
+    absl::Status pst;
+    std::thread prefilter;
     if (!opts.dry_run) {
-      absl::Time tp = absl::Now();
-      auto p = PrefilterPrepare(policy, maps, opts);
-      if (!p.ok()) return p.status();
-      pa.emplace(std::move(*p));
-      st.prefilter_changed = pa->changed.size();
-      PrefilterToTrie(*pa);
-      st.prefilter_time += absl::Now() - tp;
+      prefilter = std::thread([&] {
+        absl::Time tp = absl::Now();
+        auto p = PrefilterPrepare(policy, maps, opts);
+        if (!p.ok()) {
+          pst = p.status();
+          return;
+        }
+        PrefilterApply& pa = *p;
+        st.prefilter_changed = pa.changed.size();
+        PrefilterToTrie(pa);
+        pst = PrefilterFinish(pa, maps, opts, &st.prefilter_host_compacted);
+        st.prefilter_time = absl::Now() - tp;
+        if (!pst.ok()) return;
+        st.prefilter_host_overflow = pa.host_overflow;
+        st.prefilter_hosts = pa.hosts_after;
+        prefilter_ready = true;
+      });
     }
-    for (int fam = 0; fam < 2; ++fam) {
+    absl::Status tst;
+    for (int fam = 0; fam < 2 && tst.ok(); ++fam) {
       const CompiledPolicy* a = opts.applied;
       absl::StatusOr<TrieResult> r =
           fam == 0 ? ApplyTrie(maps.watch_v4, policy.v4, a ? &a->v4 : nullptr, opts)
                    : ApplyTrie(maps.watch_v6, policy.v6, a ? &a->v6 : nullptr, opts);
-      if (!r.ok()) return r.status();
+      if (!r.ok()) {
+        tst = r.status();
+        break;
+      }
       st.added += r->added;
       st.updated += r->updated;
       st.removed += r->removed;
@@ -592,16 +613,10 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
       st.read_time += r->read_time;
       st.write_time += r->write_time;
       (fam == 0 ? st.v4_entries : st.v6_entries) = r->final_size;
-      if (fam == 0 && pa) {
-        absl::Time tp = absl::Now();
-        if (auto s = PrefilterFinish(*pa, maps, opts, &st.prefilter_host_compacted); !s.ok())
-          return s;
-        st.prefilter_time += absl::Now() - tp;
-        st.prefilter_host_overflow = pa->host_overflow;
-        st.prefilter_hosts = pa->hosts_after;
-        prefilter_ready = true;
-      }
     }
+    if (prefilter.joinable()) prefilter.join();
+    if (!tst.ok()) return tst;
+    if (!pst.ok()) return pst;
   }
   if (!opts.dry_run) {
     // The pre-filter is switched on once it holds the policy, and kept on by later config writes.

@@ -10,9 +10,9 @@
 // between are lost). Then the watched ports and bw_config are written. A failure stops the apply
 // and leaves a state the next apply (of any policy) diffs against and repairs.
 //
-// IPv4 pre-filter (prefilter.hpp): around the v4 trie diff, every /24 whose pre-filter answer
-// changes is first sent to the trie (byte 15), then classes, host entries and final bytes are
-// written (order and argument in apply.cpp); bw_config's BW_CFG_PREFILTER is set once it is
+// IPv4 pre-filter (prefilter.hpp): on a second thread, beside the trie diffs, every /24 whose
+// pre-filter answer changes is first sent to the trie (byte 15), then classes, host entries and
+// final bytes are written (order and argument in apply.cpp); bw_config's BW_CFG_PREFILTER is set once it is
 // populated and kept by later config writes. A dry run does not touch it. A failed apply (a trie
 // too small, a map error) may leave /24s sent to the trie (byte 15): decisions stay right, only
 // slower, until the next apply repairs them.

@@ -10,8 +10,12 @@
 //           (the daemon's first apply: tries read back, element by element, then the pre-filter);
 //   reload: the list file rewritten with --change of its prefixes replaced (as many removed as
 //           added), then LoadPolicyFile, Compile (ids kept from the previous compile) and ApplyPolicy
-//           as a diff against the applied policy in memory, exactly as Daemon::Reload does.
-// While the reload's apply runs, a prober on the other CPU runs the loaded XDP program through
+//           as a diff against the applied policy in memory, exactly as Daemon::Reload does; then
+//           --reloads - 1 more, back and forth between the two versions (the first reload after a
+//           start and the later ones are shown apart).
+// Nothing is pinned by default, as the daemon runs: parse and compile use both CPUs; the apply
+// shares the second with the prober. --apply_cpu pins them all to one CPU (earlier figures).
+// While each reload's apply runs, a prober on the other CPU runs the loaded XDP program through
 // BPF_PROG_TEST_RUN (bench/bwbench.bpf.c's wrapper writes a new source address into the frame on
 // every run) with sources inside prefixes kept by both versions, half of them where a kept and a
 // changed prefix overlap (a kept /32 inside a removed /24, a removed /24 inside a kept /16): every
@@ -67,7 +71,10 @@ ABSL_FLAG(int, prefixes, 1000000, "prefixes in the list");
 ABSL_FLAG(double, change, 0.01, "share of the prefixes replaced by the reload");
 ABSL_FLAG(int, rounds, 3, "rounds (median)");
 ABSL_FLAG(uint64_t, seed, 5, "seed of the prefix set");
-ABSL_FLAG(int, apply_cpu, 0, "CPU of the parse/compile/apply (this thread)");
+ABSL_FLAG(int, apply_cpu, -1,
+          "pin the parse/compile/apply (this thread and the threads it starts) to this CPU; -1: "
+          "not pinned, as the daemon runs");
+ABSL_FLAG(int, reloads, 3, "reloads per round: the first after the start, then back and forth");
 ABSL_FLAG(int, probe_cpu, 1, "CPU of the concurrent prober");
 ABSL_FLAG(int, probe_batch, 64, "runs per BPF_PROG_TEST_RUN call of the prober");
 ABSL_FLAG(std::string, dir, "/tmp", "directory for the policy, the list file, the daemon's files");
@@ -150,24 +157,35 @@ absl::StatusOr<std::vector<MapMem>> MapsOf(const std::vector<int>& prog_fds) {
   return out;
 }
 
+// One reload: the list file rewritten, then parse, compile and apply (probed).
+struct Reload {
+  double parse = 0, compile = 0, apply = 0;
+  uint64_t probes = 0, passes = 0, probe_calls = 0;  // during the apply
+  std::string stats;
+  double total() const { return parse + compile + apply; }
+  nlohmann::json ToJson() const {
+    return {{"parse_s", parse}, {"compile_s", compile}, {"apply_s", apply}, {"total_s", total()},
+            {"apply_stats", stats}, {"during_apply_probes", probes},
+            {"during_apply_passes", passes}, {"calls", probe_calls}};
+  }
+};
+
 struct Round {
-  double parse = 0, compile = 0, apply = 0;           // start
-  double r_parse = 0, r_compile = 0, r_apply = 0;     // reload
-  uint64_t probes = 0, passes = 0, probe_calls = 0;   // during the reload's apply
+  double parse = 0, compile = 0, apply = 0;  // start
+  // reloads[0]: the first after the start (A -> B); then back and forth (B -> A, A -> B, ...).
+  std::vector<Reload> reloads;
   uint64_t pre_probes = 0, pre_passes = 0, post_probes = 0, post_passes = 0;
   double plain_trie = -1, ipset_full = -1, ipset_diff = -1;
-  std::string start_stats, reload_stats;
+  std::string start_stats;
   double start_total() const { return parse + compile + apply; }
-  double reload_total() const { return r_parse + r_compile + r_apply; }
   nlohmann::json ToJson() const {
+    nlohmann::json rl = nlohmann::json::array();
+    for (const Reload& r : reloads) rl.push_back(r.ToJson());
     return {{"start", {{"parse_s", parse}, {"compile_s", compile}, {"apply_s", apply},
                        {"total_s", start_total()}, {"apply_stats", start_stats}}},
-            {"reload", {{"parse_s", r_parse}, {"compile_s", r_compile}, {"apply_s", r_apply},
-                        {"total_s", reload_total()}, {"apply_stats", reload_stats}}},
-            {"probe", {{"during_apply_probes", probes}, {"during_apply_passes", passes},
-                       {"calls", probe_calls}, {"before_probes", pre_probes},
-                       {"before_passes", pre_passes}, {"after_probes", post_probes},
-                       {"after_passes", post_passes}}},
+            {"reloads", rl},
+            {"probe", {{"before_probes", pre_probes}, {"before_passes", pre_passes},
+                       {"after_probes", post_probes}, {"after_passes", post_passes}}},
             {"baselines", {{"plain_lpm_trie_s", plain_trie}, {"ipset_restore_s", ipset_full},
                            {"ipset_restore_diff_s", ipset_diff}}}};
   }
@@ -431,42 +449,53 @@ absl::StatusOr<Round> PolicyCost::OneRound(int r, bool last) {
              &calls);
   if (!st.ok()) return st;
 
-  // The 1 % reload: the file rewritten (rename, as config management does), then what
+  // The reloads: the file rewritten (rename, as config management does), then what
   // Daemon::Reload does: parse, compile with the previous ids, apply as a diff against memory.
-  st = WriteFileAtomically(list_path_, text_b_);
-  if (!st.ok()) return st;
-  if (Stopped()) return StoppedStatus();
-  t0 = MonotonicSeconds();
-  auto pol2 = LoadPolicyFile(policy_path_);
-  if (!pol2.ok()) return pol2.status();
-  t1 = MonotonicSeconds();
-  auto comp2 = Compile(*pol2, absl::Now(), applied.get());
-  if (!comp2.ok()) return comp2.status();
-  t2 = MonotonicSeconds();
-  absl::StatusOr<ApplyStats> rst;
-  st = Probe(
-      [&]() -> absl::Status {
-        double a0 = MonotonicSeconds();
-        ApplyOptions ao;
-        ao.applied = applied.get();
-        rst = ApplyPolicy(*comp2, maps_, ao);
-        rd.r_apply = MonotonicSeconds() - a0;
-        return rst.status();
-      },
-      &rd.probes, &rd.passes, &rd.probe_calls);
-  if (!st.ok()) return st;
-  rd.r_parse = t1 - t0;
-  rd.r_compile = t2 - t1;
-  rd.reload_stats = rst->ToString();
+  // The first goes A -> B, then B -> A, A -> B, ...: each replaces the same 1 %.
+  int nreloads = absl::GetFlag(FLAGS_reloads);
+  for (int k = 0; k < nreloads; ++k) {
+    Reload rl;
+    st = WriteFileAtomically(list_path_, k % 2 == 0 ? text_b_ : text_a_);
+    if (!st.ok()) return st;
+    if (Stopped()) return StoppedStatus();
+    t0 = MonotonicSeconds();
+    auto pol2 = LoadPolicyFile(policy_path_);
+    if (!pol2.ok()) return pol2.status();
+    t1 = MonotonicSeconds();
+    auto comp2 = Compile(*pol2, absl::Now(), applied.get());
+    if (!comp2.ok()) return comp2.status();
+    t2 = MonotonicSeconds();
+    absl::StatusOr<ApplyStats> rst;
+    st = Probe(
+        [&]() -> absl::Status {
+          double a0 = MonotonicSeconds();
+          ApplyOptions ao;
+          ao.applied = applied.get();
+          rst = ApplyPolicy(*comp2, maps_, ao);
+          rl.apply = MonotonicSeconds() - a0;
+          return rst.status();
+        },
+        &rl.probes, &rl.passes, &rl.probe_calls);
+    if (!st.ok()) return st;
+    rl.parse = t1 - t0;
+    rl.compile = t2 - t1;
+    rl.stats = rst->ToString();
+    std::fprintf(stderr,
+                 "policy_cost: round %d reload %d: parse %.3f s, compile %.3f s, apply %.3f s (%s); "
+                 "%llu probes during the apply, %llu passed\n",
+                 r, k + 1, rl.parse, rl.compile, rl.apply, rl.stats.c_str(),
+                 static_cast<unsigned long long>(rl.probes),
+                 static_cast<unsigned long long>(rl.passes));
+    rd.reloads.push_back(rl);
+    // What the daemon keeps: the new policy replaces the applied one, the old is freed.
+    applied = std::make_unique<CompiledPolicy>(std::move(*comp2));
+    pol = std::move(pol2);
+  }
   st = Probe([] { usleep(20000); return absl::OkStatus(); }, &rd.post_probes, &rd.post_passes,
              &calls);
   if (!st.ok()) return st;
-  std::fprintf(stderr,
-               "policy_cost: round %d reload: parse %.3f s, compile %.3f s, apply %.3f s (%s); "
-               "%llu probes during the apply, %llu passed (before: %llu/%llu, after: %llu/%llu)\n",
-               r, rd.r_parse, rd.r_compile, rd.r_apply, rd.reload_stats.c_str(),
-               static_cast<unsigned long long>(rd.probes), static_cast<unsigned long long>(rd.passes),
-               static_cast<unsigned long long>(rd.pre_passes),
+  std::fprintf(stderr, "policy_cost: round %d: before the reloads %llu/%llu passed, after %llu/%llu\n",
+               r, static_cast<unsigned long long>(rd.pre_passes),
                static_cast<unsigned long long>(rd.pre_probes),
                static_cast<unsigned long long>(rd.post_passes),
                static_cast<unsigned long long>(rd.post_probes));
@@ -597,8 +626,12 @@ absl::Status PolicyCost::Run() {
   int rounds = absl::GetFlag(FLAGS_rounds);
   if (n_ == 0 || nchange_ == 0 || nchange_ > n_ || rounds < 1)
     return absl::InvalidArgumentError("--prefixes, --change, --rounds");
-  absl::Status st = PinThisThread(absl::GetFlag(FLAGS_apply_cpu));
-  if (!st.ok()) return st;
+  if (absl::GetFlag(FLAGS_reloads) < 1) return absl::InvalidArgumentError("--reloads");
+  absl::Status st;
+  if (absl::GetFlag(FLAGS_apply_cpu) >= 0) {
+    st = PinThisThread(absl::GetFlag(FLAGS_apply_cpu));
+    if (!st.ok()) return st;
+  }
   st = Setup();
   if (!st.ok()) return st;
 
@@ -646,7 +679,25 @@ absl::Status PolicyCost::Run() {
   };
   std::vector<double> none;
   double start_total = Median(col([](const Round& r) { return r.start_total(); }));
-  double reload_total = Median(col([](const Round& r) { return r.reload_total(); }));
+  // The first reload after the start, and the later ones (every round's, pooled).
+  auto first = [&](auto f) {
+    std::vector<double> v;
+    for (const Round& r : rs) v.push_back(f(r.reloads[0]));
+    return v;
+  };
+  auto later = [&](auto f) {
+    std::vector<double> v;
+    for (const Round& r : rs)
+      for (size_t k = 1; k < r.reloads.size(); ++k) v.push_back(f(r.reloads[k]));
+    return v;
+  };
+  auto parse_of = [](const Reload& x) { return x.parse; };
+  auto compile_of = [](const Reload& x) { return x.compile; };
+  auto apply_of = [](const Reload& x) { return x.apply; };
+  auto total_of = [](const Reload& x) { return x.total(); };
+  double reload_total = Median(first(total_of));
+  std::vector<double> later_totals = later(total_of);
+  double later_total = later_totals.empty() ? -1 : Median(later_totals);
   row(absl::StrCat(nl, ": parse (policy YAML + list file)"), col([](const Round& r) { return r.parse; }),
       "", none, "");
   row(absl::StrCat(nl, ": compile"), col([](const Round& r) { return r.compile; }), "", none, "");
@@ -658,26 +709,35 @@ absl::Status PolicyCost::Run() {
       col([](const Round& r) { return r.start_total(); }), "ipset restore",
       base ? col([](const Round& r) { return r.ipset_full; }) : none,
       n_ == 1000000 ? absl::StrCat("<= 2 s ", start_ok ? "holds" : "MISSED") : "(<= 2 s at 1 M)");
-  row(absl::StrCat("reload ", cl, " replaced: parse"), col([](const Round& r) { return r.r_parse; }),
-      "", none, "");
-  row(absl::StrCat("reload ", cl, " replaced: compile"),
-      col([](const Round& r) { return r.r_compile; }), "", none, "");
-  row(absl::StrCat("reload ", cl, " replaced: apply (diff against the applied policy)"),
-      col([](const Round& r) { return r.r_apply; }), "ipset restore of the diff",
-      base ? col([](const Round& r) { return r.ipset_diff; }) : none, "");
-  bool reload_ok = reload_total <= 0.1;
-  row(absl::StrCat("reload ", cl, " replaced: parse + compile + apply"),
-      col([](const Round& r) { return r.reload_total(); }), "", none,
-      n_ == 1000000 ? absl::StrCat("<= 100 ms ", reload_ok ? "holds" : "MISSED") : "(<= 100 ms at 1 M)");
+  bool reload_ok = reload_total <= 0.1, later_ok = later_total >= 0 && later_total <= 0.1;
+  auto target = [&](bool ok) {
+    return n_ == 1000000 ? absl::StrCat("<= 100 ms ", ok ? "holds" : "MISSED") : "(<= 100 ms at 1 M)";
+  };
+  auto reload_rows = [&](const std::string& which, auto pick, bool ok) {
+    row(absl::StrCat(which, ": parse"), pick(parse_of), "", none, "");
+    row(absl::StrCat(which, ": compile"), pick(compile_of), "", none, "");
+    row(absl::StrCat(which, ": apply (diff against the applied policy)"), pick(apply_of),
+        "ipset restore of the diff", base ? col([](const Round& r) { return r.ipset_diff; }) : none,
+        "");
+    row(absl::StrCat(which, ": parse + compile + apply"), pick(total_of), "", none, target(ok));
+  };
+  reload_rows(absl::StrCat("first reload after the start, ", cl, " replaced"), first, reload_ok);
+  if (!later_totals.empty())
+    reload_rows(absl::StrCat(rs[0].reloads.size() == 2 ? std::string("the second reload")
+                                                      : absl::StrCat("reloads 2 to ", rs[0].reloads.size()),
+                             ", ", cl, " replaced"),
+                later, later_ok);
   uint64_t probes = 0, passes = 0, around = 0, around_passes = 0;
   for (const Round& r : rs) {
-    probes += r.probes;
-    passes += r.passes;
+    for (const Reload& x : r.reloads) {
+      probes += x.probes;
+      passes += x.passes;
+    }
     around += r.pre_probes + r.post_probes;
     around_passes += r.pre_passes + r.post_passes;
   }
   section.rows.push_back(
-      {"reload: kept-and-blocked sources probed during the apply (all rounds)",
+      {"reloads: kept-and-blocked sources probed during the applies (all)",
        absl::StrFormat("%llu probes, %llu passed", static_cast<unsigned long long>(probes),
                        static_cast<unsigned long long>(passes)),
        "", absl::StrFormat("before/after: %llu probes, %llu passed",
@@ -708,16 +768,23 @@ absl::Status PolicyCost::Run() {
       "median of %d rounds, each on a fresh data plane; parse = LoadPolicyFile (the YAML and a "
       "plain list file of %s lines), compile = Compile, apply = ApplyPolicy, as Daemon::Reload "
       "calls them; %zu IPv4 (/24 %zu, /32 %zu, /8-/23 %zu, /25-/31 %zu) and %zu IPv6 prefixes, "
-      "one block list, seed %d; on CPU %d",
+      "one block list, seed %d; %s",
       rounds, nl, fs.v4, fs.v4_24, fs.v4_32, fs.v4_8_23, fs.v4_25_31, fs.v6,
-      static_cast<int>(absl::GetFlag(FLAGS_seed)), absl::GetFlag(FLAGS_apply_cpu)));
+      static_cast<int>(absl::GetFlag(FLAGS_seed)),
+      absl::GetFlag(FLAGS_apply_cpu) >= 0
+          ? absl::StrCat("pinned to CPU ", absl::GetFlag(FLAGS_apply_cpu),
+                         " with every thread it starts")
+          : std::string("not pinned, as the daemon runs (parse and compile use both CPUs; the "
+                        "apply shares one with the prober)")));
   section.notes.push_back(absl::StrFormat(
-      "reload: the list file rewritten (rename) with %zu prefixes removed and %zu added; the "
-      "parse and compile are of the whole file again (what the daemon does on a file change); "
-      "the apply diffs against the applied policy in memory (ApplyOptions::applied). Last apply: %s",
-      nchange_, nchange_, rs.back().reload_stats));
+      "reloads: %d per round; the first rewrites the list file (rename) with %zu prefixes removed "
+      "and %zu added, the later ones go back and forth between the two versions; the parse and "
+      "compile are of the whole file again (what the daemon does on a file change); the apply "
+      "diffs against the applied policy in memory (ApplyOptions::applied). The policy of each "
+      "reload replaces the one before, as in the daemon. Last apply: %s",
+      static_cast<int>(rs[0].reloads.size()), nchange_, nchange_, rs.back().reloads.back().stats));
   section.notes.push_back(absl::StrFormat(
-      "prober: BPF_PROG_TEST_RUN of the loaded XDP program on CPU %d during the reload's apply, "
+      "prober: BPF_PROG_TEST_RUN of the loaded XDP program on CPU %d during every reload's apply, "
       "%d runs per call, a new source on every run from 65536 addresses inside prefixes kept by "
       "both versions (every one blocked by both), half of them where a kept and a changed prefix "
       "overlap (%zu such addresses); passes = the program's packets − block_drops counters",
@@ -760,16 +827,21 @@ absl::Status PolicyCost::Run() {
         {"start_compile_s", Median(col([](const Round& r) { return r.compile; }))},
         {"start_apply_s", Median(col([](const Round& r) { return r.apply; }))},
         {"start_total_s", start_total},
-        {"reload_parse_s", Median(col([](const Round& r) { return r.r_parse; }))},
-        {"reload_compile_s", Median(col([](const Round& r) { return r.r_compile; }))},
-        {"reload_apply_s", Median(col([](const Round& r) { return r.r_apply; }))},
+        {"reload_parse_s", Median(first(parse_of))},
+        {"reload_compile_s", Median(first(compile_of))},
+        {"reload_apply_s", Median(first(apply_of))},
         {"reload_total_s", reload_total},
+        {"later_reload_parse_s", later_total >= 0 ? Median(later(parse_of)) : -1},
+        {"later_reload_compile_s", later_total >= 0 ? Median(later(compile_of)) : -1},
+        {"later_reload_apply_s", later_total >= 0 ? Median(later(apply_of)) : -1},
+        {"later_reload_total_s", later_total},
         {"plain_lpm_trie_s", base ? Median(col([](const Round& r) { return r.plain_trie; })) : -1},
         {"ipset_restore_s", base ? Median(col([](const Round& r) { return r.ipset_full; })) : -1},
         {"ipset_restore_diff_s", base ? Median(col([](const Round& r) { return r.ipset_diff; })) : -1}}},
       {"targets",
        {{"start_total_le_2s", start_ok},
         {"reload_total_le_100ms", reload_ok},
+        {"later_reload_total_le_100ms", later_ok},
         {"no_pass_during_reload", passes == 0 && probes > 0}}},
       {"probe", {{"during_apply_probes", probes}, {"during_apply_passes", passes},
                  {"around_probes", around}, {"around_passes", around_passes},

@@ -29,6 +29,18 @@ constexpr uint8_t kUtf8Bom[3] = {0xef, 0xbb, 0xbf};
 // Plain lists at least this big are parsed on two threads (a thread costs ~50 us; a MiB of lines
 // ~8 ms on one).
 constexpr size_t kSplitBytes = size_t{1} << 20;
+// Plain lists at least this big keep their text in the cache, and a change to them is parsed as a
+// diff against it (LoadFeedCached).
+constexpr size_t kDiffMinBytes = size_t{1} << 20;
+
+// The length of the common prefix of a[0, n) and b[0, n).
+size_t CommonPrefix(const char* a, const char* b, size_t n) {
+  size_t i = 0;
+  constexpr size_t kBlock = 256;
+  while (i + kBlock <= n && std::memcmp(a + i, b + i, kBlock) == 0) i += kBlock;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
 
 absl::string_view Trim(absl::string_view s) {
   size_t b = 0, e = s.size();
@@ -150,6 +162,194 @@ class Parser {
       out.push_back(FeedEntry{*pre, n, SourceId()});
     }
     return absl::OkStatus();
+  }
+
+  struct Line {
+    const char *b, *e, *next;  // text [b, e) without '\n'; the next line's start
+  };
+  // The first line start in [from, from + limit) of [from, end) where the lines `v[0]`, `v[1]`
+  // and `v[2]` (those of them that exist: `more(k)` makes v[k] exist, false at the file's end)
+  // follow one another; nullptr if none. v[0] must end with a newline. Counts the bytes searched
+  // against *spent.
+  template <typename More>
+  static const char* FindLineAhead(const char* from, const char* end, const Line* v, More more,
+                                   size_t limit, size_t* spent) {
+    const Line& l0 = v[0];
+    if (l0.e == l0.next) return nullptr;  // the file's unterminated last line
+    size_t len = static_cast<size_t>(l0.next - l0.b);  // with its '\n'
+    const char* stop = from + std::min(limit, static_cast<size_t>(end - from));
+    const char* p = from;
+    while (p < stop) {
+      const char* hay_end = static_cast<size_t>(end - stop) > len ? stop + len : end;
+      const void* h = memmem(p, static_cast<size_t>(hay_end - p), l0.b, len);
+      if (!h) break;
+      const char* q = static_cast<const char*>(h);
+      p = q + 1;
+      if (q != from && q[-1] != '\n') continue;  // not at a line start
+      const char* next = q + len;
+      bool follows = true;
+      for (size_t k = 1; k <= 2 && follows && more(k); ++k) {
+        size_t n = static_cast<size_t>(v[k].next - v[k].b);
+        follows = static_cast<size_t>(end - next) >= n && std::memcmp(next, v[k].b, n) == 0;
+        next += n;
+      }
+      if (follows) {
+        *spent -= std::min(*spent, static_cast<size_t>(q - from));
+        return q;
+      }
+    }
+    *spent -= std::min(*spent, static_cast<size_t>(stop - from));
+    return nullptr;
+  }
+
+  // A plain list `now` parsed against the same file's previous content `before` and its parse
+  // `old` (plain; neither has a BOM). Lines equal in both, matched in order, keep their entries,
+  // renumbered; only the other lines of `now` are parsed, so the entries and errors are a full
+  // parse's (a kept line's text is the text its entry was parsed from, and a line's entry depends
+  // on nothing else). Matching: runs of equal bytes up to a line end (memcmp), and where lines
+  // differ, the nearest line within kWindow on either side that equals the other side's line
+  // (lines removed or added); failing that, a replaced line. False when more than about an eighth
+  // of the file is parsed or dropped: a full parse then pays better (`f` is to be discarded).
+  absl::StatusOr<bool> ParsePlainDiff(absl::string_view before, const Feed& old,
+                                      absl::string_view now, Feed& f) const {
+    constexpr size_t kWindow = 32;
+    constexpr size_t kFar = size_t{1} << 18;  // bytes searched ahead for a long run's end
+    size_t far_budget = 4 * now.size() + kFar;  // bytes searched ahead in all: linear
+    const std::vector<FeedEntry>& olds = old.entries;
+    std::vector<FeedEntry>& out = f.entries;
+    out.reserve(olds.size() + olds.size() / 64 + 64);
+    size_t budget = now.size() / 8 + 4096;  // bytes parsed or dropped before giving up
+    const char *ob = before.data(), *oe = ob + before.size();
+    const char *nb = now.data(), *ne = nb + now.size();
+    const char *po = ob, *pn = nb;
+    uint32_t lo = 1, ln = 1;  // line numbers at po, pn
+    size_t ei = 0;            // first old entry not yet kept or dropped
+    // Old entries up to old line `last` (inclusive): kept, renumbered; or dropped.
+    auto keep = [&](uint32_t last) {
+      int64_t delta = int64_t{ln} - int64_t{lo};
+      for (; ei < olds.size() && olds[ei].line <= last; ++ei) {
+        FeedEntry e = olds[ei];
+        e.line = static_cast<uint32_t>(int64_t{e.line} + delta);
+        out.push_back(e);
+      }
+    };
+    auto drop = [&](uint32_t last) {
+      while (ei < olds.size() && olds[ei].line <= last) ++ei;
+    };
+    auto line_at = [](const char* p, const char* end) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+      return nl ? Line{p, nl, nl + 1} : Line{p, end, end};
+    };
+    auto same = [](const Line& a, const Line& b) {
+      return a.e - a.b == b.e - b.b && std::memcmp(a.b, b.b, static_cast<size_t>(a.e - a.b)) == 0;
+    };
+    while (po < oe && pn < ne) {
+      size_t n = std::min(static_cast<size_t>(oe - po), static_cast<size_t>(ne - pn));
+      size_t m = CommonPrefix(po, pn, n);
+      if (m == static_cast<size_t>(oe - po) && m == static_cast<size_t>(ne - pn)) {
+        keep(UINT32_MAX);  // the rest is the same
+        return true;
+      }
+      if (const void* nl = memrchr(po, '\n', m)) {  // whole equal lines
+        size_t run = static_cast<size_t>(static_cast<const char*>(nl) - po) + 1;
+        uint32_t k = static_cast<uint32_t>(std::count(po, po + run, '\n'));
+        keep(lo + k - 1);
+        po += run, pn += run, lo += k, ln += k;
+        continue;
+      }
+      // The lines at po and pn differ (or one of them is the file's unterminated last line).
+      // The next kWindow + 1 lines on each side, found as the search needs them.
+      Line ol[kWindow + 1], nw[kWindow + 1];
+      size_t no = 0, nn = 0;
+      auto upto = [&](Line* v, size_t& have, size_t d, const char* start, const char* end) {
+        while (have <= d) {
+          const char* q = have == 0 ? start : v[have - 1].next;
+          if (q >= end) return false;
+          v[have++] = line_at(q, end);
+        }
+        return true;
+      };
+      upto(ol, no, 0, po, oe);
+      upto(nw, nn, 0, pn, ne);
+      if (same(ol[0], nw[0])) {  // equal text, one without its newline at the end of the file
+        keep(lo);
+        po = ol[0].next, pn = nw[0].next, ++lo, ++ln;
+        continue;
+      }
+      size_t d = 1;
+      for (; d <= kWindow; ++d) {
+        if (upto(ol, no, d, po, oe) && same(ol[d], nw[0])) {  // old lines [0, d) removed
+          size_t bytes = static_cast<size_t>(ol[d].b - po);
+          if (bytes > budget) return false;
+          budget -= bytes;
+          drop(lo + static_cast<uint32_t>(d) - 1);
+          po = ol[d].b, lo += static_cast<uint32_t>(d);
+          break;
+        }
+        if (upto(nw, nn, d, pn, ne) && same(nw[d], ol[0])) {  // new lines [0, d) added
+          size_t bytes = static_cast<size_t>(nw[d].b - pn);
+          if (bytes > budget) return false;
+          budget -= bytes;
+          if (auto st = ParseLines(absl::string_view(pn, bytes), ln, out, nullptr, nullptr); !st.ok())
+            return st;
+          pn = nw[d].b, ln += static_cast<uint32_t>(d);
+          break;
+        }
+      }
+      if (d <= kWindow) continue;
+      // Not nearby: a long run removed or added? The nearest place ahead where the other side's
+      // line and the two after it follow again, searched as bytes within kFar.
+      const char* at = nullptr;
+      bool removed = false;
+      if (far_budget > 0) {
+        const char* q = FindLineAhead(pn, ne, ol, [&](size_t k) { return upto(ol, no, k, po, oe); },
+                                      std::min(kFar, far_budget), &far_budget);
+        const char* r = FindLineAhead(po, oe, nw, [&](size_t k) { return upto(nw, nn, k, pn, ne); },
+                                      std::min(kFar, far_budget), &far_budget);
+        if (q && (!r || q - pn <= r - po)) {
+          at = q;
+        } else if (r) {
+          at = r;
+          removed = true;
+        }
+      }
+      if (at && removed) {  // old lines [po, at) removed
+        size_t bytes = static_cast<size_t>(at - po);
+        if (bytes > budget) return false;
+        budget -= bytes;
+        uint32_t k = static_cast<uint32_t>(std::count(po, at, '\n'));
+        drop(lo + k - 1);
+        po = at, lo += k;
+        continue;
+      }
+      if (at) {  // new lines [pn, at) added
+        size_t bytes = static_cast<size_t>(at - pn);
+        if (bytes > budget) return false;
+        budget -= bytes;
+        if (auto st = ParseLines(absl::string_view(pn, bytes), ln, out, nullptr, nullptr); !st.ok())
+          return st;
+        ln += static_cast<uint32_t>(std::count(pn, at, '\n'));
+        pn = at;
+        continue;
+      }
+      // Neither: the old line was replaced by the new one.
+      size_t bytes = static_cast<size_t>(ol[0].next - po) + static_cast<size_t>(nw[0].next - pn);
+      if (bytes > budget) return false;
+      budget -= bytes;
+      drop(lo);
+      if (auto st = ParseLines(absl::string_view(pn, static_cast<size_t>(nw[0].next - pn)), ln, out,
+                               nullptr, nullptr);
+          !st.ok())
+        return st;
+      po = ol[0].next, pn = nw[0].next, ++lo, ++ln;
+    }
+    // What is left of `now` is new (what is left of `before` was removed).
+    if (static_cast<size_t>(ne - pn) > budget) return false;
+    if (auto st = ParseLines(absl::string_view(pn, static_cast<size_t>(ne - pn)), ln, out, nullptr,
+                             nullptr);
+        !st.ok())
+      return st;
+    return true;
   }
 
   // "# Category        : reputation" -> ("Category", "reputation").
@@ -433,6 +633,8 @@ struct CachedFeed {
   size_t size;
   size_t hash;
   std::shared_ptr<const Feed> feed;
+  // The text parsed, kept for big plain lists: the next change is parsed as a diff against it.
+  std::shared_ptr<const std::string> content;
 };
 
 struct FeedCache {
@@ -446,6 +648,8 @@ FeedCache& Cache() {
   return *c;
 }
 
+bool HasBom(absl::string_view s) { return s.size() >= 3 && std::memcmp(s.data(), kUtf8Bom, 3) == 0; }
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
@@ -455,22 +659,50 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
   if (!content.ok()) return content.status();
   size_t hash = absl::HashOf(absl::string_view(*content));
   FeedCache& c = Cache();
+  std::shared_ptr<const Feed> before;
+  std::shared_ptr<const std::string> before_text;
   {
     absl::MutexLock l(&c.mu);
     auto it = c.by_path.find(path);
     if (it != c.by_path.end() && it->second.format == format &&
-        it->second.allow_default_route == opts.allow_default_route &&
-        it->second.size == content->size() && it->second.hash == hash) {
-      ++c.stats.hits;
-      return it->second.feed;
+        it->second.allow_default_route == opts.allow_default_route) {
+      if (it->second.size == content->size() && it->second.hash == hash) {
+        ++c.stats.hits;
+        return it->second.feed;
+      }
+      before = it->second.feed;
+      before_text = it->second.content;
     }
   }
-  auto feed = ParseFeed(path, *content, format, opts);
-  if (!feed.ok()) return feed.status();
-  auto shared = std::make_shared<const Feed>(std::move(*feed));
+  FeedFormat detected = format == FeedFormat::kAuto ? DetectFeedFormat(path, *content) : format;
+  std::optional<Feed> parsed;
+  bool by_diff = false;
+  if (before_text && detected == FeedFormat::kPlain && before->format == FeedFormat::kPlain &&
+      !HasBom(*content) && !HasBom(*before_text)) {
+    Feed f;
+    f.path = path;
+    f.format = FeedFormat::kPlain;
+    auto done = Parser(path, opts).ParsePlainDiff(*before_text, *before, *content, f);
+    if (!done.ok()) return done.status();
+    if (*done) {
+      parsed.emplace(std::move(f));
+      by_diff = true;
+    }
+  }
+  if (!parsed) {
+    auto feed = ParseFeed(path, *content, format, opts);
+    if (!feed.ok()) return feed.status();
+    parsed.emplace(std::move(*feed));
+  }
+  auto shared = std::make_shared<const Feed>(std::move(*parsed));
+  std::shared_ptr<const std::string> text;
+  if (shared->format == FeedFormat::kPlain && content->size() >= kDiffMinBytes)
+    text = std::make_shared<const std::string>(std::move(*content));
   absl::MutexLock l(&c.mu);
-  ++c.stats.parses;
-  c.by_path[path] = CachedFeed{format, opts.allow_default_route, content->size(), hash, shared};
+  ++(by_diff ? c.stats.diffs : c.stats.parses);
+  c.by_path[path] =
+      CachedFeed{format, opts.allow_default_route, text ? text->size() : content->size(), hash,
+                 shared, std::move(text)};
   return shared;
 }
 

@@ -94,16 +94,20 @@ absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format = FeedF
 // LoadFeed with a process-wide cache of the last parse of each (path, format, options): when the
 // file's content is the content parsed last time (same size and 64-bit content hash; the file is
 // read and hashed every time, so a rewrite within the same second, of the same size, is noticed),
-// the earlier Feed is returned without parsing. Errors are not cached. Thread-safe.
+// the earlier Feed is returned without parsing. A plain list of 1 MiB or more also keeps its text:
+// when it changes, only the lines that differ are parsed (lines equal in both versions, matched in
+// order, keep their entries with their new line numbers); the result and any error are a full
+// parse's. Errors are not cached. Thread-safe.
 absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
                                                            FeedFormat format = FeedFormat::kAuto,
                                                            const PrefixOptions& opts = {});
 // Drops every cached feed whose path is not in `keep` (LoadPolicyFile keeps the ones its policy
 // names, so the cache holds one policy's feeds); an empty `keep` empties the cache.
 void PruneFeedCache(const std::vector<std::string>& keep);
-// Parses done and cache hits since the process started (for tests and figures).
+// Full parses, diff parses and cache hits since the process started (for tests and figures).
 struct FeedCacheStats {
   uint64_t parses = 0, hits = 0;
+  uint64_t diffs = 0;  // changed big plain lists parsed as a diff against their last text
 };
 FeedCacheStats GetFeedCacheStats();
 

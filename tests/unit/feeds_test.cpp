@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -264,6 +266,146 @@ TEST_CASE("feeds: the cache parses a file again only when its content changed") 
   REQUIRE_FALSE(bad.ok());
   CHECK(std::string(bad.status().message()).rfind(p + ":2: ", 0) == 0);
   CHECK_FALSE(LoadFeedCached(p).ok());
+  PruneFeedCache({});
+}
+
+// A pool of lines a plain list may hold: canonical IPv4 (the parser's fast path), the full path's
+// forms (spaces, comments, CRLF, IPv6), comments and blank lines.
+std::string RandomPlainLine(std::mt19937_64& rng) {
+  auto r = [&](uint64_t n) { return static_cast<uint32_t>(rng() % n); };
+  switch (r(16)) {
+    case 0: return "# comment " + std::to_string(r(1000));
+    case 1: return "";
+    case 2: return absl::StrCat("  203.0.113.", r(256), "   # host ", r(100));
+    case 3: return absl::StrCat("2001:db8:", absl::Hex(r(65536)), "::/48");
+    case 4: return absl::StrCat("198.51.", r(256), ".0/24\r");
+    case 5: return absl::StrCat("\t198.51.", r(256), ".", r(256));
+    default: {
+      uint32_t a = static_cast<uint32_t>(rng());
+      unsigned len = 8 + r(25);
+      a &= len == 32 ? ~0u : ~(~0u >> len);
+      return absl::StrCat(a >> 24, ".", (a >> 16) & 255, ".", (a >> 8) & 255, ".", a & 255,
+                          len == 32 && r(2) ? std::string() : absl::StrCat("/", len));
+    }
+  }
+}
+
+std::string JoinLines(const std::vector<std::string>& v, bool final_newline) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) absl::StrAppend(&s, v[i], i + 1 < v.size() || final_newline ? "\n" : "");
+  return s;
+}
+
+void CheckSameEntries(const Feed& got, const Feed& want) {
+  REQUIRE(got.format == want.format);
+  REQUIRE(got.entries.size() == want.entries.size());
+  size_t bad = 0;
+  for (size_t i = 0; i < want.entries.size(); ++i)
+    bad += !(got.entries[i].prefix == want.entries[i].prefix &&
+             got.entries[i].line == want.entries[i].line &&
+             got.entries[i].source_id == want.entries[i].source_id);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("feeds: a changed big plain list parsed as a diff equals a full parse") {
+  TempDir d("bw-feeds-diff");
+  std::mt19937_64 rng(11);
+  auto r = [&](uint64_t n) { return static_cast<size_t>(rng() % n); };
+  std::vector<std::string> lines;
+  size_t bytes = 0;
+  while (bytes < (size_t{1} << 20) + 4096) {  // big enough to keep its text
+    lines.push_back(RandomPlainLine(rng));
+    bytes += lines.back().size() + 1;
+  }
+  PruneFeedCache({});
+  std::string p = d.Write("feed.txt", JoinLines(lines, true));
+  REQUIRE(LoadFeedCached(p).ok());
+  uint64_t diffs = 0, fulls = 0;
+  for (int round = 0; round < 40; ++round) {
+    INFO("round " << round);
+    // A handful of edits of every kind, some of them longer than the matcher's window.
+    int edits = 1 + static_cast<int>(r(40));
+    for (int e = 0; e < edits; ++e) {
+      size_t at = r(lines.size() + 1);
+      switch (r(7)) {
+        case 0:  // one line removed
+          if (at < lines.size()) lines.erase(lines.begin() + static_cast<long>(at));
+          break;
+        case 1:  // one line added
+          lines.insert(lines.begin() + static_cast<long>(at), RandomPlainLine(rng));
+          break;
+        case 2:  // one line replaced
+          if (at < lines.size()) lines[at] = RandomPlainLine(rng);
+          break;
+        case 3: {  // a long run removed
+          size_t n = std::min(lines.size() - std::min(at, lines.size()), 1 + r(120));
+          lines.erase(lines.begin() + static_cast<long>(at), lines.begin() + static_cast<long>(at + n));
+          break;
+        }
+        case 4: {  // a long run added
+          std::vector<std::string> run;
+          for (size_t n = 1 + r(120); n > 0; --n) run.push_back(RandomPlainLine(rng));
+          lines.insert(lines.begin() + static_cast<long>(at), run.begin(), run.end());
+          break;
+        }
+        case 5:  // a line moved
+          if (at < lines.size()) {
+            std::string l = lines[at];
+            lines.erase(lines.begin() + static_cast<long>(at));
+            lines.insert(lines.begin() + static_cast<long>(r(lines.size() + 1)), l);
+          }
+          break;
+        default:  // appended at the end
+          lines.push_back(RandomPlainLine(rng));
+          break;
+      }
+    }
+    bool final_newline = r(4) != 0;
+    std::string text = JoinLines(lines, final_newline);
+    d.Write("feed.txt", text);
+    FeedCacheStats s0 = GetFeedCacheStats();
+    auto got = LoadFeedCached(p);
+    INFO(got.status());
+    REQUIRE(got.ok());
+    FeedCacheStats s1 = GetFeedCacheStats();
+    diffs += s1.diffs - s0.diffs;
+    fulls += s1.parses - s0.parses;
+    CheckSameEntries(**got, MustParse(p, text));
+  }
+  // Small changes to a big list are diffs (a rare one may touch too much and parse in full).
+  CHECK(diffs >= 35);
+  CHECK(diffs + fulls == 40);
+
+  // A bad line among the changes: the full parse's error, and nothing cached; the next good
+  // version is a diff against the last good text.
+  std::vector<std::string> bad = lines;
+  bad.insert(bad.begin() + static_cast<long>(r(bad.size())), "198.51.100.256");
+  bad.erase(bad.begin() + static_cast<long>(r(bad.size())));
+  std::string bad_text = JoinLines(bad, true);
+  d.Write("feed.txt", bad_text);
+  auto err = LoadFeedCached(p);
+  REQUIRE_FALSE(err.ok());
+  auto full_err = ParseFeed(p, bad_text);
+  REQUIRE_FALSE(full_err.ok());
+  CHECK(err.status() == full_err.status());
+  lines.insert(lines.begin() + static_cast<long>(r(lines.size())), "203.0.113.77");
+  std::string good = JoinLines(lines, true);
+  d.Write("feed.txt", good);
+  FeedCacheStats s0 = GetFeedCacheStats();
+  auto ok = LoadFeedCached(p);
+  REQUIRE(ok.ok());
+  CHECK(GetFeedCacheStats().diffs - s0.diffs == 1);
+  CheckSameEntries(**ok, MustParse(p, good));
+
+  // Everything moved: too much to match, parsed in full, still the same entries.
+  std::shuffle(lines.begin(), lines.end(), rng);
+  std::string shuffled = JoinLines(lines, true);
+  d.Write("feed.txt", shuffled);
+  s0 = GetFeedCacheStats();
+  auto sh = LoadFeedCached(p);
+  REQUIRE(sh.ok());
+  CHECK(GetFeedCacheStats().parses - s0.parses == 1);
+  CheckSameEntries(**sh, MustParse(p, shuffled));
   PruneFeedCache({});
 }
 

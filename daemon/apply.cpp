@@ -312,9 +312,12 @@ struct PrefilterApply {
 };
 
 // The /24s (indexes, sorted, unique) that prefixes differing between two IPv4 tables cover: the
-// only ones whose pre-filter byte or host entries can differ.
+// only ones whose pre-filter byte or host entries can differ. Also HostBound of both tables, from
+// the same pass.
 std::vector<uint32_t> AffectedSlash24s(const std::vector<KernelEntry>& have,
-                                       const std::vector<KernelEntry>& want) {
+                                       const std::vector<KernelEntry>& want, size_t* bound_have,
+                                       size_t* bound_want) {
+  size_t bh = 0, bw = 0;
   std::vector<std::pair<uint32_t, uint32_t>> ranges;  // [first, last] /24 indexes
   auto add = [&](const Prefix& p) {
     uint32_t first = p.v4() >> 8;
@@ -324,14 +327,20 @@ std::vector<uint32_t> AffectedSlash24s(const std::vector<KernelEntry>& have,
   size_t i = 0, j = 0;
   while (i < want.size() || j < have.size()) {
     if (j == have.size() || (i < want.size() && want[i].prefix < have[j].prefix)) {
+      bw += HostSpan(want[i].prefix);
       add(want[i++].prefix);
     } else if (i == want.size() || have[j].prefix < want[i].prefix) {
+      bh += HostSpan(have[j].prefix);
       add(have[j++].prefix);
     } else {
+      size_t span = HostSpan(want[i].prefix);
+      bw += span, bh += span;
       if (!SameDecision(want[i].value, have[j].value)) add(want[i].prefix);
       ++i, ++j;
     }
   }
+  *bound_have = bh;
+  *bound_want = bw;
   std::sort(ranges.begin(), ranges.end());
   std::vector<uint32_t> out;
   uint64_t next = 0;  // first index not yet emitted
@@ -353,11 +362,9 @@ bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPol
     std::vector<uint8_t> bytes;                              // per affected /24
     std::vector<uint32_t> first;                             // its hosts: [first[k], first[k+1])
     std::vector<std::pair<uint32_t, uint8_t>> hosts;
-    size_t bound = 0;
   };
   auto walk = [](const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
                  const std::vector<uint32_t>& affected, Walk& w) {
-    w.bound = HostBound(v4);
     V4PrefilterWalker walker(v4, classes);
     std::vector<std::pair<uint32_t, uint8_t>> h;
     w.bytes.reserve(affected.size());
@@ -369,12 +376,13 @@ bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPol
     }
     w.first.push_back(static_cast<uint32_t>(w.hosts.size()));
   };
-  std::vector<uint32_t> affected = AffectedSlash24s(applied.v4, policy.v4);
+  size_t bound_old = 0, bound_new = 0;
+  std::vector<uint32_t> affected = AffectedSlash24s(applied.v4, policy.v4, &bound_old, &bound_new);
+  if (bound_new > host_cap || bound_old > host_cap) return false;
   Walk wn, wo;
   std::thread old_walk([&] { walk(applied.v4, pa.old_classes, affected, wo); });
   walk(policy.v4, pa.classes, affected, wn);
   old_walk.join();
-  if (wn.bound > host_cap || wo.bound > host_cap) return false;
   const volatile uint8_t* cur = pa.map->bytes();
   for (size_t k = 0; k < affected.size(); ++k) {
     uint32_t idx = affected[k];

@@ -74,7 +74,7 @@ class ClassMemo {
 // Prefixes from /28 to /31 inside a /24 become host entries (16 at most each); a /25-/27 of another
 // class than its /24 sends the /24 to the trie. Feeds carry few of either; /28-/31 are the more
 // common, and the trie costs about a microsecond per packet at a million prefixes.
-constexpr unsigned kExpandLen = 28;
+constexpr unsigned kExpandLen = kV4ExpandLen;
 
 // Pass 2 of BuildV4Prefilter for the /24 whose longer prefixes start at v4[i]: the /24's final
 // byte given its class from the prefixes up to /24 (`base`), and its addresses of another class.
@@ -181,8 +181,7 @@ absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntr
 
 size_t HostBound(const std::vector<KernelEntry>& v4) {
   size_t n = 0;
-  for (const KernelEntry& e : v4)
-    if (e.prefix.len >= kExpandLen) n += size_t{1} << (32 - e.prefix.len);
+  for (const KernelEntry& e : v4) n += HostSpan(e.prefix);
   return n;
 }
 

@@ -46,6 +46,13 @@ absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntr
                                                     const V4ClassTable& classes,
                                                     size_t host_capacity = SIZE_MAX);
 
+// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each).
+inline constexpr unsigned kV4ExpandLen = 28;
+// The host entries a prefix of the IPv4 table expands to at most: 2^(32 - len) for /28../32, else 0.
+inline size_t HostSpan(const Prefix& p) {
+  return p.len >= kV4ExpandLen ? size_t{1} << (32 - p.len) : 0;
+}
+
 // An upper bound of the host entries BuildV4Prefilter makes from `v4` (every /28../32 expanded):
 // when it is within the host map's capacity, no /24 is sent to the trie for lack of room, and
 // each /24's byte and hosts depend on its own prefixes and those covering it only.

@@ -453,16 +453,18 @@ absl::StatusOr<Round> PolicyCost::OneRound(int r, bool last) {
   // Daemon::Reload does: parse, compile with the previous ids, apply as a diff against memory.
   // The first goes A -> B, then B -> A, A -> B, ...: each replaces the same 1 %.
   int nreloads = absl::GetFlag(FLAGS_reloads);
+  std::unique_ptr<CompiledPolicy> spare;
+  Policy spare_pol;
   for (int k = 0; k < nreloads; ++k) {
     Reload rl;
     st = WriteFileAtomically(list_path_, k % 2 == 0 ? text_b_ : text_a_);
     if (!st.ok()) return st;
     if (Stopped()) return StoppedStatus();
     t0 = MonotonicSeconds();
-    auto pol2 = LoadPolicyFile(policy_path_);
+    auto pol2 = LoadPolicyFile(policy_path_, &spare_pol);
     if (!pol2.ok()) return pol2.status();
     t1 = MonotonicSeconds();
-    auto comp2 = Compile(*pol2, absl::Now(), applied.get());
+    auto comp2 = Compile(*pol2, absl::Now(), applied.get(), spare.get());
     if (!comp2.ok()) return comp2.status();
     t2 = MonotonicSeconds();
     absl::StatusOr<ApplyStats> rst;
@@ -487,8 +489,11 @@ absl::StatusOr<Round> PolicyCost::OneRound(int r, bool last) {
                  static_cast<unsigned long long>(rl.probes),
                  static_cast<unsigned long long>(rl.passes));
     rd.reloads.push_back(rl);
-    // What the daemon keeps: the new policy replaces the applied one, the old is freed.
+    // What the daemon keeps: the new policy replaces the applied one, which is kept for the next
+    // reload to write into (Daemon::Reload's spare_ and spare_policy_).
+    spare = std::move(applied);
     applied = std::make_unique<CompiledPolicy>(std::move(*comp2));
+    spare_pol = std::move(*pol);
     pol = std::move(pol2);
   }
   st = Probe([] { usleep(20000); return absl::OkStatus(); }, &rd.post_probes, &rd.post_passes,

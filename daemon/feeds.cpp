@@ -635,6 +635,9 @@ struct CachedFeed {
   std::shared_ptr<const Feed> feed;
   // The text parsed, kept for big plain lists: the next change is parsed as a diff against it.
   std::shared_ptr<const std::string> content;
+  // Big plain lists: the Feed this one replaced, whose entries' storage (mapped already) the next
+  // parse of the file writes into; held by nothing else.
+  std::shared_ptr<Feed> spare;
 };
 
 struct FeedCache {
@@ -661,6 +664,7 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
   FeedCache& c = Cache();
   std::shared_ptr<const Feed> before;
   std::shared_ptr<const std::string> before_text;
+  std::shared_ptr<Feed> spare;
   {
     absl::MutexLock l(&c.mu);
     auto it = c.by_path.find(path);
@@ -672,6 +676,7 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
       }
       before = it->second.feed;
       before_text = it->second.content;
+      spare = std::move(it->second.spare);
     }
   }
   FeedFormat detected = format == FeedFormat::kAuto ? DetectFeedFormat(path, *content) : format;
@@ -682,6 +687,10 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
     Feed f;
     f.path = path;
     f.format = FeedFormat::kPlain;
+    if (spare) {
+      f.entries = std::move(spare->entries);
+      f.entries.clear();
+    }
     auto done = Parser(path, opts).ParsePlainDiff(*before_text, *before, *content, f);
     if (!done.ok()) return done.status();
     if (*done) {
@@ -694,15 +703,26 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
     if (!feed.ok()) return feed.status();
     parsed.emplace(std::move(*feed));
   }
-  auto shared = std::make_shared<const Feed>(std::move(*parsed));
+  std::shared_ptr<Feed> made = std::make_shared<Feed>(std::move(*parsed));
+  std::shared_ptr<const Feed> shared = made;
+  made.reset();
   std::shared_ptr<const std::string> text;
-  if (shared->format == FeedFormat::kPlain && content->size() >= kDiffMinBytes)
-    text = std::make_shared<const std::string>(std::move(*content));
+  bool big_plain = shared->format == FeedFormat::kPlain && content->size() >= kDiffMinBytes;
+  if (big_plain) text = std::make_shared<const std::string>(std::move(*content));
+  before_text.reset();
   absl::MutexLock l(&c.mu);
   ++(by_diff ? c.stats.diffs : c.stats.parses);
-  c.by_path[path] =
-      CachedFeed{format, opts.allow_default_route, text ? text->size() : content->size(), hash,
-                 shared, std::move(text)};
+  CachedFeed& slot = c.by_path[path];
+  std::shared_ptr<const Feed> replaced = std::move(slot.feed);
+  slot = CachedFeed{format, opts.allow_default_route, text ? text->size() : content->size(), hash,
+                    shared, std::move(text), nullptr};
+  // The replaced Feed becomes the spare when nothing else holds it (`before` and `replaced` are
+  // the same one, or `before` is null). Feeds are made non-const (above), so writing its storage
+  // is allowed.
+  if (big_plain && replaced && replaced == before) {
+    before.reset();
+    if (replaced.use_count() == 1) slot.spare = std::const_pointer_cast<Feed>(replaced);
+  }
   return shared;
 }
 

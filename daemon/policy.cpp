@@ -100,6 +100,16 @@ class PolicyParser {
  public:
   explicit PolicyParser(std::string path) : path_(std::move(path)), dir_(Dirname(path_)) {}
 
+  // The entry tables of a policy no longer needed: the big lists are written into their storage.
+  void Reuse(Policy* old) {
+    if (!old) return;
+    for (ListSpec& l : old->lists)
+      if (l.entries.capacity() >= kReuseMin) spare_entries_.push_back(std::move(l.entries));
+    std::sort(spare_entries_.begin(), spare_entries_.end(),
+              [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
+    *old = Policy();
+  }
+
   absl::StatusOr<Policy> Run(absl::string_view text);
 
  private:
@@ -244,6 +254,8 @@ class PolicyParser {
   absl::Status CheckLimits(const Policy& p, int lists_line) const;
 
   std::string path_, dir_;
+  static constexpr size_t kReuseMin = size_t{1} << 16;  // entries
+  std::vector<std::vector<PolicyEntry>> spare_entries_;  // by capacity, ascending
   int limits_line_ = 0;
   PrefixOptions prefix_opts_;
   std::set<std::string> list_names_;
@@ -488,7 +500,19 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
         file_idx = static_cast<uint32_t>(p.files.size());
         p.files.push_back(lf.path);
       }
-      l.entries.reserve(l.entries.size() + feed->entries.size());
+      size_t need = l.entries.size() + feed->entries.size();
+      if (l.entries.capacity() < need) {
+        // The smallest spare table that holds the list (pages mapped already), else a new one.
+        auto sp = std::find_if(spare_entries_.begin(), spare_entries_.end(),
+                               [&](const auto& v) { return v.capacity() >= need; });
+        if (sp != spare_entries_.end()) {
+          sp->clear();
+          sp->insert(sp->end(), l.entries.begin(), l.entries.end());
+          l.entries = std::move(*sp);
+          spare_entries_.erase(sp);
+        }
+      }
+      l.entries.reserve(need);
       for (const FeedEntry& e : feed->entries)
         l.entries.push_back(PolicyEntry{e.prefix, file_idx, e.line, e.source_id});
       l.files.push_back(std::move(lf));
@@ -615,9 +639,11 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
 
 }  // namespace
 
-absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& path) {
+absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& path,
+                                   Policy* reuse) {
   try {
     PolicyParser parser(path);
+    parser.Reuse(reuse);
     return parser.Run(yaml);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(
@@ -627,10 +653,10 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& pa
   }
 }
 
-absl::StatusOr<Policy> LoadPolicyFile(const std::string& path) {
+absl::StatusOr<Policy> LoadPolicyFile(const std::string& path, Policy* reuse) {
   auto text = ReadWholeFile(path);
   if (!text.ok()) return text.status();
-  auto p = ParsePolicy(*text, path);
+  auto p = ParsePolicy(*text, path, reuse);
   // The feed cache keeps what this policy names (a failed load keeps everything: the next attempt
   // is likely the same policy, fixed).
   if (p.ok()) PruneFeedCache(std::vector<std::string>(p->files.begin() + 1, p->files.end()));
@@ -920,8 +946,25 @@ uint64_t IncrementalCompileCount() { return g_incremental_compiles.load(); }
 void SetIncrementalCompile(bool enabled) { g_incremental_enabled = enabled; }
 
 absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
-                                       const CompiledPolicy* previous) {
+                                       const CompiledPolicy* previous, CompiledPolicy* reuse) {
   CompiledPolicy c;
+  if (reuse == previous) reuse = nullptr;
+  // The big tables' storage from `reuse`: its pages are mapped already.
+  std::vector<Item4> reused_items4;
+  if (reuse) {
+    c.entries = std::move(reuse->entries);
+    c.entries.clear();
+    c.v4 = std::move(reuse->v4);
+    c.v4.clear();
+    c.entry_slot = std::move(reuse->entry_slot);
+    c.entry_slot.clear();
+    if (reuse->compile_state && reuse->compile_state.use_count() == 1) {
+      // Made non-const by the compile that made it, and no one else holds it.
+      reused_items4 = std::move(const_cast<CompileState&>(*reuse->compile_state).items4);
+      reused_items4.clear();
+    }
+    *reuse = CompiledPolicy();
+  }
   c.policy_path = policy.path;
   c.compiled_at = now;
   c.files = policy.files;
@@ -1012,6 +1055,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   }
 
   auto state = std::make_shared<CompileState>();
+  state->items4 = std::move(reused_items4);
   std::thread v4_thread([&] {
     std::vector<Item4>& items4 = state->items4;  // IPv4: a packed key, sorted
     if (prev_state && MergeItems4(policy, c.lists, refs, matches, *previous, prev_state->items4,

@@ -108,11 +108,13 @@ struct Policy {
   size_t entry_count() const;
 };
 
-// Reads `path` and every list file it names.
-absl::StatusOr<Policy> LoadPolicyFile(const std::string& path);
+// Reads `path` and every list file it names. `reuse`: a policy no longer needed, whose big entry
+// tables' storage (pages mapped already) the lists are written into; empty afterwards.
+absl::StatusOr<Policy> LoadPolicyFile(const std::string& path, Policy* reuse = nullptr);
 // Parses policy text as if read from `path` (messages name it; list files resolve against its
 // directory).
-absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& path);
+absl::StatusOr<Policy> ParsePolicy(absl::string_view yaml, const std::string& path,
+                                   Policy* reuse = nullptr);
 
 // ---- compiled form ------------------------------------------------------------------------------
 
@@ -192,8 +194,13 @@ struct CompiledPolicy {
 };
 
 // `previous`: the policy compiled before (whatever its source), to keep ids stable; or nullptr.
+// `reuse`: a compiled policy no longer needed (not `previous`), whose big tables' storage this
+// compile takes over, empty afterwards. Their pages are mapped already: at a million prefixes,
+// writing the tables into fresh memory costs about 15 ms more in page faults (the daemon keeps the
+// policy a reload replaced for the next one).
 absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now = absl::Now(),
-                                       const CompiledPolicy* previous = nullptr);
+                                       const CompiledPolicy* previous = nullptr,
+                                       CompiledPolicy* reuse = nullptr);
 
 // For tests: how many Compile calls built the IPv4 items by the incremental merge (process-wide),
 // and a switch to force the full path (on by default).

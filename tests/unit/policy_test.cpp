@@ -390,6 +390,49 @@ TEST_CASE("policy: a reload re-reads list files and sees every change, however s
   }
 }
 
+TEST_CASE("policy: a reload parsed into the replaced policy's storage equals a fresh parse") {
+  TempDir d("bw-policy-reuse");
+  std::string text = "# big enough for its table to be reused\n";
+  for (uint32_t i = 0; i < 70000; ++i)
+    absl::StrAppend(&text, "10.", (i >> 8) & 255, ".", i & 255, ".0/24\n");
+  d.Write("feed.txt", text);
+  std::string path = d.Write("p.yaml",
+                             "lists:\n  - name: a\n    action: block\n    entries: [198.51.100.7]\n"
+                             "    files: [feed.txt]\n");
+  auto p1 = LoadPolicyFile(path);
+  REQUIRE(p1.ok());
+  REQUIRE(p1->lists[0].entries.size() == 70001);
+  const PolicyEntry* storage = p1->lists[0].entries.data();
+  d.Write("feed.txt", absl::StrCat(text, "203.0.113.0/24\n"));
+  auto p2 = LoadPolicyFile(path, &*p1);
+  REQUIRE(p2.ok());
+  CHECK(p1->lists.empty());  // taken
+  // The replaced table (room for 70001 entries, one more is needed): a new one. The next reload
+  // fits in the one replaced now.
+  CHECK(p2->lists[0].entries.data() != storage);
+  Policy spare = std::move(*p2);
+  storage = spare.lists[0].entries.data();
+  d.Write("feed.txt", absl::StrCat(text, "203.0.113.0/25\n"));
+  auto p3 = LoadPolicyFile(path, &spare);
+  REQUIRE(p3.ok());
+  CHECK(p3->lists[0].entries.data() == storage);
+  PruneFeedCache({});
+  auto fresh = LoadPolicyFile(path);
+  REQUIRE(fresh.ok());
+  const auto& a = p3->lists[0].entries;
+  const auto& b = fresh->lists[0].entries;
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.size() == 70002);
+  size_t differ = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    differ += !(a[i].prefix == b[i].prefix && a[i].file == b[i].file && a[i].line == b[i].line &&
+                a[i].source_id == b[i].source_id);
+  CHECK(differ == 0);
+  CHECK(a[0].prefix.ToString() == "198.51.100.7/32");
+  CHECK(a.back().prefix.ToString() == "203.0.113.0/25");
+  CHECK(a.back().line == 70002u);
+}
+
 TEST_CASE("policy: precedence SAFELIST > BLOCK > WATCH whatever the prefix lengths") {
   Policy p = MustParse(R"(
 lists:

@@ -197,10 +197,14 @@ uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint
     const Prefix& p = v4_[i_].prefix;
     uint32_t first = p.v4() >> 8;
     if (first > idx || (first == idx && p.len > 24)) break;
+    // A range that ends before this /24 covers neither it nor any later one: passed over (most
+    // /24s of the table between two visited ones).
     if (p.len <= 24) {
-      while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
-      stack_.push_back({first, first + (uint32_t{1} << (24 - p.len)) - 1,
-                        cls(v4_[i_].value.action, v4_[i_].value.list_id)});
+      uint32_t hi = first + (uint32_t{1} << (24 - p.len)) - 1;
+      if (hi >= idx) {
+        while (!stack_.empty() && stack_.back().hi < first) stack_.pop_back();
+        stack_.push_back({first, hi, cls(v4_[i_].value.action, v4_[i_].value.list_id)});
+      }
     }
     ++i_;
   }

@@ -40,12 +40,7 @@
 namespace bw {
 namespace {
 
-bool SameDecision(const bw_list_value& a, const bw_list_value& b) {
-  return a.list_id == b.list_id && a.entry_ref == b.entry_ref && a.action == b.action &&
-         a.prefixlen == b.prefixlen;
-}
-
-bool PrefixLess(const KernelEntry& a, const KernelEntry& b) { return a.prefix < b.prefix; }
+bool SameDecision(const KernelValue& a, const KernelValue& b) { return a == b; }
 
 template <typename K>
 K KeyOf(const Prefix& p);
@@ -57,8 +52,11 @@ bw_lpm_v6_key KeyOf<bw_lpm_v6_key>(const Prefix& p) { return ToV6Key(p); }
 // Reads the whole trie, with BPF_MAP_LOOKUP_BATCH where the kernel supports it for LPM tries and
 // one get_next_key + lookup per element otherwise.
 template <typename K>
-absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value>& map) {
-  std::vector<KernelEntry> out;
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCountedImpl(const Map<K, bw_list_value>& map) {
+  std::vector<CountedEntry> out;
+  auto add = [&](const K& k, const bw_list_value& v) {
+    out.push_back(CountedEntry{KernelEntry{FromKey(k), KernelValue::Of(v)}, v.hits, v.drops});
+  };
   constexpr uint32_t kChunk = 4096;
   std::vector<K> keys(kChunk);
   std::vector<bw_list_value> vals(kChunk);
@@ -78,7 +76,7 @@ absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value
       return ErrnoStatus(map.name(), "bpf_map_lookup_batch", err);
     }
     first = false;
-    for (uint32_t i = 0; i < count; ++i) out.push_back(KernelEntry{FromKey(keys[i]), vals[i]});
+    for (uint32_t i = 0; i < count; ++i) add(keys[i], vals[i]);
     if (r != 0) break;  // ENOENT: done
   }
   if (!batch_ok) {
@@ -86,9 +84,21 @@ absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value
     auto dump = map.Dump();
     if (!dump.ok()) return dump.status();
     out.reserve(dump->size());
-    for (const auto& [k, v] : *dump) out.push_back(KernelEntry{FromKey(k), v});
+    for (const auto& [k, v] : *dump) add(k, v);
   }
-  std::sort(out.begin(), out.end(), PrefixLess);
+  std::sort(out.begin(), out.end(), [](const CountedEntry& a, const CountedEntry& b) {
+    return a.entry.prefix < b.entry.prefix;
+  });
+  return out;
+}
+
+template <typename K>
+absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value>& map) {
+  auto counted = ReadTrieCountedImpl(map);
+  if (!counted.ok()) return counted.status();
+  std::vector<KernelEntry> out;
+  out.reserve(counted->size());
+  for (const CountedEntry& c : *counted) out.push_back(c.entry);
   return out;
 }
 
@@ -266,17 +276,16 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
       const Op& o = write[b + k];
       keys[k] = KeyOf<K>(o.want->prefix);
       bw_list_value& v = vals[k];
-      v = o.want->value;
-      v.hits = 0;
-      v.drops = 0;
+      v = o.want->value.ToMap();
       if (o.have) {
         // Keep the counters: read them as late as possible (just before this batch is written),
         // then write them with the new decision.
         auto cur = map.Lookup(keys[k]);
         if (!cur.ok()) return cur.status();
-        const bw_list_value& src = cur->has_value() ? **cur : o.have->value;
-        v.hits = src.hits;
-        v.drops = src.drops;
+        if (cur->has_value()) {
+          v.hits = (*cur)->hits;
+          v.drops = (*cur)->drops;
+        }
       }
     }
     if (auto st = UpdateMany(map, keys.data(), vals.data(), n, &batch); !st.ok()) return st;
@@ -558,6 +567,12 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
 
 absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV4Map& map) { return ReadTrieImpl(map); }
 absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV6Map& map) { return ReadTrieImpl(map); }
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCounted(const WatchV4Map& map) {
+  return ReadTrieCountedImpl(map);
+}
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCounted(const WatchV6Map& map) {
+  return ReadTrieCountedImpl(map);
+}
 
 std::string ApplyStats::ToString() const {
   return absl::StrCat("added ", added, ", updated ", updated, ", removed ", removed, ", unchanged ",

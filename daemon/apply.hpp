@@ -67,5 +67,12 @@ absl::StatusOr<ApplyStats> ApplyPolicy(const CompiledPolicy& policy, const MapSe
 // What the tries hold now, sorted by prefix (host bits of stored keys masked).
 absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV4Map& map);
 absl::StatusOr<std::vector<KernelEntry>> ReadTrie(const WatchV6Map& map);
+// The same with each value's packet counters.
+struct CountedEntry {
+  KernelEntry entry;
+  uint64_t hits = 0, drops = 0;
+};
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCounted(const WatchV4Map& map);
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCounted(const WatchV6Map& map);
 
 }  // namespace bw

@@ -302,12 +302,12 @@ std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allo
     return list_stats_cache_;
   absl::Time t0 = absl::Now();
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> out;
-  for (auto r : {ReadTrie(maps_.watch_v4), ReadTrie(maps_.watch_v6)}) {
+  for (auto r : {ReadTrieCounted(maps_.watch_v4), ReadTrieCounted(maps_.watch_v6)}) {
     if (!r.ok()) continue;
-    for (const KernelEntry& e : *r) {
-      auto& s = out[e.value.list_id];
-      s.first += e.value.hits;
-      s.second += e.value.drops;
+    for (const CountedEntry& c : *r) {
+      auto& s = out[c.entry.value.list_id];
+      s.first += c.hits;
+      s.second += c.drops;
     }
   }
   // Packets decided by the IPv4 pre-filter count per class, per CPU: each class is one list.
@@ -638,8 +638,8 @@ absl::Status Daemon::Start() {
   // Events the pre-filter decided get their entry from the applied policy in memory (reloads
   // run on this thread too; the start's applied one before the reader existed), not from a trie
   // lookup per event.
-  reader_->set_v4_resolver([this](const uint8_t* addr4) -> const bw_list_value* {
-    if (!compiled_) return nullptr;
+  reader_->set_v4_resolver([this](const uint8_t* addr4) -> std::optional<bw_list_value> {
+    if (!compiled_) return std::nullopt;
     if (!v4_match_ || v4_match_gen_ != reloads_ok_) {
       v4_match_ = std::make_unique<V4Match>(compiled_->v4);
       v4_match_gen_ = reloads_ok_;
@@ -647,7 +647,8 @@ absl::Status Daemon::Start() {
     uint32_t a;
     std::memcpy(&a, addr4, 4);
     const KernelEntry* e = v4_match_->Find(ntohl(a));
-    return e ? &e->value : nullptr;
+    if (!e) return std::nullopt;
+    return e->value.ToMap();
   });
   // Events the kernel buffered while no daemon was running.
   auto drained = reader_->Drain();

@@ -32,8 +32,8 @@ class EventReader {
   EventReader(const EventReader&) = delete;
   EventReader& operator=(const EventReader&) = delete;
 
-  // The longest match of a remote IPv4 address (network order) for completing events, or null.
-  using V4Resolver = std::function<const bw_list_value*(const uint8_t* addr4)>;
+  // The longest match of a remote IPv4 address (network order) for completing events, or nullopt.
+  using V4Resolver = std::function<std::optional<bw_list_value>(const uint8_t* addr4)>;
   void set_v4_resolver(V4Resolver r) { v4_resolver_ = std::move(r); }
 
   // Waits up to timeout_ms for records and handles all that are ready; returns how many.

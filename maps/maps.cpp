@@ -100,12 +100,12 @@ SharedMapping::~SharedMapping() {
   if (p_) munmap(p_, bytes_);
 }
 
-bool CompleteEventWith(bw_event* ev,
-                       absl::FunctionRef<const bw_list_value*(const uint8_t* addr4)> find) {
+bool CompleteEventWith(
+    bw_event* ev, absl::FunctionRef<std::optional<bw_list_value>(const uint8_t* addr4)> find) {
   if (!(ev->flags & BW_EVF_DETAIL)) return false;
   ev->flags &= static_cast<uint8_t>(~BW_EVF_DETAIL);
   if (ev->family != BW_FAMILY_V4) return true;  // the pre-filter decides IPv4 only
-  const bw_list_value* v = find(ev->direction == BW_DIR_INGRESS ? ev->saddr : ev->daddr);
+  std::optional<bw_list_value> v = find(ev->direction == BW_DIR_INGRESS ? ev->saddr : ev->daddr);
   if (v && v->list_id == ev->list_id && v->action == ev->list_action) {
     ev->entry_ref = v->entry_ref;
     ev->prefixlen = v->prefixlen;
@@ -114,15 +114,13 @@ bool CompleteEventWith(bw_event* ev,
 }
 
 bool CompleteEvent(const WatchV4Map& v4, bw_event* ev) {
-  std::optional<bw_list_value> found;
-  return CompleteEventWith(ev, [&](const uint8_t* addr4) -> const bw_list_value* {
+  return CompleteEventWith(ev, [&](const uint8_t* addr4) -> std::optional<bw_list_value> {
     bw_lpm_v4_key k{};
     k.prefixlen = 32;
     std::memcpy(k.addr, addr4, 4);
     auto v = v4.Lookup(k);
-    if (!v.ok() || !v->has_value()) return nullptr;
-    found = **v;
-    return &*found;
+    if (!v.ok() || !v->has_value()) return std::nullopt;
+    return **v;
   });
 }
 

@@ -173,9 +173,9 @@ absl::StatusOr<Fd> OpenPinnedObject(const std::string& path);
 // decided (a reload in between leaves them 0). Clears the flag; returns whether it was set.
 bool CompleteEvent(const WatchV4Map& v4, bw_event* ev);
 // The same with the longest match found by `find` (given the remote IPv4 address, network order;
-// null: none), e.g. from the applied policy in memory instead of a trie lookup per event.
-bool CompleteEventWith(bw_event* ev,
-                       absl::FunctionRef<const bw_list_value*(const uint8_t* addr4)> find);
+// nullopt: none), e.g. from the applied policy in memory instead of a trie lookup per event.
+bool CompleteEventWith(
+    bw_event* ev, absl::FunctionRef<std::optional<bw_list_value>(const uint8_t* addr4)> find);
 
 }  // namespace bw
 

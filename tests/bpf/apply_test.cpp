@@ -47,6 +47,7 @@ bool SameDecision(const bw_list_value& a, const bw_list_value& b) {
   return a.list_id == b.list_id && a.entry_ref == b.entry_ref && a.action == b.action &&
          a.prefixlen == b.prefixlen;
 }
+bool SameDecision(const KernelValue& a, const KernelValue& b) { return a == b; }
 
 // The tries hold exactly the compiled tables (decision fields).
 void CheckTriesEqual(const CompiledPolicy& c, const MapSet& m) {
@@ -291,7 +292,7 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
     std::vector<std::optional<bw_list_value>> e;
     for (const auto& k : keys) {
       const KernelEntry* m = c.Lookup(FromKey(k));
-      e.push_back(m ? std::optional<bw_list_value>(m->value) : std::nullopt);
+      e.push_back(m ? std::optional<bw_list_value>(m->value.ToMap()) : std::nullopt);
     }
     expect.push_back(std::move(e));
   }
@@ -392,7 +393,7 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
     std::vector<std::optional<bw_list_value>> e;
     for (uint32_t a : addrs) {
       const KernelEntry* m = c.Lookup(Prefix::V4(a, 32));
-      e.push_back(m ? std::optional<bw_list_value>(m->value) : std::nullopt);
+      e.push_back(m ? std::optional<bw_list_value>(m->value.ToMap()) : std::nullopt);
     }
     expect.push_back(std::move(e));
   }

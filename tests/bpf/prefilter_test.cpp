@@ -147,11 +147,11 @@ std::string EventString(const bw_event& e) {
 // Per-list hits and drops as the daemon sums them: trie entries plus pre-filter classes.
 std::map<uint32_t, std::pair<uint64_t, uint64_t>> ListStats(const MapSet& m) {
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> out;
-  for (auto r : {ReadTrie(m.watch_v4), ReadTrie(m.watch_v6)}) {
+  for (auto r : {ReadTrieCounted(m.watch_v4), ReadTrieCounted(m.watch_v6)}) {
     REQUIRE(r.ok());
-    for (const KernelEntry& e : *r) {
-      out[e.value.list_id].first += e.value.hits;
-      out[e.value.list_id].second += e.value.drops;
+    for (const CountedEntry& c : *r) {
+      out[c.entry.value.list_id].first += c.hits;
+      out[c.entry.value.list_id].second += c.drops;
     }
   }
   auto cls = ReadClasses(m.v4_class);

@@ -255,6 +255,7 @@ class PolicyParser {
 
   std::string path_, dir_;
   static constexpr size_t kReuseMin = size_t{1} << 16;  // entries
+  size_t raw4_ = 0;  // IPv4 entries of every list (with duplicates), counted as they are added
   std::vector<std::vector<PolicyEntry>> spare_entries_;  // by capacity, ascending
   int limits_line_ = 0;
   PrefixOptions prefix_opts_;
@@ -451,6 +452,7 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
       auto pre = ParsePrefix(s, prefix_opts_);
       if (!pre.ok()) return Fail(v[i], at, pre.status().message());
       l.entries.push_back(PolicyEntry{*pre, 0, static_cast<uint32_t>(LineOf(v[i])), SourceId()});
+      raw4_ += pre->is_v4();
     }
   }
   if (files) {
@@ -513,8 +515,10 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
         }
       }
       l.entries.reserve(need);
-      for (const FeedEntry& e : feed->entries)
+      for (const FeedEntry& e : feed->entries) {
         l.entries.push_back(PolicyEntry{e.prefix, file_idx, e.line, e.source_id});
+        raw4_ += e.prefix.is_v4();
+      }
       l.files.push_back(std::move(lf));
     }
   }
@@ -524,9 +528,7 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
 
 // Counting distinct prefixes needs a sort; it only runs when the raw count is over a limit.
 absl::Status PolicyParser::CheckLimits(const Policy& p, int lists_line) const {
-  size_t raw4 = 0, raw6 = 0;
-  for (const ListSpec& l : p.lists)
-    for (const PolicyEntry& e : l.entries) (e.prefix.is_v4() ? raw4 : raw6)++;
+  size_t raw4 = raw4_, raw6 = p.entry_count() - raw4_;
   for (Family fam : {Family::kV4, Family::kV6}) {
     size_t raw = fam == Family::kV4 ? raw4 : raw6;
     uint32_t limit = fam == Family::kV4 ? p.v4_entries : p.v6_entries;

@@ -262,6 +262,11 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   v4_match_.reset();  // it refers to compiled_'s table
   spare_ = std::move(compiled_);
   compiled_ = std::make_unique<CompiledPolicy>(std::move(*compiled));
+  if (!policy_.keep_reload_buffers) {
+    spare_.reset();
+    spare_policy_ = Policy();
+  }
+  KeepFeedSpares(policy_.keep_reload_buffers);
   set_policy(compiled_.get());
   ++reloads_ok_;
   last_reload_ = absl::Now();

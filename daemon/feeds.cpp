@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -646,6 +647,8 @@ struct FeedCache {
   FeedCacheStats stats ABSL_GUARDED_BY(mu);
 };
 
+std::atomic<bool> g_keep_spares{true};
+
 FeedCache& Cache() {
   static FeedCache* c = new FeedCache;  // never destroyed: no exit-time ordering questions
   return *c;
@@ -719,7 +722,7 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
   // The replaced Feed becomes the spare when nothing else holds it (`before` and `replaced` are
   // the same one, or `before` is null). Feeds are made non-const (above), so writing its storage
   // is allowed.
-  if (big_plain && replaced && replaced == before) {
+  if (big_plain && replaced && replaced == before && g_keep_spares.load()) {
     before.reset();
     if (replaced.use_count() == 1) slot.spare = std::const_pointer_cast<Feed>(replaced);
   }
@@ -736,7 +739,18 @@ void PruneFeedCache(const std::vector<std::string>& keep) {
 FeedCacheStats GetFeedCacheStats() {
   FeedCache& c = Cache();
   absl::MutexLock l(&c.mu);
-  return c.stats;
+  FeedCacheStats s = c.stats;
+  for (const auto& [path, cf] : c.by_path)
+    if (cf.spare) s.spare_bytes += cf.spare->entries.capacity() * sizeof(FeedEntry);
+  return s;
+}
+
+void KeepFeedSpares(bool keep) {
+  g_keep_spares = keep;
+  if (keep) return;
+  FeedCache& c = Cache();
+  absl::MutexLock l(&c.mu);
+  for (auto& [path, cf] : c.by_path) cf.spare.reset();
 }
 
 }  // namespace bw

@@ -107,9 +107,13 @@ void PruneFeedCache(const std::vector<std::string>& keep);
 // Full parses, diff parses and cache hits since the process started (for tests and figures).
 struct FeedCacheStats {
   uint64_t parses = 0, hits = 0;
-  uint64_t diffs = 0;  // changed big plain lists parsed as a diff against their last text
+  uint64_t diffs = 0;        // changed big plain lists parsed as a diff against their last text
+  uint64_t spare_bytes = 0;  // now: entry storage kept from replaced feeds for the next parse
 };
 FeedCacheStats GetFeedCacheStats();
+// Whether a big plain list's replaced Feed is kept for the next parse of the file to write its
+// entries into (default true); false also drops the ones kept (policy key keep_reload_buffers).
+void KeepFeedSpares(bool keep);
 
 // Reads a whole file; errors name the path and strerror.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);

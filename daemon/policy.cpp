@@ -567,7 +567,8 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
   p.path = path_;
   p.files.push_back(path_);
   auto fields = MapFields(root, "",
-                          {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit", "limits",
+                          {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit",
+                           "keep_reload_buffers", "limits",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
                            "metrics", "state_file", "pin_root"});
   if (!fields.ok()) return fields.status();
@@ -591,6 +592,8 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = Banner(v, p);
     } else if (key == "keep_on_exit") {
       st = Bool(v, key, &p.keep_on_exit);
+    } else if (key == "keep_reload_buffers") {
+      st = Bool(v, key, &p.keep_reload_buffers);
     } else if (key == "limits") {
       limits_line_ = LineOf(v, &k);
       st = Limits(v, p);

@@ -397,6 +397,19 @@ TEST_CASE("feeds: a changed big plain list parsed as a diff equals a full parse"
   CHECK(GetFeedCacheStats().diffs - s0.diffs == 1);
   CheckSameEntries(**ok, MustParse(p, good));
 
+  // The replaced feed's storage is kept for the next parse, unless the policy says not to.
+  CHECK(GetFeedCacheStats().spare_bytes > 0);
+  KeepFeedSpares(false);
+  CHECK(GetFeedCacheStats().spare_bytes == 0);
+  lines.push_back("203.0.113.78");
+  std::string again = JoinLines(lines, true);
+  d.Write("feed.txt", again);
+  auto no_spare = LoadFeedCached(p);
+  REQUIRE(no_spare.ok());
+  CHECK(GetFeedCacheStats().spare_bytes == 0);
+  CheckSameEntries(**no_spare, MustParse(p, again));
+  KeepFeedSpares(true);
+
   // Everything moved: too much to match, parsed in full, still the same entries.
   std::shuffle(lines.begin(), lines.end(), rng);
   std::string shuffled = JoinLines(lines, true);

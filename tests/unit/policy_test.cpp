@@ -64,6 +64,7 @@ TEST_CASE("policy: the shipped default policy loads and tells the seed's story")
   CHECK(p->banner_server == BW_BANNER_ALERT);
   CHECK(p->banner_client == BW_BANNER_ALERT);
   CHECK_FALSE(p->allow_default_route);
+  CHECK(p->keep_reload_buffers);
   REQUIRE(p->lists.size() == 1);
   const ListSpec& l = p->lists[0];
   CHECK(l.name == "seed-2013-09");
@@ -119,6 +120,7 @@ ports: [443, 8443, 22]
 banner: { server: drop, client: off }
 allow_default_route: true
 keep_on_exit: true
+keep_reload_buffers: false
 limits: { v4_entries: 1000, v6_entries: 100 }
 block_event_interval: 250ms
 block_event_budget: 50
@@ -150,6 +152,7 @@ lists:
   CHECK(p->banner_client == BW_BANNER_OFF);
   CHECK(p->allow_default_route);
   CHECK(p->keep_on_exit);
+  CHECK_FALSE(p->keep_reload_buffers);
   CHECK(p->v4_entries == 1000u);
   CHECK(p->v6_entries == 100u);
   CHECK(p->block_event_interval == absl::Milliseconds(250));
@@ -169,7 +172,7 @@ lists:
   CHECK(*l.expires == absl::FromCivil(absl::CivilSecond(2027, 1, 1, 0, 0, 0), absl::UTCTimeZone()));
   REQUIRE(l.entries.size() == 4);
   CHECK(l.entries[0].file == 0u);  // inline entries: the policy file
-  CHECK(l.entries[0].line == 24u);
+  CHECK(l.entries[0].line == 25u);
   CHECK(p->files[l.entries[2].file] == d.path() + "/lists/extra.txt");
   CHECK(l.entries[2].line == 2u);
   CHECK(l.entries[3].source_id == "SBL000002");
@@ -247,6 +250,7 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"banner:\n  server: [drop]\n", 2, "expected a string, got a sequence"},
       // booleans
       {"keep_on_exit: yes\n", 1, "keep_on_exit: expected true or false, got 'yes'"},
+      {"keep_reload_buffers: 1\n", 1, "keep_reload_buffers: expected true or false, got '1'"},
       {"allow_default_route: \"true\"\n", 1, "expected true or false, got a quoted string"},
       {"output:\n  stdout: 1\n", 2, "output.stdout: expected true or false"},
       // limits and durations

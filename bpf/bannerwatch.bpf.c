@@ -247,7 +247,7 @@ static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
 /* The IPv4 pre-filter: the class deciding the remote address (0 unlisted, 1..14 a class of
  * bw_v4_class, BW_V4_PRE_TRIE: ask the trie). Constant time: the summary's bit and code, the
  * /24's byte when the code says so, and a bucket or few of bw_v4_host for /24s holding addresses
- * of another class. */
+ * of another class (straight from the code for /24s holding nothing else). */
 static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 {
 	const __u8 *a = bw_remote(p, dir);
@@ -270,6 +270,9 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 		return BW_V4_PRE_TRIE;
 	__u32 code = (*w >> (((h >> 8) & 31) * 2)) & 3;
 
+	/* A /24 of single addresses only (most /32s of a feed): its byte would only say so. */
+	if (code == BW_V4_SUM_HOSTS)
+		return bw_host_class((__u32)h, 0);
 	if (code != BW_V4_SUM_READ_PRE)
 		return code;
 

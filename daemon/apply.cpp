@@ -491,9 +491,16 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   absl::flat_hash_map<uint32_t, uint8_t> live = ht.Entries();
   volatile uint8_t* b = pa.map->bytes();
   std::vector<std::pair<uint32_t, uint8_t>> readers;  // (/24, its byte)
+  std::vector<uint32_t> reader_idx;
   for (size_t i = 0; i < kV4PreBytes; ++i)
-    if (uint8_t v = b[i]; v & BW_V4_PRE_HOSTS) readers.emplace_back(static_cast<uint32_t>(i), v);
+    if (uint8_t v = b[i]; v & BW_V4_PRE_HOSTS) {
+      readers.emplace_back(static_cast<uint32_t>(i), v);
+      reader_idx.push_back(static_cast<uint32_t>(i));
+    }
   for (const auto& [i, v] : readers) b[i] = BW_V4_PRE_TRIE;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  // /24s of single addresses read the table straight from their summary code: "read the byte".
+  pa.sum->Write(reader_idx, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   // A program that read a byte before it changed may still be searching the table: XDP and TC
   // programs run to completion with bottom halves off, within microseconds.
@@ -503,7 +510,15 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   for (const auto& [a, c] : live)
     if (!ht.Put(a, c)) overflow.insert(a >> 8);
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  for (const auto& [i, v] : readers) b[i] = overflow.contains(i) ? BW_V4_PRE_TRIE : v;
+  std::vector<uint8_t> codes;
+  codes.reserve(readers.size());
+  for (const auto& [i, v] : readers) {
+    uint8_t nb = overflow.contains(i) ? static_cast<uint8_t>(BW_V4_PRE_TRIE) : v;
+    b[i] = nb;
+    codes.push_back(SumCode(nb));
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  pa.sum->WriteCodes(reader_idx, codes);
   return overflow;
 }
 

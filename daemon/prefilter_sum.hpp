@@ -4,10 +4,12 @@
 // Contract: the summary is a function of the bytes: a /24's 2-bit code is SumCode(its byte), a
 // /20's bit is set when any of its /24 codes is non-zero. Code 3 (read the byte) is right for any
 // byte, so a writer may set it at any time; codes 0..2 are written only once the byte says the
-// same. With the apply order of apply.cpp (changed /24s: byte 15 then code 3; after the trie diff:
+// same (and, for code 2, the host entries are in the table). With the apply order of apply.cpp (changed /24s: byte 15 then code 3; after the trie diff:
 // final byte then its code), a reader sees an address's old or its new decision, never another.
 // Most unlisted traffic is then answered by a 128 KiB bitmap or a 4 MiB array instead of a 16 MiB
-// one, and a /24 of one of the two largest classes without /32 exceptions needs no byte at all.
+// one; a /24 of the largest class without /32 exceptions needs no byte at all, nor does a /24 of
+// single addresses only (code 2 sends the reader straight to the host table, so a writer changing
+// such a /24's host entries first moves its code to 3, as for its byte).
 #pragma once
 
 #include <cstdint>
@@ -20,9 +22,13 @@ namespace bw {
 
 inline constexpr size_t kV4SumBytes = size_t{BW_V4_SUM_ELEMS} * 8;
 
-// The code of a /24 whose bw_v4_pre byte is `b`.
+// The code of a /24 whose bw_v4_pre byte is `b`: 0 and 1 as the byte, BW_V4_SUM_HOSTS for a /24
+// of single addresses only (the byte is the hosts bit alone), else BW_V4_SUM_READ_PRE.
 inline uint8_t SumCode(uint8_t b) {
-  return b == 0 ? 0 : b == 1 ? 1 : b == 2 ? 2 : static_cast<uint8_t>(BW_V4_SUM_READ_PRE);
+  return b == 0 ? 0
+         : b == 1 ? 1
+         : b == BW_V4_PRE_HOSTS ? static_cast<uint8_t>(BW_V4_SUM_HOSTS)
+                                : static_cast<uint8_t>(BW_V4_SUM_READ_PRE);
 }
 
 // A read/write shared mapping of bw_v4_sum.

@@ -67,14 +67,21 @@
  *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /20, bit (j & 63) of element (j >> 6)
  *   for j = host-order address >> 12; set when a /24 inside has a non-zero level-1 code.
  *  level 1, the BW_V4_SUM_L1_ELEMS elements after it: two bits per /24, bits 2 * (i & 31) and up
- *   of element BW_V4_SUM_L0_ELEMS + (i >> 5) for i = address >> 8: 0 unlisted, 1 and 2 the whole
- *   /24 is of class 1 or 2 (its bw_v4_pre byte is exactly 1 or 2), 3 read bw_v4_pre.
+ *   of element BW_V4_SUM_L0_ELEMS + (i >> 5) for i = address >> 8: 0 unlisted, 1 the whole /24 is
+ *   of class 1 (its bw_v4_pre byte is exactly 1), 2 (BW_V4_SUM_HOSTS) only addresses of the /24
+ *   are listed, each with its class in bw_v4_host (its byte is exactly BW_V4_PRE_HOSTS: an
+ *   address not in the table is unlisted), 3 read bw_v4_pre.
  * 128 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes, and
  * where the list leaves whole /20s empty (about half of them with a million feed-shaped prefixes)
  * by a bitmap small enough for the L2 cache. */
 #define BW_V4_SUM_L0_ELEMS (1U << 14)
 #define BW_V4_SUM_L1_ELEMS (1U << 19)
-#define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS)
+/* One element more than the two levels: never read, its presence marks this meaning of the codes
+ * (2 = single addresses only; it was "class 2" before), so that a summary pinned by a build that
+ * reads the codes otherwise has another size and is not reused: the daemon asks for
+ * `bannerwatch detach` instead of sharing it with a program that would misread it. */
+#define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 1)
+#define BW_V4_SUM_HOSTS 2U
 #define BW_V4_SUM_READ_PRE 3U
 #define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
 /* IPv4 pre-filter hosts (bw_v4_host): the addresses of a /24 with BW_V4_PRE_HOSTS that have a

@@ -475,7 +475,7 @@ absl::Status ProgCost::Run() {
       section.notes.push_back(absl::StrCat(
           "the watchlist lookup (UDP at a size minus UDP with empty lists; prefixes are loaded "
           "through the daemon's compile and apply, so an unlisted IPv4 source is answered by the "
-          "pre-filter's summary, a 128 KiB bit per /20 and a 4 MiB array of 2-bit codes per /24, "
+          "pre-filter's summary, a 512 KiB bit per /22 and a 4 MiB array of 2-bit codes per /24, "
           "not by the trie): ",
           absl::StrJoin(parts, ", ")));
   }

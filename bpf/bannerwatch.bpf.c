@@ -48,7 +48,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_v4_pre SEC(".maps");
 
-/* IPv4 pre-filter summary: a bit per /20, two bits per /24 (BW_V4_SUM_*), mmapped by the daemon. */
+/* IPv4 pre-filter summary: a bit per /22, two bits per /24 (BW_V4_SUM_*), mmapped by the daemon. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -256,13 +256,13 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 	__builtin_memcpy(&addr, a, 4);
 	/* 64-bit index and masks so the verifier keeps the bounds. */
 	__u64 h = bpf_ntohl(addr);
-	/* The summary first: a /20 with nothing listed, then a /24's 2-bit code. */
-	__u32 k = h >> 18;
+	/* The summary first: a /22 with nothing listed, then a /24's 2-bit code. */
+	__u32 k = h >> (BW_V4_SUM_L0_SHIFT + 6);
 	__u64 *w = bpf_map_lookup_elem(&bw_v4_sum, &k);
 
 	if (!w)
 		return BW_V4_PRE_TRIE;
-	if (!((*w >> ((h >> 12) & 63)) & 1))
+	if (!((*w >> ((h >> BW_V4_SUM_L0_SHIFT) & 63)) & 1))
 		return 0;
 	k = BW_V4_SUM_L0_ELEMS + (__u32)(h >> 13);
 	w = bpf_map_lookup_elem(&bw_v4_sum, &k);

@@ -478,7 +478,7 @@ void PrefilterToTrie(PrefilterApply& pa) {
   volatile uint8_t* b = pa.map->bytes();
   for (uint32_t i : pa.changed) b[i] = BW_V4_PRE_TRIE;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // Then their summary codes say "read the byte" (and their /20s' bits are set).
+  // Then their summary codes say "read the byte" (and their /22s' bits are set).
   pa.sum->Write(pa.changed, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
 }
 

@@ -16,7 +16,7 @@ uint8_t V4SumMapping::Code(uint32_t i) const {
   return static_cast<uint8_t>((w >> ((i & 31) * 2)) & 3);
 }
 
-bool V4SumMapping::Bit20(uint32_t j) const { return (p_[j >> 6] >> (j & 63)) & 1; }
+bool V4SumMapping::Bit0(uint32_t j) const { return (p_[j >> 6] >> (j & 63)) & 1; }
 
 void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
                               const std::vector<uint8_t>& codes) const {
@@ -42,12 +42,15 @@ void V4SumMapping::WriteWords(const std::vector<uint32_t>& idx,
     words.push_back(word);
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // A /20 is 16 /24s: half a word of codes, so each word written decides two /20 bits.
+  // A level-0 unit is kV4SumL0Span /24s: 2 * kV4SumL0Span bits of a word of codes, so each word
+  // written decides 32 / kV4SumL0Span level-0 bits.
+  constexpr uint32_t kPerWord = 32 / kV4SumL0Span, kBits = 2 * kV4SumL0Span;
+  constexpr uint64_t kMask = kBits == 64 ? ~uint64_t{0} : (uint64_t{1} << kBits) - 1;
   for (uint32_t word : words) {
     const uint64_t codes = p_[BW_V4_SUM_L0_ELEMS + word];
-    for (uint32_t half = 0; half < 2; ++half) {
-      const uint32_t j = word * 2 + half;
-      const bool any = ((codes >> (32 * half)) & 0xffffffffu) != 0;
+    for (uint32_t part = 0; part < kPerWord; ++part) {
+      const uint32_t j = word * kPerWord + part;
+      const bool any = ((codes >> (kBits * part)) & kMask) != 0;
       uint64_t w = p_[j >> 6];
       const uint64_t bit = uint64_t{1} << (j & 63);
       uint64_t nw = any ? (w | bit) : (w & ~bit);

@@ -64,17 +64,19 @@
 #define BW_V4_PRE_TRIE 15U          /* class 15: decide through the trie (bw_watch_v4) */
 #define BW_V4_PRE_HOSTS 0x10U       /* bit 4: /32s inside with another class: bw_v4_host first */
 /* IPv4 pre-filter summary (bw_v4_sum), read before bw_v4_pre, one array of __u64:
- *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /20, bit (j & 63) of element (j >> 6)
- *   for j = host-order address >> 12; set when a /24 inside has a non-zero level-1 code.
+ *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /22 (BW_V4_SUM_L0_SHIFT), bit (j & 63)
+ *   of element (j >> 6) for j = host-order address >> 10; set when a /24 inside has a non-zero
+ *   level-1 code.
  *  level 1, the BW_V4_SUM_L1_ELEMS elements after it: two bits per /24, bits 2 * (i & 31) and up
  *   of element BW_V4_SUM_L0_ELEMS + (i >> 5) for i = address >> 8: 0 unlisted, 1 the whole /24 is
  *   of class 1 (its bw_v4_pre byte is exactly 1), 2 (BW_V4_SUM_HOSTS) only addresses of the /24
  *   are listed, each with its class in bw_v4_host (its byte is exactly BW_V4_PRE_HOSTS: an
  *   address not in the table is unlisted), 3 read bw_v4_pre.
- * 128 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes, and
- * where the list leaves whole /20s empty (about half of them with a million feed-shaped prefixes)
- * by a bitmap small enough for the L2 cache. */
-#define BW_V4_SUM_L0_ELEMS (1U << 14)
+ * 512 KiB + 4 MiB: unlisted traffic is mostly answered without touching the 16 MiB of bytes, and
+ * where the list leaves whole /22s empty (three quarters of them with a million feed-shaped
+ * prefixes; half of the /20s) by a bitmap small enough for the L2 cache. */
+#define BW_V4_SUM_L0_SHIFT 10U /* a level-0 bit per 2^10 addresses: a /22, four /24s */
+#define BW_V4_SUM_L0_ELEMS (1U << (32 - BW_V4_SUM_L0_SHIFT - 6))
 #define BW_V4_SUM_L1_ELEMS (1U << 19)
 /* One element more than the two levels: never read, its presence marks this meaning of the codes
  * (2 = single addresses only; it was "class 2" before), so that a summary pinned by a build that

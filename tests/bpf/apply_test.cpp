@@ -367,7 +367,7 @@ TEST_CASE("apply: a concurrent reader never sees an address missing or with a fo
   CheckTriesEqual(versions[cur], h.maps());
 }
 
-// The kernel's order with BW_CFG_PREFILTER: the summary (the /20's bit, the /24's code), the /24's
+// The kernel's order with BW_CFG_PREFILTER: the summary (the /22's bit, the /24's code), the /24's
 // byte when the code says so, the host map when its bit 4 is set, the
 // class table, the trie for class 15. A program run is a few hundred nanoseconds inside one RCU
 // read-side section, never the length of a whole apply; a user-space reader can be descheduled for
@@ -425,9 +425,9 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
         int f1 = from.load(), t1 = to.load();
         uint64_t s1 = started.load();
         uint32_t a = addrs[i];
-        // The summary first, as the kernel reads it: the /20's bit, the /24's code, the byte (a
+        // The summary first, as the kernel reads it: the /22's bit, the /24's code, the byte (a
         // /24 of single addresses only: the host table straight away).
-        uint8_t code = sum.Bit20(a >> 12) ? sum.Code(a >> 8) : 0;
+        uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
         uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8]
                     : code == BW_V4_SUM_HOSTS  ? static_cast<uint8_t>(BW_V4_PRE_HOSTS)
                                                : code;
@@ -612,8 +612,8 @@ TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses un
     while (!stop.load(std::memory_order_relaxed)) {
       for (uint32_t i = 0; i < 4096; i += 2) {
         uint32_t a = 0x0a000007u | (i << 8);
-        // The kernel's order: the /20's bit, the /24's code, the byte, the host table, the trie.
-        uint8_t code = sum.Bit20(a >> 12) ? sum.Code(a >> 8) : 0;
+        // The kernel's order: the /22's bit, the /24's code, the byte, the host table, the trie.
+        uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
         uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8]
                     : code == BW_V4_SUM_HOSTS  ? static_cast<uint8_t>(BW_V4_PRE_HOSTS)
                                                : code;

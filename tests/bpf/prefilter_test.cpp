@@ -212,25 +212,25 @@ TEST_CASE("prefilter: verdicts, events, counters and list stats equal the trie's
   int used = 0;
   for (uint32_t k = 1; k < BW_V4_PRE_TRIE; ++k) used += ClassUsed((*classes)[k]);
   CHECK(used == 14);
-  // The summary is the bytes' function: a code per /24, a bit per /20 with any code set.
+  // The summary is the bytes' function: a code per /24, a bit per /22 with any code set.
   auto sum = V4SumMapping::Map(on.maps().v4_sum);
   REQUIRE(sum.ok());
   size_t bad_codes = 0, bad_bits = 0, direct = 0, quiet = 0;
-  for (uint32_t j = 0; j < (1u << 20); ++j) {
+  for (uint32_t j = 0; j < (1u << (32 - BW_V4_SUM_L0_SHIFT)); ++j) {
     bool any = false;
-    for (uint32_t i = j << 4; i < ((j + 1) << 4); ++i) {
+    for (uint32_t i = j * kV4SumL0Span; i < (j + 1) * kV4SumL0Span; ++i) {
       uint8_t code = sum->Code(i);
       bad_codes += code != SumCode(mapping->bytes()[i]);
       direct += code == 1 || code == 2;
       any |= code != 0;
     }
-    bad_bits += sum->Bit20(j) != any;
+    bad_bits += sum->Bit0(j) != any;
     quiet += !any;
   }
   CHECK(bad_codes == 0u);
   CHECK(bad_bits == 0u);
   CHECK(direct > 0u);  // some /24s are decided by their code alone
-  CHECK(quiet > 0u);  // /20s with nothing listed: answered by their bit alone
+  CHECK(quiet > 0u);  // /22s with nothing listed: answered by their bit alone
 
   std::vector<Probe> probes = Probes();
   size_t events = 0, drops = 0;

@@ -97,8 +97,9 @@ TEST_CASE("IPv4 pre-filter layout: one byte per /24, a class in 4 bits, the host
   CHECK((BW_CFG_PREFILTER & BW_CFG_NON_TLS) == 0);
 }
 
-TEST_CASE("IPv4 pre-filter summary layout: a bit per /20, two bits per /24") {
-  CHECK(uint64_t{BW_V4_SUM_L0_ELEMS} * 64 == (uint64_t{1} << 20));
+TEST_CASE("IPv4 pre-filter summary layout: a bit per /22, two bits per /24") {
+  CHECK(BW_V4_SUM_L0_SHIFT == 10u);
+  CHECK(uint64_t{BW_V4_SUM_L0_ELEMS} * 64 == (uint64_t{1} << 22));
   CHECK(uint64_t{BW_V4_SUM_L1_ELEMS} * 32 == (uint64_t{1} << 24));
   CHECK(BW_V4_SUM_ELEMS == BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 1);  // + the format mark
   CHECK(BW_V4_SUM_HOSTS == 2u);

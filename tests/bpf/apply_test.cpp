@@ -242,6 +242,22 @@ TEST_CASE("apply: stray keys with host bits set are matched as their prefix") {
 // Nested prefixes around a set of hot addresses in 10.0.0.0/8, each length present or not and with
 // a random action, so two draws differ in every way a diff can (add, remove, re-valued, a covering
 // prefix appearing or vanishing above or below a kept one).
+// One block list of `prefixes` (entry k on line k + 1), compiled.
+CompiledPolicy BlockList(const std::vector<Prefix>& prefixes) {
+  Policy p;
+  p.path = "block.yaml";
+  p.files = {p.path};
+  ListSpec l;
+  l.name = "l";
+  l.action = ListAction::kBlock;
+  for (size_t k = 0; k < prefixes.size(); ++k)
+    l.entries.push_back({prefixes[k], 0, static_cast<uint32_t>(k + 1), ""});
+  p.lists.push_back(std::move(l));
+  auto c = Compile(p);
+  REQUIRE(c.ok());
+  return std::move(*c);
+}
+
 Policy RandomNested(std::mt19937& rng, const std::vector<uint32_t>& hot) {
   Policy p;
   p.path = "random.yaml";
@@ -566,29 +582,16 @@ void CheckPrefilterEqual(const CompiledPolicy& c, const MapSet& m) {
   CHECK(table->Entries() == want.hosts);
 }
 
-/* Test that a reload diffed against the applied policy in memory, which recomputes the pre-filter
-   only under the prefixes that changed, leaves exactly what a full build gives: small random
-   changes across several lists of every action (entries added, removed, moved to another list),
-   nested and overlapping prefixes from /8 to /32, and now and then a list emptied or refilled so
-   that classes change meaning too. */
 // /24s holding single addresses only are read straight from their summary code (BW_V4_SUM_HOSTS),
 // not through their byte: a rebuild of the host table must move their codes away too.
 TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses unread") {
   BpfHarness h;
   h.Reset();
   auto version = [](bool all) {
-    Policy p;
-    p.path = "hosts.yaml";
-    p.files = {p.path};
-    ListSpec l;
-    l.name = "hosts";
-    l.action = ListAction::kBlock;
+    std::vector<Prefix> v;
     for (uint32_t i = 0; i < 4096; ++i)
-      if (all || i % 2 == 0) l.entries.push_back({Prefix::V4(0x0a000007u | (i << 8), 32), 0, 1, ""});
-    p.lists.push_back(std::move(l));
-    auto c = Compile(p);
-    REQUIRE(c.ok());
-    return std::move(*c);
+      if (all || i % 2 == 0) v.push_back(Prefix::V4(0x0a000007u | (i << 8), 32));
+    return BlockList(v);
   };
   CompiledPolicy all = version(true), half = version(false);
   MustApply(all, h.maps());
@@ -655,6 +658,11 @@ TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses un
   CHECK(missing.load() == 0u);
 }
 
+/* Test that a reload diffed against the applied policy in memory, which recomputes the pre-filter
+   only under the prefixes that changed, leaves exactly what a full build gives: small random
+   changes across several lists of every action (entries added, removed, moved to another list),
+   nested and overlapping prefixes from /8 to /32, and now and then a list emptied or refilled so
+   that classes change meaning too. */
 TEST_CASE("apply: a reload's pre-filter diff in memory equals a full build") {
   BpfHarness h;
   h.Reset();
@@ -718,17 +726,9 @@ TEST_CASE("apply: a trie too small for old and new at once fails before writing,
   BpfHarness h(lo);
   h.Reset();
   auto make = [](uint32_t base) {
-    Policy p;
-    p.path = "cap.yaml";
-    p.files = {p.path};
-    ListSpec l;
-    l.name = "l";
-    l.action = ListAction::kBlock;
-    for (uint32_t i = 0; i < 40; ++i) l.entries.push_back({Prefix::V4(base + i, 32), 0, i + 1, ""});
-    p.lists.push_back(l);
-    auto c = Compile(p);
-    REQUIRE(c.ok());
-    return *c;
+    std::vector<Prefix> v;
+    for (uint32_t i = 0; i < 40; ++i) v.push_back(Prefix::V4(base + i, 32));
+    return BlockList(v);
   };
   CompiledPolicy a = make(0xc6336400u /* 198.51.100.0 */), b = make(0xcb007100u /* 203.0.113.0 */);
   MustApply(a, h.maps());

@@ -209,8 +209,10 @@ class Parser {
   // parse's (a kept line's text is the text its entry was parsed from, and a line's entry depends
   // on nothing else). Matching: runs of equal bytes up to a line end (memcmp), and where lines
   // differ, the nearest line within kWindow on either side that equals the other side's line
-  // (lines removed or added); failing that, a replaced line. False when more than about an eighth
-  // of the file is parsed or dropped: a full parse then pays better (`f` is to be discarded).
+  // (lines removed or added); failing that, the nearest place within kFar bytes ahead on either
+  // side where the other side's next three lines follow (a long run removed or added); failing
+  // that, a replaced line. False when more than about an eighth of the file is parsed or dropped:
+  // a full parse then pays better (`f` is to be discarded).
   absl::StatusOr<bool> ParsePlainDiff(absl::string_view before, const Feed& old,
                                       absl::string_view now, Feed& f) const {
     constexpr size_t kWindow = 32;

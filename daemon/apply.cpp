@@ -40,8 +40,6 @@
 namespace bw {
 namespace {
 
-bool SameDecision(const KernelValue& a, const KernelValue& b) { return a == b; }
-
 template <typename K>
 K KeyOf(const Prefix& p);
 template <>
@@ -228,7 +226,7 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
     } else if (i == want.size() || have[j].prefix < want[i].prefix) {
       remove.push_back({nullptr, &have[j++]});
     } else {
-      if (SameDecision(want[i].value, have[j].value)) {
+      if (want[i].value == have[j].value) {
         ++res.unchanged;
       } else {
         write.push_back({&want[i], &have[j]});
@@ -344,7 +342,7 @@ std::vector<uint32_t> AffectedSlash24s(const std::vector<KernelEntry>& have,
     } else {
       size_t span = HostSpan(want[i].prefix);
       bw += span, bh += span;
-      if (!SameDecision(want[i].value, have[j].value)) add(want[i].prefix);
+      if (!(want[i].value == have[j].value)) add(want[i].prefix);
       ++i, ++j;
     }
   }
@@ -483,24 +481,24 @@ void PrefilterToTrie(PrefilterApply& pa) {
 }
 
 // Rebuilds the host table with its live entries, none removed: first every /24 that reads it
-// goes to the trie (its byte 15: the summary code stays "read the byte"), and in-flight readers
-// are given time to finish; then the table is emptied and refilled, and the bytes are put back.
-// Returns the /24s whose entries found no room (left at 15).
+// goes to the trie (its byte 15, and summary code 3 for a /24 of single addresses, which reads the
+// table from its code), and in-flight readers are given time to finish; then the table is emptied
+// and refilled, and the bytes and codes are put back. Returns the /24s whose entries found no room
+// (left at 15).
 absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   V4HostTable& ht = *pa.hosts;
   absl::flat_hash_map<uint32_t, uint8_t> live = ht.Entries();
   volatile uint8_t* b = pa.map->bytes();
-  std::vector<std::pair<uint32_t, uint8_t>> readers;  // (/24, its byte)
-  std::vector<uint32_t> reader_idx;
+  std::vector<uint32_t> readers;  // /24 indexes, ascending
+  std::vector<uint8_t> was;       // their bytes
   for (size_t i = 0; i < kV4PreBytes; ++i)
     if (uint8_t v = b[i]; v & BW_V4_PRE_HOSTS) {
-      readers.emplace_back(static_cast<uint32_t>(i), v);
-      reader_idx.push_back(static_cast<uint32_t>(i));
+      readers.push_back(static_cast<uint32_t>(i));
+      was.push_back(v);
     }
-  for (const auto& [i, v] : readers) b[i] = BW_V4_PRE_TRIE;
+  for (uint32_t i : readers) b[i] = BW_V4_PRE_TRIE;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // /24s of single addresses read the table straight from their summary code: "read the byte".
-  pa.sum->Write(reader_idx, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
+  pa.sum->Write(readers, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   // A program that read a byte before it changed may still be searching the table: XDP and TC
   // programs run to completion with bottom halves off, within microseconds.
@@ -510,15 +508,14 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   for (const auto& [a, c] : live)
     if (!ht.Put(a, c)) overflow.insert(a >> 8);
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  std::vector<uint8_t> codes;
-  codes.reserve(readers.size());
-  for (const auto& [i, v] : readers) {
-    uint8_t nb = overflow.contains(i) ? static_cast<uint8_t>(BW_V4_PRE_TRIE) : v;
-    b[i] = nb;
-    codes.push_back(SumCode(nb));
+  std::vector<uint8_t> codes(readers.size());
+  for (size_t k = 0; k < readers.size(); ++k) {
+    uint8_t nb = overflow.contains(readers[k]) ? static_cast<uint8_t>(BW_V4_PRE_TRIE) : was[k];
+    b[readers[k]] = nb;
+    codes[k] = SumCode(nb);
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  pa.sum->WriteCodes(reader_idx, codes);
+  pa.sum->WriteCodes(readers, codes);
   return overflow;
 }
 
@@ -571,7 +568,7 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
   volatile uint8_t* b = pa.map->bytes();
   for (size_t k = 0; k < pa.changed.size(); ++k) b[pa.changed[k]] = pa.changed_bytes[k];
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // Last, the summary codes of the final bytes (and the /16 bits from them).
+  // Last, the summary codes of the final bytes (and the /22 bits from them).
   std::vector<uint8_t> codes(pa.changed_bytes.size());
   for (size_t k = 0; k < codes.size(); ++k) codes[k] = SumCode(pa.changed_bytes[k]);
   pa.sum->WriteCodes(pa.changed, codes);

@@ -128,9 +128,8 @@ class Daemon : public PolicyEveLookup {
   // into (their pages stay mapped: page faults are otherwise a third of a million-prefix compile).
   std::unique_ptr<CompiledPolicy> spare_;
   // compiled_'s IPv4 table for completing events, built when the first event after a reload
-  // needs it (v4_match_gen_: the reloads_ok_ it was built at).
+  // needs it (a reload resets it).
   std::unique_ptr<V4Match> v4_match_;
-  uint64_t v4_match_gen_ = 0;
   bool maps_in_sync_ = false;  // the tries hold exactly compiled_ (this process applied it)
   RuntimeState runtime_;
   std::string state_file_;
@@ -645,10 +644,7 @@ absl::Status Daemon::Start() {
   // lookup per event.
   reader_->set_v4_resolver([this](const uint8_t* addr4) -> std::optional<bw_list_value> {
     if (!compiled_) return std::nullopt;
-    if (!v4_match_ || v4_match_gen_ != reloads_ok_) {
-      v4_match_ = std::make_unique<V4Match>(compiled_->v4);
-      v4_match_gen_ = reloads_ok_;
-    }
+    if (!v4_match_) v4_match_ = std::make_unique<V4Match>(compiled_->v4);
     uint32_t a;
     std::memcpy(&a, addr4, 4);
     const KernelEntry* e = v4_match_->Find(ntohl(a));

@@ -43,6 +43,8 @@ size_t CommonPrefix(const char* a, const char* b, size_t n) {
   return i;
 }
 
+bool HasBom(absl::string_view s) { return s.size() >= 3 && std::memcmp(s.data(), kUtf8Bom, 3) == 0; }
+
 absl::string_view Trim(absl::string_view s) {
   size_t b = 0, e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
@@ -55,7 +57,7 @@ absl::string_view Trim(absl::string_view s) {
 class Lines {
  public:
   explicit Lines(absl::string_view content) : rest_(content) {
-    if (rest_.size() >= 3 && std::memcmp(rest_.data(), kUtf8Bom, 3) == 0) rest_.remove_prefix(3);
+    if (HasBom(rest_)) rest_.remove_prefix(3);
   }
   bool Next(absl::string_view* line) {
     if (rest_.empty()) return false;
@@ -95,7 +97,7 @@ class Parser {
 
   // Plain and FireHOL share the line syntax: '#' starts a comment, one prefix per line.
   absl::Status ParseHashComments(absl::string_view content, Feed& f, bool firehol) {
-    if (content.size() >= 3 && std::memcmp(content.data(), kUtf8Bom, 3) == 0) content.remove_prefix(3);
+    if (HasBom(content)) content.remove_prefix(3);
     // A big plain list is parsed in two halves on two threads, split after a newline: the lines of
     // the second half are numbered from the newlines of the first. The first error in file order
     // wins, as in one pass. (FireHOL's header makes its lines depend on the ones before.)
@@ -655,8 +657,6 @@ FeedCache& Cache() {
   static FeedCache* c = new FeedCache;  // never destroyed: no exit-time ordering questions
   return *c;
 }
-
-bool HasBom(absl::string_view s) { return s.size() >= 3 && std::memcmp(s.data(), kUtf8Bom, 3) == 0; }
 
 }  // namespace
 

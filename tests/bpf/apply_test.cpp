@@ -278,6 +278,27 @@ Policy RandomNested(std::mt19937& rng, const std::vector<uint32_t>& hot) {
   return p;
 }
 
+// What the kernel's pre-filter reads for host-order address `a`, in its order: the /22's bit, the
+// /24's code, the byte (code 2, a /24 of single addresses only: the host table straight away), the
+// host table. Returns the class (BW_V4_PRE_TRIE: ask the trie); *byte: the byte it acted on;
+// *host: decided by a host entry.
+uint32_t PrefilterRead(const V4SumMapping& sum, const volatile uint8_t* bytes,
+                       const V4HostTable& ht, uint32_t a, uint8_t* byte, bool* host) {
+  uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
+  uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8]
+              : code == BW_V4_SUM_HOSTS  ? static_cast<uint8_t>(BW_V4_PRE_HOSTS)
+                                         : code;
+  *byte = b;
+  *host = false;
+  uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
+  if (b & BW_V4_PRE_HOSTS)
+    if (std::optional<uint8_t> hc = ht.Find(a)) {
+      cls = *hc;
+      *host = true;
+    }
+  return cls;
+}
+
 // A reader thread may run on any CPU, not only the one the harness pinned the test to: it must
 // race the writer.
 void RunOnAnyCpu() {
@@ -441,20 +462,9 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
         int f1 = from.load(), t1 = to.load();
         uint64_t s1 = started.load();
         uint32_t a = addrs[i];
-        // The summary first, as the kernel reads it: the /22's bit, the /24's code, the byte (a
-        // /24 of single addresses only: the host table straight away).
-        uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
-        uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8]
-                    : code == BW_V4_SUM_HOSTS  ? static_cast<uint8_t>(BW_V4_PRE_HOSTS)
-                                               : code;
-        uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
-        bool host = false;
-        if (b & BW_V4_PRE_HOSTS) {
-          if (std::optional<uint8_t> hc = ht.Find(a)) {
-            cls = *hc;
-            host = true;
-          }
-        }
+        uint8_t b;
+        bool host;
+        uint32_t cls = PrefilterRead(sum, bytes, ht, a, &b, &host);
         bool found = false;
         uint8_t action = 0;
         uint32_t list_id = 0;
@@ -615,17 +625,11 @@ TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses un
     while (!stop.load(std::memory_order_relaxed)) {
       for (uint32_t i = 0; i < 4096; i += 2) {
         uint32_t a = 0x0a000007u | (i << 8);
-        // The kernel's order: the /22's bit, the /24's code, the byte, the host table, the trie.
-        uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
-        uint8_t b = code == BW_V4_SUM_READ_PRE ? bytes[a >> 8]
-                    : code == BW_V4_SUM_HOSTS  ? static_cast<uint8_t>(BW_V4_PRE_HOSTS)
-                                               : code;
-        uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
-        if (b & BW_V4_PRE_HOSTS)
-          if (std::optional<uint8_t> hc = ht.Find(a)) {
-            cls = *hc;
-            via_host.fetch_add(1, std::memory_order_relaxed);
-          }
+        // The kernel's order (PrefilterRead), then the trie.
+        uint8_t b;
+        bool host;
+        uint32_t cls = PrefilterRead(sum, bytes, ht, a, &b, &host);
+        if (host) via_host.fetch_add(1, std::memory_order_relaxed);
         bool found = cls != 0 && cls != BW_V4_PRE_TRIE;
         if (cls == BW_V4_PRE_TRIE) {
           bw_lpm_v4_key k = ToV4Key(Prefix::V4(a, 32));

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -127,6 +128,11 @@ class Daemon : public PolicyEveLookup {
   // The compiled policy the last reload replaced, kept for the next compile to write its tables
   // into (their pages stay mapped: page faults are otherwise a third of a million-prefix compile).
   std::unique_ptr<CompiledPolicy> spare_;
+  // Until the first reload: the buffers it writes into, made on a thread after the start
+  // (keep_reload_buffers), so that it does not pay the page faults later reloads are spared.
+  std::future<ReloadBuffers> premade_;
+  void StartPremade();
+  void TakePremade();
   // compiled_'s IPv4 table for completing events, built when the first event after a reload
   // needs it (a reload resets it).
   std::unique_ptr<V4Match> v4_match_;
@@ -215,8 +221,28 @@ absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
   return pol;
 }
 
+void Daemon::StartPremade() {
+  if (!policy_.keep_reload_buffers || !compiled_) return;
+  // Sizes read here; the thread touches nothing of this daemon's (the feed cache locks itself).
+  // Started after the signals are blocked: a thread must not take the signalfd's signals.
+  premade_ = std::async(std::launch::async, [sizes = ReloadBufferSizesOf(policy_, *compiled_)] {
+    PrepareFeedSpares();
+    return MakeReloadBuffers(sizes);
+  });
+}
+
+void Daemon::TakePremade() {
+  if (!premade_.valid() || premade_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+    return;  // not made yet: this reload goes without them, the next one takes them
+  ReloadBuffers b = premade_.get();
+  if (!policy_.keep_reload_buffers) return;
+  if (!spare_) spare_ = std::move(b.compiled);
+  if (spare_policy_.lists.empty()) spare_policy_ = std::move(b.policy);
+}
+
 absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_override) {
   absl::Time t0 = absl::Now();
+  TakePremade();
   const RuntimeState& rt = runtime_override ? *runtime_override : runtime_;
   auto fail = [&](const absl::Status& st) {
     ++reloads_failed_;
@@ -264,6 +290,7 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   if (!policy_.keep_reload_buffers) {
     spare_.reset();
     spare_policy_ = Policy();
+    premade_ = {};  // waits for the thread if it still runs
   }
   KeepFeedSpares(policy_.keep_reload_buffers);
   set_policy(compiled_.get());
@@ -717,6 +744,7 @@ absl::Status Daemon::Start() {
   Log(absl::StrCat("running: policy ", opts_.config_path, ", EVE ",
                    sink_ ? (sink_->path().empty() ? "stdout" : sink_->path()) : "off",
                    control_ ? absl::StrCat(", control ", ctl) : ""));
+  StartPremade();
   return absl::OkStatus();
 }
 

@@ -755,4 +755,26 @@ void KeepFeedSpares(bool keep) {
   for (auto& [path, cf] : c.by_path) cf.spare.reset();
 }
 
+void PrepareFeedSpares() {
+  FeedCache& c = Cache();
+  std::vector<std::pair<std::string, size_t>> want;  // path, entries (with room to grow)
+  {
+    absl::MutexLock l(&c.mu);
+    for (const auto& [path, cf] : c.by_path)
+      if (!cf.spare && cf.content && cf.feed)
+        want.emplace_back(path, cf.feed->entries.size() + cf.feed->entries.size() / 8);
+  }
+  for (const auto& [path, n] : want) {
+    if (!g_keep_spares.load()) return;
+    auto spare = std::make_shared<Feed>();
+    spare->entries.resize(n);  // the pages written, then emptied: the storage stays
+    spare->entries.clear();
+    absl::MutexLock l(&c.mu);
+    auto it = c.by_path.find(path);
+    // Checked under the lock, as KeepFeedSpares(false) clears under it.
+    if (it != c.by_path.end() && !it->second.spare && g_keep_spares.load())
+      it->second.spare = std::move(spare);
+  }
+}
+
 }  // namespace bw

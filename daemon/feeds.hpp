@@ -114,6 +114,10 @@ FeedCacheStats GetFeedCacheStats();
 // Whether a big plain list's replaced Feed is kept for the next parse of the file to write its
 // entries into (default true); false also drops the ones kept (policy key keep_reload_buffers).
 void KeepFeedSpares(bool keep);
+// Makes a spare, its pages written, for every big plain list in the cache that has none: what the
+// first change of each would otherwise write into fresh memory (ReloadBuffers' part in the feed
+// cache). A no-op while spares are not kept. Thread-safe; the cache is locked only briefly.
+void PrepareFeedSpares();
 
 // Reads a whole file; errors name the path and strerror.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);

@@ -93,6 +93,9 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   return prev[b.size()];
 }
 
+// A list table at least this big (entries) is kept for the next parse to write into.
+constexpr size_t kReuseMin = size_t{1} << 16;
+
 bool IsNameChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; }
 
 // Parses one policy document. Every check returns a Status naming file:line and the key path.
@@ -254,7 +257,6 @@ class PolicyParser {
   absl::Status CheckLimits(const Policy& p, int lists_line) const;
 
   std::string path_, dir_;
-  static constexpr size_t kReuseMin = size_t{1} << 16;  // entries
   size_t raw4_ = 0;  // IPv4 entries of every list (with duplicates), counted as they are added
   std::vector<std::vector<PolicyEntry>> spare_entries_;  // by capacity, ascending
   int limits_line_ = 0;
@@ -1235,6 +1237,57 @@ std::string CompiledPolicy::ExplainText(const Prefix& query) const {
                     "\n");
   }
   return out;
+}
+
+namespace {
+
+// A vector of at least `n` elements' room whose pages are written (then emptied: the storage stays).
+template <typename T>
+std::vector<T> WrittenStorage(size_t n) {
+  std::vector<T> v;
+  if (n == 0) return v;
+  v.resize(n);
+  v.clear();
+  return v;
+}
+
+// Room for the next version's growth: an eighth more (a table that overflows is copied into fresh
+// memory, the cost these buffers are there to avoid).
+size_t WithRoom(size_t n) { return n + n / 8; }
+
+}  // namespace
+
+ReloadBufferSizes ReloadBufferSizesOf(const Policy& policy, const CompiledPolicy& compiled) {
+  ReloadBufferSizes s;
+  for (const ListSpec& l : policy.lists)
+    if (l.entries.size() >= kReuseMin) s.list_entries.push_back(WithRoom(l.entries.size()));
+  s.entries = WithRoom(compiled.entries.size());
+  // A reload's refs are no longer 1..n: it indexes them by a table of the highest ref's size.
+  s.entry_slot = WithRoom(size_t{compiled.max_entry_ref} + 1);
+  size_t items4 = compiled.compile_state ? compiled.compile_state->items4.size() : 0;
+  if (items4) s.items4 = WithRoom(items4);
+  // The sweep reserves room for every item (duplicates and covered prefixes included).
+  s.v4 = WithRoom(std::max(compiled.v4.size(), items4));
+  return s;
+}
+
+ReloadBuffers MakeReloadBuffers(const ReloadBufferSizes& sizes) {
+  ReloadBuffers b;
+  for (size_t n : sizes.list_entries) {
+    ListSpec l;
+    l.entries = WrittenStorage<PolicyEntry>(n);
+    b.policy.lists.push_back(std::move(l));
+  }
+  b.compiled = std::make_unique<CompiledPolicy>();
+  b.compiled->entries = WrittenStorage<CompiledEntry>(sizes.entries);
+  b.compiled->v4 = WrittenStorage<KernelEntry>(sizes.v4);
+  b.compiled->entry_slot = WrittenStorage<uint32_t>(sizes.entry_slot);
+  if (sizes.items4) {
+    auto state = std::make_shared<CompileState>();
+    state->items4 = WrittenStorage<Item4>(sizes.items4);
+    b.compiled->compile_state = std::move(state);
+  }
+  return b;
 }
 
 }  // namespace bw

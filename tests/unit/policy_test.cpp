@@ -437,6 +437,92 @@ TEST_CASE("policy: a reload parsed into the replaced policy's storage equals a f
   CHECK(a.back().line == 70002u);
 }
 
+TEST_CASE("policy: buffers made ahead are what the first reload writes into, and change nothing") {
+  TempDir d("bw-policy-premade");
+  // Over a MiB of plain list: the feed cache keeps its text and parses a change as a diff. The
+  // /24s repeat after 65536 lines: fewer trie entries than items.
+  std::string text;
+  for (uint32_t i = 0; i < 100000; ++i)
+    absl::StrAppend(&text, "10.", (i >> 8) & 255, ".", i & 255, ".0/24\n");
+  REQUIRE(text.size() >= 1024 * 1024);
+  d.Write("feed.txt", text);
+  std::string path = d.Write("p.yaml",
+                             "lists:\n  - name: a\n    action: block\n    entries: [198.51.100.7]\n"
+                             "    files: [feed.txt]\n");
+  PruneFeedCache({});
+  KeepFeedSpares(true);
+  auto p1 = LoadPolicyFile(path);
+  REQUIRE(p1.ok());
+  absl::Time now = absl::FromUnixSeconds(1800000000);
+  auto c1 = Compile(*p1, now);
+  REQUIRE(c1.ok());
+
+  ReloadBufferSizes sizes = ReloadBufferSizesOf(*p1, *c1);
+  REQUIRE(sizes.list_entries.size() == 1);
+  CHECK(sizes.list_entries[0] > p1->lists[0].entries.size());  // room to grow
+  CHECK(sizes.v4 > c1->v4.size());
+  CHECK(sizes.items4 > 0);
+  ReloadBuffers b = MakeReloadBuffers(sizes);
+  REQUIRE(b.policy.lists.size() == 1);
+  CHECK(b.policy.lists[0].entries.empty());
+  CHECK(b.policy.lists[0].entries.capacity() >= sizes.list_entries[0]);
+  REQUIRE(b.compiled);
+  CHECK(b.compiled->v4.empty());
+  CHECK(b.compiled->v4.capacity() >= sizes.v4);
+  CHECK(b.compiled->entries.capacity() >= sizes.entries);
+  const PolicyEntry* list_storage = b.policy.lists[0].entries.data();
+  const KernelEntry* v4_storage = b.compiled->v4.data();
+  const CompiledEntry* entry_storage = b.compiled->entries.data();
+  const uint32_t* slot_storage = b.compiled->entry_slot.data();
+
+  // The feed's part: a spare for the cached list, the pages written.
+  CHECK(GetFeedCacheStats().spare_bytes == 0);
+  KeepFeedSpares(false);
+  PrepareFeedSpares();  // not while spares are not kept
+  CHECK(GetFeedCacheStats().spare_bytes == 0);
+  KeepFeedSpares(true);
+  PrepareFeedSpares();
+  size_t feed_room = 100000 + 100000 / 8;
+  CHECK(GetFeedCacheStats().spare_bytes == feed_room * sizeof(FeedEntry));
+
+  // The first reload: a line removed and one added.
+  std::string changed = text.substr(text.find('\n') + 1) + "203.0.113.0/24\n";
+  d.Write("feed.txt", changed);
+  FeedCacheStats s0 = GetFeedCacheStats();
+  auto p2 = LoadPolicyFile(path, &b.policy);
+  REQUIRE(p2.ok());
+  CHECK(GetFeedCacheStats().diffs - s0.diffs == 1);
+  CHECK(p2->lists[0].entries.data() == list_storage);
+  auto feed = LoadFeedCached(d.path() + "/feed.txt");  // a cache hit: the Feed the reload parsed
+  REQUIRE(feed.ok());
+  CHECK((*feed)->entries.capacity() == feed_room);  // the spare's storage
+  auto c2 = Compile(*p2, now, &*c1, b.compiled.get());
+  REQUIRE(c2.ok());
+  CHECK(c2->v4.data() == v4_storage);
+  CHECK(c2->entries.data() == entry_storage);
+  CHECK(c2->entry_slot.data() == slot_storage);  // refs no longer 1..n: indexed by a table
+
+  // The same as a reload without them.
+  PruneFeedCache({});
+  auto fresh = LoadPolicyFile(path);
+  REQUIRE(fresh.ok());
+  auto c3 = Compile(*fresh, now, &*c1);
+  REQUIRE(c3.ok());
+  REQUIRE(c2->v4.size() == c3->v4.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < c2->v4.size(); ++i)
+    differ += !(c2->v4[i].prefix == c3->v4[i].prefix && c2->v4[i].value == c3->v4[i].value);
+  CHECK(differ == 0);
+  REQUIRE(c2->entries.size() == c3->entries.size());
+  for (size_t i = 0; i < c2->entries.size(); ++i)
+    differ += !(c2->entries[i].ref == c3->entries[i].ref &&
+                c2->entries[i].prefix == c3->entries[i].prefix &&
+                c2->entries[i].line == c3->entries[i].line);
+  CHECK(differ == 0);
+  CHECK(c2->entries.size() == 100001);
+  PruneFeedCache({});
+}
+
 TEST_CASE("policy: precedence SAFELIST > BLOCK > WATCH whatever the prefix lengths") {
   Policy p = MustParse(R"(
 lists:

@@ -257,7 +257,9 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   if (!pol.ok()) return fail(pol.status());
   // Ids stay stable across reloads; the tables are written into the storage of the policy the
   // last reload replaced.
+  absl::Time t1 = absl::Now();
   auto compiled = Compile(*pol, t0, compiled_.get(), spare_.get());
+  absl::Time t2 = absl::Now();
   if (!compiled.ok()) return fail(compiled.status());
   // The maps were sized at load; a policy that outgrew them cannot be applied half-way.
   uint32_t cap4 = dp_->v4_capacity();
@@ -298,7 +300,8 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   last_reload_ = absl::Now();
   last_reload_ok_ = true;
   last_reload_error_.clear();
-  last_reload_summary_ = stats->ToString();
+  last_reload_summary_ = absl::StrCat(stats->ToString(), "; parse ", absl::FormatDuration(t1 - t0),
+                                      ", compile ", absl::FormatDuration(t2 - t1));
   list_stats_at_ = absl::InfinitePast();
   Log(absl::StrCat("policy ", opts_.config_path, " applied (", why, "): ", last_reload_summary_));
   WatchFiles();

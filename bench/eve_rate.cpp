@@ -68,6 +68,9 @@ ABSL_FLAG(int, reader_cpu, 1, "CPU of the daemon (the reader)");
 ABSL_FLAG(std::string, dir, "/tmp", "directory for the EVE file and the daemon's files");
 ABSL_FLAG(std::string, bannerwatch, "", "the bannerwatch binary (default: this build's)");
 ABSL_FLAG(uint64_t, formatter_events, 2000000, "events per round of the in-process baseline");
+ABSL_FLAG(std::string, key, "eve_rate", "the result section's key (a second run needs its own)");
+ABSL_FLAG(std::string, where, "a file",
+          "where the EVE file is, as the section title says it (with --dir)");
 ABSL_FLAG(bool, verbose, false, "libbpf debug output");
 
 namespace bw::bench {
@@ -75,6 +78,25 @@ namespace {
 
 constexpr const char* kBanner = "SSH-2.0-OpenSSH_9.2p1\r\n";
 constexpr const char* kIf = "bwbe0";
+
+// A process's CPU time so far, user and system, in seconds (/proc/PID/stat; clock-tick resolution).
+absl::StatusOr<std::pair<double, double>> ProcCpu(pid_t pid) {
+  std::string path = absl::StrCat("/proc/", pid, "/stat");
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  // Fields after the command (which may hold spaces) start past its closing parenthesis; utime
+  // and stime are fields 14 and 15.
+  const char* p = std::strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0;
+  if (!p || std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": unexpected format"));
+  double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return std::make_pair(static_cast<double>(ut) / tick, static_cast<double>(st) / tick);
+}
 
 // Counts the lines of a file that only grows (or is truncated by us), reading only what is new.
 class LineCounter {
@@ -154,6 +176,10 @@ struct Measurement {
   double drain_s = 0;      // from the end of production to the last line in the file
   uint64_t written_in_window = 0;  // lines in the file when production ended
   bool exact = false;      // lost == produced - written, events + lost == produced, runs == produced
+  // The daemon's CPU time from the start of production to the last line (/proc/PID/stat).
+  double reader_user_s = 0, reader_sys_s = 0;
+  double user_ns_per_line() const { return written ? reader_user_s * 1e9 / written : 0; }
+  double sys_ns_per_line() const { return written ? reader_sys_s * 1e9 / written : 0; }
   double produced_rate() const { return produced / produce_s; }
   // Lines per second while the kernel produced: what was in the file when production ended.
   double written_rate() const { return written_in_window / produce_s; }
@@ -164,7 +190,8 @@ struct Measurement {
             {"written", written},   {"produce_seconds", produce_s},
             {"drain_seconds", drain_s}, {"written_in_window", written_in_window},
             {"produced_per_s", produced_rate()},
-            {"written_per_s", written_rate()}, {"check_exact", exact}};
+            {"written_per_s", written_rate()}, {"check_exact", exact},
+            {"reader_user_seconds", reader_user_s}, {"reader_sys_seconds", reader_sys_s}};
   }
 };
 
@@ -302,6 +329,7 @@ absl::StatusOr<Measurement> EveRate::Measure(const std::string& label, double ra
   absl::Status st = lines_.Truncate();
   if (!st.ok()) return st;
   auto c0 = maps_.ReadCounters(BW_DIR_INGRESS);
+  auto cpu0 = ProcCpu(daemon_->pid());
   if (!c0.ok()) return c0.status();
   if (stop_reader) {
     st = daemon_->Pause();
@@ -370,6 +398,11 @@ absl::StatusOr<Measurement> EveRate::Measure(const std::string& label, double ra
     usleep(1000);
   }
   m.written = seen;
+  auto cpu1 = ProcCpu(daemon_->pid());
+  if (cpu0.ok() && cpu1.ok()) {
+    m.reader_user_s = cpu1->first - cpu0->first;
+    m.reader_sys_s = cpu1->second - cpu0->second;
+  }
   m.drain_s = std::max(0.0, last_growth - t1);
   {
     // Lines in the part of the file that existed at the end of production.
@@ -589,13 +622,14 @@ absl::Status EveRate::Run() {
     saturation = med(by_rate["max"], [](const Measurement& m) { return m.written_rate(); });
 
   section.part = 2;
-  section.key = "eve_rate";
-  section.title =
+  section.key = absl::GetFlag(FLAGS_key);
+  section.title = absl::StrCat(
       "Events into EVE: SSH-banner events from BPF_PROG_TEST_RUN (one CPU) into a real "
-      "`bannerwatch run` writing EVE lines to a file (the other CPU)";
+      "`bannerwatch run` writing EVE lines to ",
+      absl::GetFlag(FLAGS_where), " (the other CPU)");
   section.columns = {"offered",    "produced/s", "written/s", "written ÷ formatter+sink alone",
                      "lost (median / max)", "lost share", "check: lost = produced − written",
-                     "target"};
+                     "reader CPU per line: user + sys", "target"};
   nlohmann::json results = nlohmann::json::array();
   auto add_row = [&](const std::string& label, const std::vector<Measurement>& v, double offered,
                      bool is_baseline) {
@@ -640,8 +674,13 @@ absl::Status EveRate::Run() {
     section.rows.push_back({label, Mps(prod), is_baseline ? "" : Mps(wr),
                             is_baseline ? "" : absl::StrFormat("%.2fx", wr / fmt),
                             absl::StrFormat("%.0f / %llu", lost, static_cast<unsigned long long>(max_lost)),
-                            absl::StrFormat("%.1f%%", share * 100),
-                            check, target});
+                            absl::StrFormat("%.1f%%", share * 100), check,
+                            is_baseline ? ""
+                                        : absl::StrFormat(
+                                              "%.0f + %.0f ns",
+                                              med(v, [](const Measurement& m) { return m.user_ns_per_line(); }),
+                                              med(v, [](const Measurement& m) { return m.sys_ns_per_line(); })),
+                            target});
     nlohmann::json rounds_j = nlohmann::json::array();
     for (const Measurement& m : v) rounds_j.push_back(m.ToJson());
     nlohmann::json r = {{"rate", label},
@@ -663,16 +702,16 @@ absl::Status EveRate::Run() {
     add_row(rate > 0 ? Mps(rate) : "flat out", by_rate[label], rate, false);
   add_row("flat out, reader stopped (SIGSTOP): baseline", stopped, 0, true);
   section.rows.push_back({"formatter + sink alone (in-process, reader CPU): baseline", "", Mps(fmt),
-                          "1.00x", "", "", "", ""});
+                          "1.00x", "", "", "", "", ""});
   double lb = Median(line_bytes);
   section.rows.push_back({"formatter alone, no I/O (in-process): reference", "",
                           Mps(Median(fmt_only)), absl::StrFormat("%.2fx", Median(fmt_only) / fmt),
-                          "", "", "", ""});
+                          "", "", "", "", ""});
   section.rows.push_back({absl::StrFormat("write(2) appends alone, %.0f MB/s ÷ %.0f B/line: reference",
                                           Median(append_mb), lb),
                           "", Mps(Median(append_mb) * 1e6 / lb),
                           absl::StrFormat("%.2fx", Median(append_mb) * 1e6 / lb / fmt), "", "", "",
-                          ""});
+                          "", ""});
 
   section.notes.push_back(absl::StrFormat(
       "median of %d rounds of %.1f s per offered rate (rounds interleave the rates); producer: "

@@ -133,6 +133,8 @@ class Daemon : public PolicyEveLookup {
   std::future<ReloadBuffers> premade_;
   void StartPremade();
   void TakePremade();
+  // What the daemon holds for the next reload to write into (status, metrics).
+  uint64_t ReloadBufferBytes() const;
   // compiled_'s IPv4 table for completing events, built when the first event after a reload
   // needs it (a reload resets it).
   std::unique_ptr<V4Match> v4_match_;
@@ -233,11 +235,16 @@ void Daemon::StartPremade() {
 
 void Daemon::TakePremade() {
   if (!premade_.valid() || premade_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
-    return;  // not made yet: this reload goes without them, the next one takes them
+    return;  // not made yet: a reload now goes without them
   ReloadBuffers b = premade_.get();
   if (!policy_.keep_reload_buffers) return;
   if (!spare_) spare_ = std::move(b.compiled);
   if (spare_policy_.lists.empty()) spare_policy_ = std::move(b.policy);
+}
+
+uint64_t Daemon::ReloadBufferBytes() const {
+  return ReusableBytes(spare_policy_) + (spare_ ? ReusableBytes(*spare_) : 0) +
+         GetFeedCacheStats().spare_bytes;
 }
 
 absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_override) {
@@ -405,6 +412,10 @@ json Daemon::Status() {
               {"lines_dropped", sink_ ? sink_->lines_dropped() : 0},
               {"format_errors", format_errors_},
               {"followers", control_ ? control_->followers() : 0}};
+  TakePremade();
+  j["reload_buffers"] = {{"keep", policy_.keep_reload_buffers},
+                         {"making", premade_.valid()},
+                         {"held_bytes", ReloadBufferBytes()}};
   j["last_reload"] = {{"time", TimeText(last_reload_)}, {"ok", last_reload_ok_},
                       {"error", last_reload_error_}, {"summary", last_reload_summary_},
                       {"reloads_ok", reloads_ok_}, {"reloads_failed", reloads_failed_}};
@@ -543,6 +554,10 @@ std::string Daemon::RenderMetrics() {
   m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "error"), reloads_failed_);
   m.Family("bannerwatch_last_reload_success", "gauge", "1 if the last reload was applied");
   m.Sample("bannerwatch_last_reload_success", "", uint64_t{last_reload_ok_ ? 1u : 0u});
+  TakePremade();
+  m.Family("bannerwatch_reload_buffers_bytes", "gauge",
+           "Memory held for the next reload to write its tables into (keep_reload_buffers)");
+  m.Sample("bannerwatch_reload_buffers_bytes", "", ReloadBufferBytes());
   m.Family("bannerwatch_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload");
   m.Sample("bannerwatch_last_reload_timestamp_seconds", "", absl::ToDoubleSeconds(last_reload_ - absl::UnixEpoch()));
   return m.str();
@@ -605,6 +620,7 @@ void Daemon::OnTimer() {
   (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
   absl::Time now = absl::Now();
   if (sink_) (void)sink_->Flush();
+  TakePremade();  // the buffers made after the start, once ready
   if (now >= reload_due_) {
     reload_due_ = absl::InfiniteFuture();
     (void)Reload("file changed");

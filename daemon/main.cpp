@@ -202,6 +202,13 @@ void PrintStatus(const json& j) {
   std::printf("EVE %s: %llu lines written, %llu dropped\n", e.value("path", "").c_str(),
               static_cast<unsigned long long>(e.value("lines_written", 0)),
               static_cast<unsigned long long>(e.value("lines_dropped", 0)));
+  if (j.contains("reload_buffers")) {
+    const auto& b = j["reload_buffers"];
+    std::printf("reload buffers: %.1f MiB held%s\n",
+                static_cast<double>(b.value("held_bytes", uint64_t{0})) / (1024.0 * 1024.0),
+                !b.value("keep", true) ? " (keep_reload_buffers: false)"
+                : b.value("making", false) ? " (being made)" : "");
+  }
   const auto& r = j["last_reload"];
   std::printf("last reload %s: %s%s\n", r.value("time", "").c_str(),
               r.value("ok", false) ? "ok, " : "FAILED: ",

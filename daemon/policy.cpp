@@ -1290,4 +1290,18 @@ ReloadBuffers MakeReloadBuffers(const ReloadBufferSizes& sizes) {
   return b;
 }
 
+size_t ReusableBytes(const Policy& policy) {
+  size_t n = 0;
+  for (const ListSpec& l : policy.lists) n += l.entries.capacity() * sizeof(PolicyEntry);
+  return n;
+}
+
+size_t ReusableBytes(const CompiledPolicy& compiled) {
+  size_t n = compiled.entries.capacity() * sizeof(CompiledEntry) +
+             compiled.v4.capacity() * sizeof(KernelEntry) +
+             compiled.entry_slot.capacity() * sizeof(uint32_t);
+  if (compiled.compile_state) n += compiled.compile_state->items4.capacity() * sizeof(Item4);
+  return n;
+}
+
 }  // namespace bw

@@ -245,6 +245,10 @@ struct ReloadBuffers {
 };
 // Makes them (on any thread: a few tens of milliseconds at a million prefixes).
 ReloadBuffers MakeReloadBuffers(const ReloadBufferSizes& sizes);
+// The storage (capacity, not size) of the big tables a reload reuses: a policy's list entries, a
+// compiled policy's entry, IPv4 and ref tables and its sorted IPv4 items.
+size_t ReusableBytes(const Policy& policy);
+size_t ReusableBytes(const CompiledPolicy& compiled);
 
 // For tests: how many Compile calls built the IPv4 items by the incremental merge (process-wide),
 // and a switch to force the full path (on by default).

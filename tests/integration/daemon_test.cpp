@@ -367,6 +367,37 @@ TEST_CASE("Prometheus metrics: kernel counters, per-list hits and drops, EVE lin
   CHECK(m.find("bannerwatch_reloads_total{result=\"ok\"} 1") != std::string::npos);
   CHECK(m.find("bannerwatch_last_reload_success 1") != std::string::npos);
   CHECK(m.find("bannerwatch_eve_lines_written_total") != std::string::npos);
+  CHECK(m.find("# TYPE bannerwatch_reload_buffers_bytes gauge") != std::string::npos);
+}
+
+TEST_CASE("reload buffers: made after the start, kept across reloads, handed back on request") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  d.Start();
+  json s;
+  // Made on a thread after the start; the daemon takes them once they are ready.
+  CHECK(WaitFor([&] {
+    s = d.Status();
+    return s["reload_buffers"]["making"] == false && s["reload_buffers"]["held_bytes"] > 0;
+  }, 5000));
+  INFO(s.dump());
+  CHECK(s["reload_buffers"]["keep"] == true);
+  std::string out;
+  REQUIRE(d.Cli("status", &out) == 0);
+  CHECK(out.find("reload buffers: ") != std::string::npos);
+  REQUIRE(d.Cli("reload", &out) == 0);
+  s = d.Status();
+  CHECK(s["reload_buffers"]["held_bytes"] > 0);  // now the tables of the policy it replaced
+  CHECK(s["last_reload"]["summary"].get<std::string>().find("; parse ") != std::string::npos);
+  // keep_reload_buffers: false hands them back at the next reload.
+  d.WritePolicy(std::string(kBlockServerPolicy) + "keep_reload_buffers: false\n");
+  REQUIRE(d.Cli("reload", &out) == 0);
+  s = d.Status();
+  CHECK(s["reload_buffers"]["keep"] == false);
+  CHECK(s["reload_buffers"]["held_bytes"] == 0);
+  REQUIRE(d.Cli("status", &out) == 0);
+  CHECK(out.find("reload buffers: 0.0 MiB held (keep_reload_buffers: false)") != std::string::npos);
+  CHECK(Ping(t.server(), kHostV4) != 0);  // still blocked
 }
 
 TEST_CASE("a second daemon on the same pin root is refused") {

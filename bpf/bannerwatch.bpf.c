@@ -216,9 +216,10 @@ static __always_inline struct bw_list_value *bw_lookup(const struct bw_pkt *p, i
 	return bpf_map_lookup_elem(&bw_watch_v6, &k6);
 }
 
-/* The class of host-order address `a` in bw_v4_host, or `dflt` (its /24's) when it has none. A
- * bucket is one cache line; the search ends at the entry, or at a bucket with an empty slot. */
-static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
+/* The class of host-order address `a` in bw_v4_host (`chunk` 0), or of the /27 starting at `a`
+ * (`chunk` BW_V4_HOST_CHUNK), or `dflt` when it has none. A bucket is one cache line; the search
+ * ends at the entry, or at a bucket with an empty slot. */
+static __always_inline __u32 bw_host_class(__u32 a, __u64 chunk, __u32 dflt)
 {
 	__u32 home = bw_v4_host_home(a);
 
@@ -234,7 +235,9 @@ static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
 		for (__u32 j = 0; j < BW_V4_HOST_SLOTS; j++) {
 			__u64 v = bk->slot[j];
 
-			if ((__u32)v == a && (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD)) == BW_V4_HOST_LIVE)
+			if ((__u32)v == a &&
+			    (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD | BW_V4_HOST_CHUNK)) ==
+				    (BW_V4_HOST_LIVE | chunk))
 				return (v >> 32) & BW_V4_PRE_CLASS_MASK;
 			open |= v == 0;
 		}
@@ -246,8 +249,8 @@ static __always_inline __u32 bw_host_class(__u32 a, __u32 dflt)
 
 /* The IPv4 pre-filter: the class deciding the remote address (0 unlisted, 1..14 a class of
  * bw_v4_class, BW_V4_PRE_TRIE: ask the trie). Constant time: the summary's bit and code, the
- * /24's byte when the code says so, and a bucket or few of bw_v4_host for /24s holding addresses
- * of another class (straight from the code for /24s holding nothing else). */
+ * /24's byte when the code says so, and a bucket or few of bw_v4_host for /24s holding /27s or
+ * addresses of another class (straight from the code for /24s holding single addresses only). */
 static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 {
 	const __u8 *a = bw_remote(p, dir);
@@ -272,7 +275,7 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 
 	/* A /24 of single addresses only (most /32s of a feed): its byte would only say so. */
 	if (code == BW_V4_SUM_HOSTS)
-		return bw_host_class((__u32)h, 0);
+		return bw_host_class((__u32)h, 0, 0);
 	if (code != BW_V4_SUM_READ_PRE)
 		return code;
 
@@ -285,8 +288,11 @@ static __always_inline __u32 bw_pre_class(const struct bw_pkt *p, int dir)
 	__u8 b = e[idx & 7];
 	__u32 cls = b & BW_V4_PRE_CLASS_MASK;
 
+	/* /25-/27s of another class: the /27's chunk entry, then (more specific) the address's. */
+	if (b & BW_V4_PRE_CHUNKS)
+		cls = bw_host_class((__u32)h & ~31U, BW_V4_HOST_CHUNK, cls);
 	if (b & BW_V4_PRE_HOSTS)
-		return bw_host_class((__u32)h, cls);
+		return bw_host_class((__u32)h, 0, cls);
 	return cls;
 }
 

@@ -295,9 +295,9 @@ absl::StatusOr<TrieResult> ApplyTrie(const Map<K, bw_list_value>& map,
 }
 
 // The IPv4 pre-filter's part of an apply. Safe order (an address's old and new decision are the
-// only ones a reader can see, reading byte -> host -> class, else the trie):
-//  First, every /24 that changes (its byte, a /32 inside, or the meaning of the class its byte or
-//  one of its /32s names) is set to 15 (trie, hosts bit clear).
+// only ones a reader can see, reading byte -> chunk -> host -> class, else the trie):
+//  First, every /24 that changes (its byte, a /27 chunk or /32 inside, or the meaning of the class
+//  its byte or one of its entries names) is set to 15 (trie, hosts and chunks bits clear).
 //  Then classes that change meaning (nothing names them now) are rewritten and their counters
 //  zeroed, host entries of changed /24s are written and removed, then the final bytes go in.
 //  The trie diff runs beside all of this, on another thread: a byte of 15 sends a reader to the
@@ -310,7 +310,7 @@ struct PrefilterApply {
   std::optional<V4HostTable> hosts;
   V4ClassTable old_classes{}, classes{};
   V4Prefilter want;  // bytes: empty when the apply is incremental (changed_bytes has them)
-  absl::flat_hash_map<uint32_t, uint8_t> have_hosts;  // incremental: of the affected /24s only
+  V4Hosts have_hosts;  // incremental: of the affected /24s only
   std::vector<uint32_t> changed;  // /24 indexes
   std::vector<uint8_t> changed_bytes;  // their final bytes
   size_t hosts_after = 0;         // bw_v4_host entries once applied (counted in the table)
@@ -368,12 +368,12 @@ bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPol
   struct Walk {
     std::vector<uint8_t> bytes;                              // per affected /24
     std::vector<uint32_t> first;                             // its hosts: [first[k], first[k+1])
-    std::vector<std::pair<uint32_t, uint8_t>> hosts;
+    std::vector<std::pair<V4HostKey, uint8_t>> hosts;
   };
   auto walk = [](const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
                  const std::vector<uint32_t>& affected, Walk& w) {
     V4PrefilterWalker walker(v4, classes);
-    std::vector<std::pair<uint32_t, uint8_t>> h;
+    std::vector<std::pair<V4HostKey, uint8_t>> h;
     w.bytes.reserve(affected.size());
     w.first.reserve(affected.size() + 1);
     for (uint32_t idx : affected) {
@@ -459,10 +459,10 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   for (const auto& [a, c] : pa.have_hosts) {
     auto it = pa.want.hosts.find(a);
     if (it == pa.want.hosts.end() || it->second != c || pa.meaning_changed[c & BW_V4_PRE_CLASS_MASK])
-      mark[a >> 8] = true;
+      mark[V4HostSlash24(a)] = true;
   }
   for (const auto& [a, c] : pa.want.hosts)
-    if (!pa.have_hosts.contains(a)) mark[a >> 8] = true;
+    if (!pa.have_hosts.contains(a)) mark[V4HostSlash24(a)] = true;
   for (size_t i = 0; i < kV4PreBytes; ++i)
     if (mark[i]) {
       pa.changed.push_back(static_cast<uint32_t>(i));
@@ -481,18 +481,18 @@ void PrefilterToTrie(PrefilterApply& pa) {
 }
 
 // Rebuilds the host table with its live entries, none removed: first every /24 that reads it
-// goes to the trie (its byte 15, and summary code 3 for a /24 of single addresses, which reads the
-// table from its code), and in-flight readers are given time to finish; then the table is emptied
+// (hosts or chunks in its byte) goes to the trie (its byte 15, and summary code 3 for a /24 of
+// single addresses, which reads the table from its code), and in-flight readers are given time to finish; then the table is emptied
 // and refilled, and the bytes and codes are put back. Returns the /24s whose entries found no room
 // (left at 15).
 absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   V4HostTable& ht = *pa.hosts;
-  absl::flat_hash_map<uint32_t, uint8_t> live = ht.Entries();
+  V4Hosts live = ht.Entries();
   volatile uint8_t* b = pa.map->bytes();
   std::vector<uint32_t> readers;  // /24 indexes, ascending
   std::vector<uint8_t> was;       // their bytes
   for (size_t i = 0; i < kV4PreBytes; ++i)
-    if (uint8_t v = b[i]; v & BW_V4_PRE_HOSTS) {
+    if (uint8_t v = b[i]; v & (BW_V4_PRE_HOSTS | BW_V4_PRE_CHUNKS)) {
       readers.push_back(static_cast<uint32_t>(i));
       was.push_back(v);
     }
@@ -506,7 +506,7 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   ht.Clear();
   absl::flat_hash_set<uint32_t> overflow;
   for (const auto& [a, c] : live)
-    if (!ht.Put(a, c)) overflow.insert(a >> 8);
+    if (!ht.Put(a, c)) overflow.insert(V4HostSlash24(a));
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   std::vector<uint8_t> codes(readers.size());
   for (size_t k = 0; k < readers.size(); ++k) {
@@ -537,7 +537,7 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
   // fit; nothing reads them while the byte says so).
   absl::flat_hash_set<uint32_t> overflow;
   for (const auto& [a, c] : pa.want.hosts)
-    if (!ht.Put(a, c)) overflow.insert(a >> 8);
+    if (!ht.Put(a, c)) overflow.insert(V4HostSlash24(a));
   // The changed /24s are at 15 still: their entries are live ones to keep if they fit, and their
   // final bytes go in below.
   V4HostTable::Counts n = ht.Count();

@@ -71,23 +71,25 @@ class ClassMemo {
   uint32_t list_id_ = 0;
 };
 
-// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each); a /25-/27 of another
-// class than its /24 sends the /24 to the trie. Feeds carry few of either; /28-/31 are the more
-// common, and the trie costs about a microsecond per packet at a million prefixes.
+// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each), /25-/27s of another
+// class than their /24 chunk entries (the class of each /27 they cover). Feeds carry few of
+// either; the trie they would otherwise be left to costs about a microsecond per packet at a
+// million prefixes.
 constexpr unsigned kExpandLen = kV4ExpandLen;
 
 // Pass 2 of BuildV4Prefilter for the /24 whose longer prefixes start at v4[i]: the /24's final
-// byte given its class from the prefixes up to /24 (`base`), and its addresses of another class.
-// `*room` is what is left of the host map's capacity: a /24 whose hosts do not fit goes to the
-// trie.
+// byte given its class from the prefixes up to /24 (`base`), its /27s of another class (chunk
+// entries) and its addresses of another class than their /27 (host entries). `*room` is what is
+// left of the host map's capacity: a /24 whose entries do not fit goes to the trie.
 uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, ClassMemo& cls,
-                  std::vector<std::pair<uint32_t, uint8_t>>& hosts, size_t* room) {
+                  std::vector<std::pair<V4HostKey, uint8_t>>& hosts, size_t* room) {
   const uint32_t idx = v4[i].prefix.v4() >> 8;
   size_t end = i;
   bool only32 = true;
   for (; end < v4.size() && (v4[end].prefix.v4() >> 8) == idx; ++end)
     only32 &= v4[end].prefix.len == 32 || v4[end].prefix.len <= 24;
   bool trie = base == BW_V4_PRE_TRIE;
+  bool any_host = false, any_chunk = false;
   hosts.clear();
   if (only32) {
     for (; i < end; ++i) {
@@ -96,24 +98,35 @@ uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, C
       uint8_t c = cls(e.value.action, e.value.list_id);
       if (c != base) hosts.emplace_back(e.prefix.v4(), c);
     }
+    any_host = !hosts.empty();
   } else {
-    // Each address's class, the more specific prefixes (later in sorted order) overwriting.
+    // Each address's class and each /27's, the more specific prefixes (later in sorted order)
+    // overwriting: a /27's is that of the longest /25-/27 covering it, else the /24's.
     std::array<uint8_t, 256> at;
+    std::array<uint8_t, 8> chunk;
     at.fill(base);
+    chunk.fill(base);
     for (; i < end; ++i) {
       const KernelEntry& e = v4[i];
       if (e.prefix.len <= 24) continue;
       uint8_t c = cls(e.value.action, e.value.list_id);
-      if (e.prefix.len < kExpandLen) {
-        trie |= c != base;  // a /25-/27 of the /24's class changes nothing by itself
-        continue;
-      }
       uint32_t first = e.prefix.v4() & 0xff;
-      std::fill_n(at.begin() + first, size_t{1} << (32 - e.prefix.len), c);
+      size_t n = size_t{1} << (32 - e.prefix.len);
+      std::fill_n(at.begin() + first, n, c);
+      if (e.prefix.len < kExpandLen) std::fill_n(chunk.begin() + first / 32, n / 32, c);
     }
-    if (!trie)
+    if (!trie) {
+      for (uint32_t j = 0; j < 8; ++j)
+        if (chunk[j] != base) {
+          hosts.emplace_back(V4ChunkKeyOf((idx << 8) | (j * 32)), chunk[j]);
+          any_chunk = true;
+        }
       for (uint32_t k = 0; k < 256; ++k)
-        if (at[k] != base) hosts.emplace_back((idx << 8) | k, at[k]);
+        if (at[k] != chunk[k / 32]) {
+          hosts.emplace_back((idx << 8) | k, at[k]);
+          any_host = true;
+        }
+    }
   }
   if (!trie && hosts.size() > *room) trie = true;  // the host map is full: the trie decides
   if (trie) {
@@ -121,7 +134,8 @@ uint8_t HostGroup(const std::vector<KernelEntry>& v4, size_t& i, uint8_t base, C
     return BW_V4_PRE_TRIE;
   }
   *room -= hosts.size();
-  return hosts.empty() ? base : base | BW_V4_PRE_HOSTS;
+  return static_cast<uint8_t>(base | (any_host ? BW_V4_PRE_HOSTS : 0) |
+                              (any_chunk ? BW_V4_PRE_CHUNKS : 0));
 }
 
 }  // namespace
@@ -141,7 +155,7 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
     std::memset(b + first, cls(e.value.action, e.value.list_id), size_t{1} << (24 - e.prefix.len));
   }
   // Pass 2: the longer prefixes, grouped by /24 (contiguous in sorted order).
-  std::vector<std::pair<uint32_t, uint8_t>> hosts;
+  std::vector<std::pair<V4HostKey, uint8_t>> hosts;
   for (size_t i = 0; i < v4.size();) {
     if (v4[i].prefix.len <= 24) {
       ++i;
@@ -154,16 +168,15 @@ V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTa
   return out;
 }
 
-absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
-                                                    const V4ClassTable& classes,
-                                                    size_t host_capacity) {
-  absl::flat_hash_map<uint32_t, uint8_t> out;
+V4Hosts BuildV4Hosts(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
+                     size_t host_capacity) {
+  V4Hosts out;
   size_t room = host_capacity;
   ClassMemo cls(classes);
   // The byte pass 1 would leave for a /24 is the class of the longest prefix up to /24 covering
   // it: the top of a stack of the covering prefixes, in sorted order.
   std::vector<std::pair<const Prefix*, uint8_t>> stack;
-  std::vector<std::pair<uint32_t, uint8_t>> hosts;
+  std::vector<std::pair<V4HostKey, uint8_t>> hosts;
   for (size_t i = 0; i < v4.size();) {
     const Prefix& p = v4[i].prefix;
     while (!stack.empty() && !stack.back().first->contains(p)) stack.pop_back();
@@ -188,7 +201,7 @@ size_t HostBound(const std::vector<KernelEntry>& v4) {
 V4PrefilterWalker::V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V4ClassTable& classes)
     : v4_(v4), classes_(classes) {}
 
-uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts) {
+uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<V4HostKey, uint8_t>>& hosts) {
   ClassMemo cls(classes_);
   size_t room = SIZE_MAX;
   // Up to the /24: prefixes up to /24 go on the stack of covering ranges; the longer prefixes of
@@ -216,10 +229,11 @@ uint8_t V4PrefilterWalker::At(uint32_t idx, std::vector<std::pair<uint32_t, uint
   return base;
 }
 
-uint8_t PrefilterClass(const uint8_t* bytes, const absl::flat_hash_map<uint32_t, uint8_t>& hosts,
-                       uint32_t addr) {
+uint8_t PrefilterClass(const uint8_t* bytes, const V4Hosts& hosts, uint32_t addr) {
   uint8_t b = bytes[addr >> 8];
   uint8_t c = b & BW_V4_PRE_CLASS_MASK;
+  if (b & BW_V4_PRE_CHUNKS)
+    if (auto it = hosts.find(V4ChunkKeyOf(addr)); it != hosts.end()) c = it->second & BW_V4_PRE_CLASS_MASK;
   if (b & BW_V4_PRE_HOSTS)
     if (auto it = hosts.find(addr); it != hosts.end()) c = it->second & BW_V4_PRE_CLASS_MASK;
   return c;

@@ -1,8 +1,9 @@
 // prefilter.hpp — the IPv4 pre-filter's contents, computed from a compiled policy's IPv4 table.
 //
 // Contract: BuildV4Prefilter turns CompiledPolicy::v4 (sorted, effective values) into one byte per
-// /24 and the addresses that need their own class (/32s, and /28-/31s expanded to theirs), with
-// one sweep over the prefixes, within the host map's capacity; AssignClasses hands
+// /24 and the host table's entries: the addresses that need their own class (/32s, and /28-/31s
+// expanded to theirs) and the /27 chunks that need theirs (/25-/27s), with one sweep over the
+// prefixes, within the host map's capacity; AssignClasses hands
 // out the 14 classes stably (a pair keeps its class across reloads while it is in use; new pairs
 // get free classes, the ones covering most /24s first; the rest are decided through the trie).
 // V4PreMapping is the daemon's shared mapping of bw_v4_pre (BPF_F_MMAPABLE). The apply order that
@@ -16,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "daemon/policy.hpp"
+#include "daemon/prefilter_host.hpp"
 #include "maps/maps.hpp"
 
 namespace bw {
@@ -32,9 +34,11 @@ uint8_t ClassOf(const V4ClassTable& t, uint8_t action, uint32_t list_id);
 
 V4ClassTable AssignClasses(const std::vector<KernelEntry>& v4, const V4ClassTable& old);
 
+using V4Hosts = absl::flat_hash_map<V4HostKey, uint8_t>;  // host table key -> class
+
 struct V4Prefilter {
-  std::vector<uint8_t> bytes;                   // kV4PreBytes, indexed by host-order addr >> 8
-  absl::flat_hash_map<uint32_t, uint8_t> hosts;  // host-order address -> class
+  std::vector<uint8_t> bytes;  // kV4PreBytes, indexed by host-order addr >> 8
+  V4Hosts hosts;
 };
 
 // At most `host_capacity` host entries (BW_V4_HOST_CAPACITY): /24s whose hosts would not fit
@@ -42,15 +46,19 @@ struct V4Prefilter {
 V4Prefilter BuildV4Prefilter(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
                              size_t host_capacity = SIZE_MAX);
 // BuildV4Prefilter(v4, classes, host_capacity).hosts alone, without the 16 MiB byte table.
-absl::flat_hash_map<uint32_t, uint8_t> BuildV4Hosts(const std::vector<KernelEntry>& v4,
-                                                    const V4ClassTable& classes,
-                                                    size_t host_capacity = SIZE_MAX);
+V4Hosts BuildV4Hosts(const std::vector<KernelEntry>& v4, const V4ClassTable& classes,
+                     size_t host_capacity = SIZE_MAX);
 
-// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each).
+// Prefixes from /28 to /31 inside a /24 become host entries (16 at most each), /25-/27s chunk
+// entries (4 at most each).
 inline constexpr unsigned kV4ExpandLen = 28;
-// The host entries a prefix of the IPv4 table expands to at most: 2^(32 - len) for /28../32, else 0.
+inline constexpr unsigned kV4ChunkLen = 27;
+// The host table entries a prefix of the IPv4 table makes at most: 2^(32 - len) for /28../32,
+// 2^(27 - len) for /25../27, else 0.
 inline size_t HostSpan(const Prefix& p) {
-  return p.len >= kV4ExpandLen ? size_t{1} << (32 - p.len) : 0;
+  return p.len >= kV4ExpandLen ? size_t{1} << (32 - p.len)
+         : p.len > 24          ? size_t{1} << (kV4ChunkLen - p.len)
+                               : 0;
 }
 
 // An upper bound of the host entries BuildV4Prefilter makes from `v4` (every /28../32 expanded):
@@ -65,7 +73,7 @@ class V4PrefilterWalker {
  public:
   V4PrefilterWalker(const std::vector<KernelEntry>& v4, const V4ClassTable& classes);
   // The byte of /24 `idx` (> every earlier call's) and its host entries (replacing `hosts`).
-  uint8_t At(uint32_t idx, std::vector<std::pair<uint32_t, uint8_t>>& hosts);
+  uint8_t At(uint32_t idx, std::vector<std::pair<V4HostKey, uint8_t>>& hosts);
 
  private:
   struct Cover {
@@ -79,8 +87,7 @@ class V4PrefilterWalker {
 };
 
 // What the kernel's pre-filter answers for `addr` (host order): the class, or BW_V4_PRE_TRIE.
-uint8_t PrefilterClass(const uint8_t* bytes,
-                       const absl::flat_hash_map<uint32_t, uint8_t>& hosts, uint32_t addr);
+uint8_t PrefilterClass(const uint8_t* bytes, const V4Hosts& hosts, uint32_t addr);
 
 // A read/write shared mapping of bw_v4_pre.
 class V4PreMapping {

@@ -5,6 +5,8 @@ namespace bw {
 namespace {
 
 bool Live(uint64_t v) { return (v & (BW_V4_HOST_LIVE | BW_V4_HOST_DEAD)) == BW_V4_HOST_LIVE; }
+// A slot's key: its address, and its chunk flag.
+V4HostKey KeyOf(uint64_t v) { return v & (kV4ChunkKey | 0xffffffffULL); }
 
 }  // namespace
 
@@ -14,14 +16,14 @@ absl::StatusOr<V4HostTable> V4HostTable::Map(const V4HostMap& m) {
   return V4HostTable(std::move(*s));
 }
 
-volatile uint64_t* V4HostTable::Slot(uint32_t a) const {
-  uint32_t home = bw_v4_host_home(a);
+volatile uint64_t* V4HostTable::Slot(V4HostKey a) const {
+  uint32_t home = bw_v4_host_home(V4HostAddr(a));
   for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
     volatile uint64_t* b = p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
     bool open = false;
     for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
       uint64_t v = b[j];
-      if (static_cast<uint32_t>(v) == a && Live(v)) return b + j;
+      if (KeyOf(v) == a && Live(v)) return b + j;
       open |= v == 0;
     }
     if (open) return nullptr;
@@ -29,22 +31,22 @@ volatile uint64_t* V4HostTable::Slot(uint32_t a) const {
   return nullptr;
 }
 
-std::optional<uint8_t> V4HostTable::Find(uint32_t a) const {
+std::optional<uint8_t> V4HostTable::Find(V4HostKey a) const {
   const volatile uint64_t* s = Slot(a);
   if (!s) return std::nullopt;
   return static_cast<uint8_t>((*s >> 32) & BW_V4_PRE_CLASS_MASK);
 }
 
-absl::flat_hash_map<uint32_t, uint8_t> V4HostTable::Entries() const {
-  absl::flat_hash_map<uint32_t, uint8_t> out;
+absl::flat_hash_map<V4HostKey, uint8_t> V4HostTable::Entries() const {
+  absl::flat_hash_map<V4HostKey, uint8_t> out;
   for (size_t k = 0; k < kV4HostSlots; ++k) {
     uint64_t v = p_[k];
-    if (Live(v)) out[static_cast<uint32_t>(v)] = static_cast<uint8_t>((v >> 32) & BW_V4_PRE_CLASS_MASK);
+    if (Live(v)) out[KeyOf(v)] = static_cast<uint8_t>((v >> 32) & BW_V4_PRE_CLASS_MASK);
   }
   return out;
 }
 
-bool V4HostTable::Put(uint32_t a, uint8_t cls) {
+bool V4HostTable::Put(V4HostKey a, uint8_t cls) {
   const uint64_t want = V4HostSlot(a, cls);
   if (volatile uint64_t* s = Slot(a)) {
     if (*s != want) *s = want;
@@ -52,7 +54,7 @@ bool V4HostTable::Put(uint32_t a, uint8_t cls) {
   }
   // Not there: the first empty or removed slot of its probe buckets. The buckets before it then
   // have neither, so a search never stops short of it.
-  uint32_t home = bw_v4_host_home(a);
+  uint32_t home = bw_v4_host_home(V4HostAddr(a));
   for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
     volatile uint64_t* b = p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
     for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
@@ -66,11 +68,11 @@ bool V4HostTable::Put(uint32_t a, uint8_t cls) {
   return false;
 }
 
-bool V4HostTable::Remove(uint32_t a) {
+bool V4HostTable::Remove(V4HostKey a) {
   volatile uint64_t* s = Slot(a);
   if (!s) return false;
-  // Keeps the address: a removed slot is still not empty, so searches go on past it.
-  *s = BW_V4_HOST_DEAD | a;
+  // Keeps the key: a removed slot is still not empty, so searches go on past it.
+  *s = BW_V4_HOST_DEAD | KeyOf(a);
   return true;
 }
 

@@ -25,19 +25,27 @@ namespace bw {
 
 inline constexpr size_t kV4HostSlots = size_t{BW_V4_HOST_BUCKETS} * BW_V4_HOST_SLOTS;
 
+// A host table key: a host-order address, or with kV4ChunkKey the first address of a /27 (a chunk
+// entry: the /27's class, for a /24 with BW_V4_PRE_CHUNKS).
+using V4HostKey = uint64_t;
+inline constexpr V4HostKey kV4ChunkKey = BW_V4_HOST_CHUNK;
+inline V4HostKey V4ChunkKeyOf(uint32_t addr) { return kV4ChunkKey | (addr & ~uint32_t{31}); }
+inline uint32_t V4HostAddr(V4HostKey k) { return static_cast<uint32_t>(k); }
+inline uint32_t V4HostSlash24(V4HostKey k) { return static_cast<uint32_t>(k) >> 8; }
+
 // A read/write shared mapping of bw_v4_host.
 class V4HostTable {
  public:
   static absl::StatusOr<V4HostTable> Map(const V4HostMap& m);
 
-  // The class of host-order address `a`, found as the kernel finds it, or nullopt.
-  std::optional<uint8_t> Find(uint32_t a) const;
-  // Every live entry: host-order address -> class.
-  absl::flat_hash_map<uint32_t, uint8_t> Entries() const;
+  // The class of key `a` (an address, or a chunk), found as the kernel finds it, or nullopt.
+  std::optional<uint8_t> Find(V4HostKey a) const;
+  // Every live entry: key -> class.
+  absl::flat_hash_map<V4HostKey, uint8_t> Entries() const;
   // Sets the class of `a`; false when there is no room in its probe buckets (nothing written).
-  bool Put(uint32_t a, uint8_t cls);
+  bool Put(V4HostKey a, uint8_t cls);
   // Marks the entry of `a` removed; false when it has none.
-  bool Remove(uint32_t a);
+  bool Remove(V4HostKey a);
   // Every slot empty.
   void Clear();
 
@@ -52,13 +60,14 @@ class V4HostTable {
  private:
   explicit V4HostTable(SharedMapping m) : m_(std::move(m)), p_(m_.as<uint64_t>()) {}
   // The slot holding a live entry of `a`, or nullptr.
-  volatile uint64_t* Slot(uint32_t a) const;
+  volatile uint64_t* Slot(V4HostKey a) const;
   SharedMapping m_;
   volatile uint64_t* p_;
 };
 
-inline uint64_t V4HostSlot(uint32_t a, uint8_t cls) {
-  return BW_V4_HOST_LIVE | uint64_t{static_cast<uint8_t>(cls & BW_V4_PRE_CLASS_MASK)} << 32 | a;
+inline uint64_t V4HostSlot(V4HostKey a, uint8_t cls) {
+  return BW_V4_HOST_LIVE | uint64_t{static_cast<uint8_t>(cls & BW_V4_PRE_CLASS_MASK)} << 32 |
+         (a & (kV4ChunkKey | 0xffffffffULL));
 }
 
 }  // namespace bw

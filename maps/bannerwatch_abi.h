@@ -63,6 +63,9 @@
 #define BW_V4_PRE_CLASS_MASK 0x0fU  /* low 4 bits: the /24's class (0 unlisted, 1..14 classes) */
 #define BW_V4_PRE_TRIE 15U          /* class 15: decide through the trie (bw_watch_v4) */
 #define BW_V4_PRE_HOSTS 0x10U       /* bit 4: /32s inside with another class: bw_v4_host first */
+#define BW_V4_PRE_CHUNKS 0x20U      /* bit 5: /25-/27s inside with another class: a chunk entry of
+				     * bw_v4_host gives the class of the address's /27 (before
+				     * the hosts, which are more specific) */
 /* IPv4 pre-filter summary (bw_v4_sum), read before bw_v4_pre, one array of __u64:
  *  level 0, elements [0, BW_V4_SUM_L0_ELEMS): one bit per /22 (BW_V4_SUM_L0_SHIFT), bit (j & 63)
  *   of element (j >> 6) for j = host-order address >> 10; set when a /24 inside has a non-zero
@@ -78,19 +81,22 @@
 #define BW_V4_SUM_L0_SHIFT 10U /* a level-0 bit per 2^10 addresses: a /22, four /24s */
 #define BW_V4_SUM_L0_ELEMS (1U << (32 - BW_V4_SUM_L0_SHIFT - 6))
 #define BW_V4_SUM_L1_ELEMS (1U << 19)
-/* One element more than the two levels: never read, its presence marks this meaning of the codes
- * (2 = single addresses only; it was "class 2" before), so that a summary pinned by a build that
- * reads the codes otherwise has another size and is not reused: the daemon asks for
- * `bannerwatch detach` instead of sharing it with a program that would misread it. */
-#define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 1)
+/* Elements past the two levels: never read, their number marks this meaning of the codes and
+ * bytes (2 = single addresses only, since the first; BW_V4_PRE_CHUNKS, since the second), so that
+ * a summary pinned by a build that reads them otherwise has another size and is not reused: the
+ * daemon asks for `bannerwatch detach` instead of sharing the maps with a program that would
+ * misread them. */
+#define BW_V4_SUM_ELEMS (BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 2)
 #define BW_V4_SUM_HOSTS 2U
 #define BW_V4_SUM_READ_PRE 3U
 #define BW_V4_CLASSES 16U           /* bw_v4_class / bw_v4_cls_cnt elements (0 and 15 unused) */
 /* IPv4 pre-filter hosts (bw_v4_host): the addresses of a /24 with BW_V4_PRE_HOSTS that have a
  * class of their own, in an open-addressed table the daemon writes through a shared mapping:
  * BW_V4_HOST_BUCKETS buckets (array elements) of BW_V4_HOST_SLOTS __u64 slots, a cache line each.
- * A slot is 0 (empty), or BW_V4_HOST_LIVE | class << 32 | host-order address, or a removed entry
- * (BW_V4_HOST_DEAD set, never empty again until the daemon rebuilds the table). An address's
+ * A slot is 0 (empty), or BW_V4_HOST_LIVE | class << 32 | host-order address, or a chunk entry
+ * (BW_V4_HOST_CHUNK also set; the address is a /27's first, of a /24 with BW_V4_PRE_CHUNKS, the
+ * class that of the /27), or a removed entry (BW_V4_HOST_DEAD set, never empty again until the
+ * daemon rebuilds the table). An address's (or chunk's)
  * entry is in its home bucket bw_v4_host_home() or one of the next BW_V4_HOST_PROBES - 1
  * (wrapping); it is placed in the first slot that is empty or removed, so a bucket with an empty
  * slot ends the search. 2^17 buckets, 2^20 slots: 8 MiB, filled at most half (2^19 entries). */
@@ -99,6 +105,7 @@
 #define BW_V4_HOST_SLOTS 8U
 #define BW_V4_HOST_PROBES 4U
 #define BW_V4_HOST_CAPACITY (BW_V4_HOST_BUCKETS * BW_V4_HOST_SLOTS / 2)
+#define BW_V4_HOST_CHUNK (1ULL << 36)
 #define BW_V4_HOST_LIVE (1ULL << 62)
 #define BW_V4_HOST_DEAD (1ULL << 63)
 

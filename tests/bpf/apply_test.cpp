@@ -280,8 +280,8 @@ Policy RandomNested(std::mt19937& rng, const std::vector<uint32_t>& hot) {
 
 // What the kernel's pre-filter reads for host-order address `a`, in its order: the /22's bit, the
 // /24's code, the byte (code 2, a /24 of single addresses only: the host table straight away), the
-// host table. Returns the class (BW_V4_PRE_TRIE: ask the trie); *byte: the byte it acted on;
-// *host: decided by a host entry.
+// /27's chunk entry, the address's host entry. Returns the class (BW_V4_PRE_TRIE: ask the trie);
+// *byte: the byte it acted on; *host: decided by a host or chunk entry.
 uint32_t PrefilterRead(const V4SumMapping& sum, const volatile uint8_t* bytes,
                        const V4HostTable& ht, uint32_t a, uint8_t* byte, bool* host) {
   uint8_t code = sum.Bit0(a >> BW_V4_SUM_L0_SHIFT) ? sum.Code(a >> 8) : 0;
@@ -291,6 +291,11 @@ uint32_t PrefilterRead(const V4SumMapping& sum, const volatile uint8_t* bytes,
   *byte = b;
   *host = false;
   uint32_t cls = b & BW_V4_PRE_CLASS_MASK;
+  if (b & BW_V4_PRE_CHUNKS)
+    if (std::optional<uint8_t> cc = ht.Find(V4ChunkKeyOf(a))) {
+      cls = *cc;
+      *host = true;
+    }
   if (b & BW_V4_PRE_HOSTS)
     if (std::optional<uint8_t> hc = ht.Find(a)) {
       cls = *hc;
@@ -593,14 +598,17 @@ void CheckPrefilterEqual(const CompiledPolicy& c, const MapSet& m) {
 }
 
 // /24s holding single addresses only are read straight from their summary code (BW_V4_SUM_HOSTS),
-// not through their byte: a rebuild of the host table must move their codes away too.
-TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses unread") {
+// not through their byte: a rebuild of the host table must move their codes away too. /24s with
+// /27 chunk entries (a /26 here) read the table through their byte: it must move those too.
+TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses or chunks unread") {
   BpfHarness h;
   h.Reset();
   auto version = [](bool all) {
     std::vector<Prefix> v;
-    for (uint32_t i = 0; i < 4096; ++i)
+    for (uint32_t i = 0; i < 4096; ++i) {
       if (all || i % 2 == 0) v.push_back(Prefix::V4(0x0a000007u | (i << 8), 32));
+      if (i % 2 == 1 && i < 1024) v.push_back(Prefix::V4(0x0b000040u | (i << 8), 26));  // kept
+    }
     return BlockList(v);
   };
   CompiledPolicy all = version(true), half = version(false);
@@ -615,16 +623,19 @@ TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses un
   REQUIRE(host_table.ok());
   const V4HostTable& ht = *host_table;
   int trie_fd = h.maps().watch_v4.fd();
-  // The kept addresses' /24s are of single addresses only: code 2.
+  // The kept addresses' /24s are of single addresses only: code 2; the /26s' have chunks.
   CHECK(sum.Code(0x0a000007u >> 8) == BW_V4_SUM_HOSTS);
+  CHECK(bytes[0x0b000140u >> 8] == (0 | BW_V4_PRE_CHUNKS));
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> lookups{0}, missing{0}, via_host{0};
   std::thread reader([&] {
     RunOnAnyCpu();
     while (!stop.load(std::memory_order_relaxed)) {
-      for (uint32_t i = 0; i < 4096; i += 2) {
-        uint32_t a = 0x0a000007u | (i << 8);
+      for (uint32_t i = 0; i < 4096; ++i) {
+        // The kept single addresses, and an address of each kept /26.
+        if (i % 2 == 1 && i >= 1024) continue;
+        uint32_t a = i % 2 == 0 ? 0x0a000007u | (i << 8) : 0x0b000045u | (i << 8);
         // The kernel's order (PrefilterRead), then the trie.
         uint8_t b;
         bool host;

@@ -93,6 +93,10 @@ TEST_CASE("IPv4 pre-filter layout: one byte per /24, a class in 4 bits, the host
   CHECK(uint64_t{BW_V4_PRE_ELEMS} * 8 == 16u * 1024 * 1024);  // 16 MiB
   CHECK(BW_V4_PRE_TRIE == BW_V4_PRE_CLASS_MASK);
   CHECK((BW_V4_PRE_HOSTS & BW_V4_PRE_CLASS_MASK) == 0);
+  CHECK((BW_V4_PRE_CHUNKS & (BW_V4_PRE_CLASS_MASK | BW_V4_PRE_HOSTS)) == 0);
+  // A chunk entry's flag sits between the class (bits 32-35) and LIVE/DEAD.
+  CHECK((BW_V4_HOST_CHUNK & (uint64_t{BW_V4_PRE_CLASS_MASK} << 32)) == 0);
+  CHECK(BW_V4_HOST_CHUNK < BW_V4_HOST_LIVE);
   CHECK(BW_V4_CLASSES == BW_V4_PRE_CLASS_MASK + 1);
   CHECK((BW_CFG_PREFILTER & BW_CFG_NON_TLS) == 0);
 }
@@ -101,7 +105,7 @@ TEST_CASE("IPv4 pre-filter summary layout: a bit per /22, two bits per /24") {
   CHECK(BW_V4_SUM_L0_SHIFT == 10u);
   CHECK(uint64_t{BW_V4_SUM_L0_ELEMS} * 64 == (uint64_t{1} << 22));
   CHECK(uint64_t{BW_V4_SUM_L1_ELEMS} * 32 == (uint64_t{1} << 24));
-  CHECK(BW_V4_SUM_ELEMS == BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 1);  // + the format mark
+  CHECK(BW_V4_SUM_ELEMS == BW_V4_SUM_L0_ELEMS + BW_V4_SUM_L1_ELEMS + 2);  // + the format mark
   CHECK(BW_V4_SUM_HOSTS == 2u);
   CHECK(BW_V4_SUM_READ_PRE == 3u);
 }

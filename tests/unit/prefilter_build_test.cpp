@@ -2,7 +2,7 @@
 //
 // Test that: for random nested policies, the pre-filter's answer for any address (byte, host
 // entry, class) is the (action, list) of the compiled table's longest match, or "ask the trie"
-// (class 15), never something else; /25-/27 entries of another class send their /24 to the trie;
+// (class 15), never something else; /25-/27 entries of another class become chunk entries;
 // /28-/32s of another class get host entries, within the host map's capacity; classes stay where they were across a recompile and
 // pairs beyond 14 fall to the trie.
 #include <catch2/catch.hpp>
@@ -27,7 +27,7 @@ Policy RandomPolicy(std::mt19937& rng, int lists) {
     ls.action = acts[l % 3];
     p.lists.push_back(ls);
   }
-  const unsigned lens[] = {20, 23, 24, 24, 25, 28, 31, 32, 32, 32};
+  const unsigned lens[] = {20, 23, 24, 24, 25, 26, 27, 28, 31, 32, 32, 32};
   for (int i = 0; i < 4000; ++i) {
     uint32_t a = 0x0a000000u | (rng() & 0x000fffffu);  // crowded into 10.0.0.0/12
     unsigned len = lens[rng() % std::size(lens)];
@@ -63,7 +63,11 @@ TEST_CASE("prefilter build: every address resolves to its longest match's decisi
       }
     }
     CHECK(by_class > 0);
-    CHECK(by_trie > 0);
+    // Only pairs beyond the 14 classes are left to the trie (/25-/27s have chunk entries).
+    if (lists == 30)
+      CHECK(by_trie > 0);
+    else
+      CHECK(by_trie == 0);
     CHECK(unlisted > 0);
     std::set<std::pair<uint8_t, uint32_t>> pairs;
     for (const KernelEntry& e : c->v4) pairs.insert({e.value.action, e.value.list_id});
@@ -102,9 +106,17 @@ TEST_CASE("prefilter build: partial coverage, hosts and safelist exceptions") {
   CHECK(t[b203 & BW_V4_PRE_CLASS_MASK].action == BW_ACTION_BLOCK);
   REQUIRE(pf.hosts.contains(0xcb007109u));
   CHECK(t[pf.hosts.at(0xcb007109u)].action == BW_ACTION_SAFELIST);
-  CHECK(pf.bytes[0xc00002u] == BW_V4_PRE_TRIE);  // /25 of another class than the rest
-  CHECK(t[pf.bytes[0xc63364u]].action == BW_ACTION_WATCH);  // /25 of the same class
-  CHECK(pf.hosts.size() == 1);
+  // A /25 of another class than the rest of its /24: chunk entries for its four /27s.
+  CHECK(pf.bytes[0xc00002u] == (0 | BW_V4_PRE_CHUNKS));
+  for (uint32_t j = 0; j < 4; ++j) {
+    REQUIRE(pf.hosts.contains(V4ChunkKeyOf(0xc0000200u + 32 * j)));
+    CHECK(t[pf.hosts.at(V4ChunkKeyOf(0xc0000200u + 32 * j))].action == BW_ACTION_WATCH);
+  }
+  CHECK(!pf.hosts.contains(V4ChunkKeyOf(0xc0000280u)));  // the other half: the /24's (unlisted)
+  CHECK(PrefilterClass(pf.bytes.data(), pf.hosts, 0xc000027fu) != 0);
+  CHECK(PrefilterClass(pf.bytes.data(), pf.hosts, 0xc0000280u) == 0);
+  CHECK(t[pf.bytes[0xc63364u]].action == BW_ACTION_WATCH);  // /25 of the same class: nothing
+  CHECK(pf.hosts.size() == 1 + 4);
 }
 
 TEST_CASE("prefilter build: /28-/31 become host entries, nested exceptions included") {
@@ -116,15 +128,20 @@ TEST_CASE("prefilter build: /28-/31 become host entries, nested exceptions inclu
   block.entries.push_back({Prefix::V4(0xc6336410u, 28), 0, 1, ""});  // 198.51.100.16/28
   safe.entries.push_back({Prefix::V4(0xc6336418u, 30), 0, 2, ""});   // .24/30 inside it
   block.entries.push_back({Prefix::V4(0xc6336419u, 32), 0, 3, ""});  // .25 inside that
-  block.entries.push_back({Prefix::V4(0xc0000200u, 26), 0, 4, ""});  // 192.0.2.0/26: trie
+  block.entries.push_back({Prefix::V4(0xc0000200u, 26), 0, 4, ""});  // 192.0.2.0/26: chunks
   block.entries.push_back({Prefix::V4(0xc0000240u, 31), 0, 5, ""});  // and a /31 beside it
+  safe.entries.push_back({Prefix::V4(0xc0000220u, 27), 0, 6, ""});   // a /27 inside the /26
+  safe.entries.push_back({Prefix::V4(0xc0000201u, 32), 0, 7, ""});   // a /32 in the blocked /27
   p.lists = {block, safe};
   auto c = Compile(p);
   REQUIRE(c.ok());
   V4ClassTable t = AssignClasses(c->v4, V4ClassTable{});
   V4Prefilter pf = BuildV4Prefilter(c->v4, t);
   CHECK(pf.bytes[0xc63364u] == (0 | BW_V4_PRE_HOSTS));  // unlisted /24 with hosts
-  CHECK(pf.hosts.size() == 16u);  // the /28: blocked or safelisted addresses, all unlike the /24
+  // The /28: blocked or safelisted addresses, all unlike the /24.
+  size_t in_198 = 0;
+  for (const auto& [k, cls] : pf.hosts) in_198 += V4HostSlash24(k) == 0xc63364u;
+  CHECK(in_198 == 16u);
   for (uint32_t a = 0xc6336400u; a <= 0xc63364ffu; ++a) {
     const KernelEntry* m = c->Lookup(Prefix::V4(a, 32));
     uint8_t cls = PrefilterClass(pf.bytes.data(), pf.hosts, a);
@@ -139,8 +156,28 @@ TEST_CASE("prefilter build: /28-/31 become host entries, nested exceptions inclu
     }
   }
   CHECK(PrefilterClass(pf.bytes.data(), pf.hosts, 0xc6336418u) != 0);  // .24: safelisted
-  CHECK(pf.bytes[0xc00002u] == BW_V4_PRE_TRIE);  // the /26 of another class than its /24
-  CHECK(!pf.hosts.contains(0xc0000240u));        // a trie /24 keeps no hosts
+  // 192.0.2.0/24: chunk entries for the /26's two /27s (one blocked, one safelisted), host
+  // entries for the /31 and for the safelisted /32 in the blocked /27; every address as the trie
+  // says.
+  CHECK(pf.bytes[0xc00002u] == (0 | BW_V4_PRE_CHUNKS | BW_V4_PRE_HOSTS));
+  CHECK(pf.hosts.contains(V4ChunkKeyOf(0xc0000200u)));
+  CHECK(pf.hosts.contains(V4ChunkKeyOf(0xc0000220u)));
+  CHECK(pf.hosts.contains(0xc0000240u));
+  CHECK(pf.hosts.contains(0xc0000201u));
+  CHECK(pf.hosts.size() == 16u + 2 + 2 + 1);
+  for (uint32_t a = 0xc0000200u; a <= 0xc00002ffu; ++a) {
+    const KernelEntry* m = c->Lookup(Prefix::V4(a, 32));
+    uint8_t cls = PrefilterClass(pf.bytes.data(), pf.hosts, a);
+    INFO(Prefix::V4(a, 32).ToString());
+    if (!m) {
+      CHECK(cls == 0);
+    } else {
+      REQUIRE(cls != 0);
+      REQUIRE(cls != BW_V4_PRE_TRIE);
+      CHECK(t[cls].action == m->value.action);
+      CHECK(t[cls].list_id == m->value.list_id);
+    }
+  }
   CHECK(BuildV4Hosts(c->v4, t) == pf.hosts);
 }
 
@@ -159,8 +196,8 @@ TEST_CASE("prefilter build: a /24 whose hosts exceed the host map's capacity goe
   size_t to_trie = 0;
   for (size_t i = 0; i < small.bytes.size(); ++i) {
     if (small.bytes[i] == full.bytes[i]) continue;
-    // Only /24s with hosts changed, and only to the trie.
-    CHECK((full.bytes[i] & BW_V4_PRE_HOSTS) != 0);
+    // Only /24s with host or chunk entries changed, and only to the trie.
+    CHECK((full.bytes[i] & (BW_V4_PRE_HOSTS | BW_V4_PRE_CHUNKS)) != 0);
     CHECK(small.bytes[i] == BW_V4_PRE_TRIE);
     ++to_trie;
   }

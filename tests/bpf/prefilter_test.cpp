@@ -8,16 +8,20 @@
 // partial coverage, a /24 safelist inside a /16 block, more (action, list) pairs than the 14
 // classes, IPv4-mapped IPv6 and IPv6 (both stay on the trie), and unlisted addresses.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <unistd.h>
 #include <linux/if_ether.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "daemon/apply.hpp"
+#include "daemon/loader.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/prefilter.hpp"
 #include "daemon/prefilter_sum.hpp"
@@ -279,6 +283,24 @@ TEST_CASE("prefilter: verdicts, events, counters and list stats equal the trie's
               probes.size(), events, drops, sa.size());
   CHECK(events > 50);
   CHECK(drops > 50);
+}
+
+// A summary pinned by a build that reads the codes and bytes otherwise (one element shorter: before
+// the chunk entries) must not be shared with this program: the load is refused, naming the fix.
+TEST_CASE("prefilter: a pin root holding the summary of another layout is refused") {
+  std::string root = absl::StrCat("/sys/fs/bpf/bwtest-", getpid(), "-layout");
+  REQUIRE(EnsurePinRoot(root).ok());
+  LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE);
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bw_v4_sum", 4, 8, BW_V4_SUM_ELEMS - 1, &o);
+  REQUIRE(fd >= 0);
+  REQUIRE(bpf_obj_pin(fd, (root + "/bw_v4_sum").c_str()) == 0);
+  close(fd);
+  auto dp = DataPlane::Load(LoadOptions{.pin_root = root});
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
+  REQUIRE_FALSE(dp.ok());
+  INFO(dp.status());
+  CHECK(dp.status().message().find("bannerwatch detach") != absl::string_view::npos);
 }
 
 }  // namespace

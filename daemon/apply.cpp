@@ -47,14 +47,16 @@ bw_lpm_v4_key KeyOf<bw_lpm_v4_key>(const Prefix& p) { return ToV4Key(p); }
 template <>
 bw_lpm_v6_key KeyOf<bw_lpm_v6_key>(const Prefix& p) { return ToV6Key(p); }
 
+const Prefix& PrefixOf(const KernelEntry& e) { return e.prefix; }
+const Prefix& PrefixOf(const CountedEntry& e) { return e.entry.prefix; }
+
 // Reads the whole trie, with BPF_MAP_LOOKUP_BATCH where the kernel supports it for LPM tries and
-// one get_next_key + lookup per element otherwise.
-template <typename K>
-absl::StatusOr<std::vector<CountedEntry>> ReadTrieCountedImpl(const Map<K, bw_list_value>& map) {
-  std::vector<CountedEntry> out;
-  auto add = [&](const K& k, const bw_list_value& v) {
-    out.push_back(CountedEntry{KernelEntry{FromKey(k), KernelValue::Of(v)}, v.hits, v.drops});
-  };
+// one get_next_key + lookup per element otherwise: one E per element, made by `make(prefix,
+// value)`, sorted by prefix.
+template <typename E, typename K, typename Make>
+absl::StatusOr<std::vector<E>> ReadTrieAs(const Map<K, bw_list_value>& map, Make make) {
+  std::vector<E> out;
+  auto add = [&](const K& k, const bw_list_value& v) { out.push_back(make(FromKey(k), v)); };
   constexpr uint32_t kChunk = 4096;
   std::vector<K> keys(kChunk);
   std::vector<bw_list_value> vals(kChunk);
@@ -84,20 +86,23 @@ absl::StatusOr<std::vector<CountedEntry>> ReadTrieCountedImpl(const Map<K, bw_li
     out.reserve(dump->size());
     for (const auto& [k, v] : *dump) add(k, v);
   }
-  std::sort(out.begin(), out.end(), [](const CountedEntry& a, const CountedEntry& b) {
-    return a.entry.prefix < b.entry.prefix;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const E& a, const E& b) { return PrefixOf(a) < PrefixOf(b); });
   return out;
 }
 
 template <typename K>
 absl::StatusOr<std::vector<KernelEntry>> ReadTrieImpl(const Map<K, bw_list_value>& map) {
-  auto counted = ReadTrieCountedImpl(map);
-  if (!counted.ok()) return counted.status();
-  std::vector<KernelEntry> out;
-  out.reserve(counted->size());
-  for (const CountedEntry& c : *counted) out.push_back(c.entry);
-  return out;
+  return ReadTrieAs<KernelEntry>(map, [](const Prefix& p, const bw_list_value& v) {
+    return KernelEntry{p, KernelValue::Of(v)};
+  });
+}
+
+template <typename K>
+absl::StatusOr<std::vector<CountedEntry>> ReadTrieCountedImpl(const Map<K, bw_list_value>& map) {
+  return ReadTrieAs<CountedEntry>(map, [](const Prefix& p, const bw_list_value& v) {
+    return CountedEntry{KernelEntry{p, KernelValue::Of(v)}, v.hits, v.drops};
+  });
 }
 
 absl::StatusOr<uint32_t> MaxEntries(int fd, const std::string& name) {
@@ -471,24 +476,40 @@ absl::StatusOr<PrefilterApply> PrefilterPrepare(const CompiledPolicy& policy, co
   return pa;
 }
 
-// Step 1: changed /24s to the trie.
-void PrefilterToTrie(PrefilterApply& pa) {
+// The /24s `idx` to the trie: their bytes 15, then their summary codes "read the byte" (and
+// their /22s' bits set), so that no reader goes past the byte to a class or the host table.
+void ToTrie(PrefilterApply& pa, const std::vector<uint32_t>& idx) {
   volatile uint8_t* b = pa.map->bytes();
-  for (uint32_t i : pa.changed) b[i] = BW_V4_PRE_TRIE;
+  for (uint32_t i : idx) b[i] = BW_V4_PRE_TRIE;
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // Then their summary codes say "read the byte" (and their /22s' bits are set).
-  pa.sum->Write(pa.changed, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
+  pa.sum->Write(idx, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
+
+// The /24s `idx` back from the trie: their final bytes, then the summary codes of those bytes.
+void PutBytes(PrefilterApply& pa, const std::vector<uint32_t>& idx,
+              const std::vector<uint8_t>& bytes) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  volatile uint8_t* b = pa.map->bytes();
+  for (size_t k = 0; k < idx.size(); ++k) b[idx[k]] = bytes[k];
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  std::vector<uint8_t> codes(bytes.size());
+  for (size_t k = 0; k < codes.size(); ++k) codes[k] = SumCode(bytes[k]);
+  pa.sum->WriteCodes(idx, codes);
+}
+
+// Step 1: changed /24s to the trie.
+void PrefilterToTrie(PrefilterApply& pa) { ToTrie(pa, pa.changed); }
 
 // Rebuilds the host table with its live entries, none removed: first every /24 that reads it
 // (hosts or chunks in its byte) goes to the trie (its byte 15, and summary code 3 for a /24 of
-// single addresses, which reads the table from its code), and in-flight readers are given time to finish; then the table is emptied
-// and refilled, and the bytes and codes are put back. Returns the /24s whose entries found no room
-// (left at 15).
+// single addresses, which reads the table from its code), and in-flight readers are given time to
+// finish; then the table is emptied and refilled, and the bytes and codes are put back. Returns
+// the /24s whose entries found no room (left at 15).
 absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   V4HostTable& ht = *pa.hosts;
   V4Hosts live = ht.Entries();
-  volatile uint8_t* b = pa.map->bytes();
+  const volatile uint8_t* b = pa.map->bytes();
   std::vector<uint32_t> readers;  // /24 indexes, ascending
   std::vector<uint8_t> was;       // their bytes
   for (size_t i = 0; i < kV4PreBytes; ++i)
@@ -496,10 +517,7 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
       readers.push_back(static_cast<uint32_t>(i));
       was.push_back(v);
     }
-  for (uint32_t i : readers) b[i] = BW_V4_PRE_TRIE;
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  pa.sum->Write(readers, [](uint32_t) { return static_cast<uint8_t>(BW_V4_SUM_READ_PRE); });
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  ToTrie(pa, readers);
   // A program that read a byte before it changed may still be searching the table: XDP and TC
   // programs run to completion with bottom halves off, within microseconds.
   absl::SleepFor(absl::Milliseconds(20));
@@ -507,15 +525,9 @@ absl::flat_hash_set<uint32_t> CompactHosts(PrefilterApply& pa) {
   absl::flat_hash_set<uint32_t> overflow;
   for (const auto& [a, c] : live)
     if (!ht.Put(a, c)) overflow.insert(V4HostSlash24(a));
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  std::vector<uint8_t> codes(readers.size());
-  for (size_t k = 0; k < readers.size(); ++k) {
-    uint8_t nb = overflow.contains(readers[k]) ? static_cast<uint8_t>(BW_V4_PRE_TRIE) : was[k];
-    b[readers[k]] = nb;
-    codes[k] = SumCode(nb);
-  }
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  pa.sum->WriteCodes(readers, codes);
+  for (size_t k = 0; k < readers.size(); ++k)
+    if (overflow.contains(readers[k])) was[k] = BW_V4_PRE_TRIE;
+  PutBytes(pa, readers, was);
   return overflow;
 }
 
@@ -564,14 +576,8 @@ absl::Status PrefilterFinish(PrefilterApply& pa, const MapSet& maps, const Apply
       }
     pa.host_overflow = overflow.size();
   }
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  volatile uint8_t* b = pa.map->bytes();
-  for (size_t k = 0; k < pa.changed.size(); ++k) b[pa.changed[k]] = pa.changed_bytes[k];
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  // Last, the summary codes of the final bytes (and the /22 bits from them).
-  std::vector<uint8_t> codes(pa.changed_bytes.size());
-  for (size_t k = 0; k < codes.size(); ++k) codes[k] = SumCode(pa.changed_bytes[k]);
-  pa.sum->WriteCodes(pa.changed, codes);
+  // Last, the final bytes, then their summary codes (and the /22 bits from them).
+  PutBytes(pa, pa.changed, pa.changed_bytes);
   return absl::OkStatus();
 }
 

@@ -412,7 +412,6 @@ json Daemon::Status() {
               {"lines_dropped", sink_ ? sink_->lines_dropped() : 0},
               {"format_errors", format_errors_},
               {"followers", control_ ? control_->followers() : 0}};
-  TakePremade();
   j["reload_buffers"] = {{"keep", policy_.keep_reload_buffers},
                          {"making", premade_.valid()},
                          {"held_bytes", ReloadBufferBytes()}};
@@ -554,7 +553,6 @@ std::string Daemon::RenderMetrics() {
   m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "error"), reloads_failed_);
   m.Family("bannerwatch_last_reload_success", "gauge", "1 if the last reload was applied");
   m.Sample("bannerwatch_last_reload_success", "", uint64_t{last_reload_ok_ ? 1u : 0u});
-  TakePremade();
   m.Family("bannerwatch_reload_buffers_bytes", "gauge",
            "Memory held for the next reload to write its tables into (keep_reload_buffers)");
   m.Sample("bannerwatch_reload_buffers_bytes", "", ReloadBufferBytes());
@@ -620,7 +618,7 @@ void Daemon::OnTimer() {
   (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
   absl::Time now = absl::Now();
   if (sink_) (void)sink_->Flush();
-  TakePremade();  // the buffers made after the start, once ready
+  TakePremade();  // the buffers made after the start, once ready (held_bytes counts them then)
   if (now >= reload_due_) {
     reload_due_ = absl::InfiniteFuture();
     (void)Reload("file changed");

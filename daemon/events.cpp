@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Create(int ringbuf_fd,
                                                                  const WatchV4Map* v4_trie) {
   std::unique_ptr<EventReader> r(new EventReader());
   r->handler_ = std::move(handler);
-  r->v4_trie_ = v4_trie;
+  if (v4_trie) r->v4_resolver_ = [v4_trie](const uint8_t* a) { return LookupV4(*v4_trie, a); };
   r->rb_ = ring_buffer__new(ringbuf_fd, &EventReader::OnRecord, r.get(), nullptr);
   if (!r->rb_) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__new", errno);
   return r;
@@ -29,12 +29,9 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   }
   // Ring-buffer records are 8-byte aligned and sized exactly: read in place, or completed in a copy.
   const auto* ev = static_cast<const bw_event*>(data);
-  if ((self->v4_resolver_ || self->v4_trie_) && (ev->flags & BW_EVF_DETAIL)) {
+  if (self->v4_resolver_ && (ev->flags & BW_EVF_DETAIL)) {
     bw_event full = *ev;
-    if (self->v4_resolver_)
-      CompleteEventWith(&full, self->v4_resolver_);
-    else
-      CompleteEvent(*self->v4_trie_, &full);
+    CompleteEventWith(&full, self->v4_resolver_);
     self->handler_(full);
   } else {
     self->handler_(*ev);

@@ -25,7 +25,8 @@ class EventReader {
  public:
   using Handler = std::function<void(const bw_event&)>;
 
-  // `v4_trie` (not owned, may be null: events as the kernel wrote them) must outlive the reader.
+  // `v4_trie` (not owned, may be null: events as the kernel wrote them) must outlive the reader; it
+  // is the resolver until set_v4_resolver replaces it.
   static absl::StatusOr<std::unique_ptr<EventReader>> Create(int ringbuf_fd, Handler handler,
                                                              const WatchV4Map* v4_trie = nullptr);
   ~EventReader();
@@ -50,7 +51,6 @@ class EventReader {
   static int OnRecord(void* ctx, void* data, size_t size);
   ring_buffer* rb_ = nullptr;
   Handler handler_;
-  const WatchV4Map* v4_trie_ = nullptr;
   V4Resolver v4_resolver_;
   uint64_t delivered_ = 0;
   uint64_t malformed_ = 0;

@@ -708,9 +708,8 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
     if (!feed.ok()) return feed.status();
     parsed.emplace(std::move(*feed));
   }
-  std::shared_ptr<Feed> made = std::make_shared<Feed>(std::move(*parsed));
-  std::shared_ptr<const Feed> shared = made;
-  made.reset();
+  // A non-const Feed behind the const view: it may become a spare, written into later.
+  std::shared_ptr<const Feed> shared = std::make_shared<Feed>(std::move(*parsed));
   std::shared_ptr<const std::string> text;
   bool big_plain = shared->format == FeedFormat::kPlain && content->size() >= kDiffMinBytes;
   if (big_plain) text = std::make_shared<const std::string>(std::move(*content));
@@ -762,13 +761,12 @@ void PrepareFeedSpares() {
     absl::MutexLock l(&c.mu);
     for (const auto& [path, cf] : c.by_path)
       if (!cf.spare && cf.content && cf.feed)
-        want.emplace_back(path, cf.feed->entries.size() + cf.feed->entries.size() / 8);
+        want.emplace_back(path, WithReloadRoom(cf.feed->entries.size()));
   }
   for (const auto& [path, n] : want) {
     if (!g_keep_spares.load()) return;
     auto spare = std::make_shared<Feed>();
-    spare->entries.resize(n);  // the pages written, then emptied: the storage stays
-    spare->entries.clear();
+    spare->entries = WrittenStorage<FeedEntry>(n);
     absl::MutexLock l(&c.mu);
     auto it = c.by_path.find(path);
     // Checked under the lock, as KeepFeedSpares(false) clears under it.

@@ -114,6 +114,20 @@ FeedCacheStats GetFeedCacheStats();
 // Whether a big plain list's replaced Feed is kept for the next parse of the file to write its
 // entries into (default true); false also drops the ones kept (policy key keep_reload_buffers).
 void KeepFeedSpares(bool keep);
+// Storage made ahead for a reload's tables (here and in policy.hpp's ReloadBuffers): room for the
+// next version's growth, an eighth more (a table that overflows is copied into fresh memory, the
+// cost these buffers are there to avoid), and a vector of that room whose pages are written (then
+// emptied: the storage stays).
+inline size_t WithReloadRoom(size_t n) { return n + n / 8; }
+template <typename T>
+std::vector<T> WrittenStorage(size_t n) {
+  std::vector<T> v;
+  if (n == 0) return v;
+  v.resize(n);
+  v.clear();
+  return v;
+}
+
 // Makes a spare, its pages written, for every big plain list in the cache that has none: what the
 // first change of each would otherwise write into fresh memory (ReloadBuffers' part in the feed
 // cache). A no-op while spares are not kept. Thread-safe; the cache is locked only briefly.

@@ -1239,35 +1239,17 @@ std::string CompiledPolicy::ExplainText(const Prefix& query) const {
   return out;
 }
 
-namespace {
-
-// A vector of at least `n` elements' room whose pages are written (then emptied: the storage stays).
-template <typename T>
-std::vector<T> WrittenStorage(size_t n) {
-  std::vector<T> v;
-  if (n == 0) return v;
-  v.resize(n);
-  v.clear();
-  return v;
-}
-
-// Room for the next version's growth: an eighth more (a table that overflows is copied into fresh
-// memory, the cost these buffers are there to avoid).
-size_t WithRoom(size_t n) { return n + n / 8; }
-
-}  // namespace
-
 ReloadBufferSizes ReloadBufferSizesOf(const Policy& policy, const CompiledPolicy& compiled) {
   ReloadBufferSizes s;
   for (const ListSpec& l : policy.lists)
-    if (l.entries.size() >= kReuseMin) s.list_entries.push_back(WithRoom(l.entries.size()));
-  s.entries = WithRoom(compiled.entries.size());
+    if (l.entries.size() >= kReuseMin) s.list_entries.push_back(WithReloadRoom(l.entries.size()));
+  s.entries = WithReloadRoom(compiled.entries.size());
   // A reload's refs are no longer 1..n: it indexes them by a table of the highest ref's size.
-  s.entry_slot = WithRoom(size_t{compiled.max_entry_ref} + 1);
+  s.entry_slot = WithReloadRoom(size_t{compiled.max_entry_ref} + 1);
   size_t items4 = compiled.compile_state ? compiled.compile_state->items4.size() : 0;
-  if (items4) s.items4 = WithRoom(items4);
+  if (items4) s.items4 = WithReloadRoom(items4);
   // The sweep reserves room for every item (duplicates and covered prefixes included).
-  s.v4 = WithRoom(std::max(compiled.v4.size(), items4));
+  s.v4 = WithReloadRoom(std::max(compiled.v4.size(), items4));
   return s;
 }
 

@@ -113,15 +113,17 @@ bool CompleteEventWith(
   return true;
 }
 
+std::optional<bw_list_value> LookupV4(const WatchV4Map& v4, const uint8_t* addr4) {
+  bw_lpm_v4_key k{};
+  k.prefixlen = 32;
+  std::memcpy(k.addr, addr4, 4);
+  auto v = v4.Lookup(k);
+  if (!v.ok() || !v->has_value()) return std::nullopt;
+  return **v;
+}
+
 bool CompleteEvent(const WatchV4Map& v4, bw_event* ev) {
-  return CompleteEventWith(ev, [&](const uint8_t* addr4) -> std::optional<bw_list_value> {
-    bw_lpm_v4_key k{};
-    k.prefixlen = 32;
-    std::memcpy(k.addr, addr4, 4);
-    auto v = v4.Lookup(k);
-    if (!v.ok() || !v->has_value()) return std::nullopt;
-    return **v;
-  });
+  return CompleteEventWith(ev, [&](const uint8_t* addr4) { return LookupV4(v4, addr4); });
 }
 
 absl::StatusOr<CounterArray> MapSet::ReadCounters(bw_direction dir) const {

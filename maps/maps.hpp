@@ -172,6 +172,8 @@ absl::StatusOr<Fd> OpenPinnedObject(const std::string& path);
 // from the trie, the source of truth for details, when they belong to the list and action that
 // decided (a reload in between leaves them 0). Clears the flag; returns whether it was set.
 bool CompleteEvent(const WatchV4Map& v4, bw_event* ev);
+// What a kernel lookup of IPv4 address `addr4` (network order) in the trie finds, or nullopt.
+std::optional<bw_list_value> LookupV4(const WatchV4Map& v4, const uint8_t* addr4);
 // The same with the longest match found by `find` (given the remote IPv4 address, network order;
 // nullopt: none), e.g. from the applied policy in memory instead of a trie lookup per event.
 bool CompleteEventWith(

@@ -304,6 +304,22 @@ uint32_t PrefilterRead(const V4SumMapping& sum, const volatile uint8_t* bytes,
   return cls;
 }
 
+// The pre-filter's three shared mappings, as the tests' readers and checks use them.
+struct PrefilterMaps {
+  V4SumMapping sum;
+  V4PreMapping pre;
+  V4HostTable hosts;
+  static PrefilterMaps Of(const MapSet& m) {
+    auto s = V4SumMapping::Map(m.v4_sum);
+    REQUIRE(s.ok());
+    auto p = V4PreMapping::Map(m.v4_pre);
+    REQUIRE(p.ok());
+    auto h = V4HostTable::Map(m.v4_host);
+    REQUIRE(h.ok());
+    return PrefilterMaps{std::move(*s), std::move(*p), std::move(*h)};
+  }
+};
+
 // A reader thread may run on any CPU, not only the one the harness pinned the test to: it must
 // race the writer.
 void RunOnAnyCpu() {
@@ -443,12 +459,10 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   auto cfg = h.maps().ReadConfig();
   REQUIRE(cfg.ok());
   REQUIRE((cfg->flags & BW_CFG_PREFILTER) != 0);
-  auto mapping = V4PreMapping::Map(h.maps().v4_pre);
-  REQUIRE(mapping.ok());
-  const volatile uint8_t* bytes = mapping->bytes();
-  auto sum_mapping = V4SumMapping::Map(h.maps().v4_sum);
-  REQUIRE(sum_mapping.ok());
-  const V4SumMapping& sum = *sum_mapping;
+  PrefilterMaps pm = PrefilterMaps::Of(h.maps());
+  const volatile uint8_t* bytes = pm.pre.bytes();
+  const V4SumMapping& sum = pm.sum;
+  const V4HostTable& ht = pm.hosts;
 
   std::atomic<int> from{0}, to{0};
   std::atomic<uint64_t> started{0}, finished{0};
@@ -456,9 +470,6 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   std::atomic<uint64_t> lookups{0}, missing{0}, foreign{0}, via_class{0}, via_host{0}, via_trie{0},
       spanning{0};
   std::string first_problem;
-  auto host_table = V4HostTable::Map(h.maps().v4_host);
-  REQUIRE(host_table.ok());
-  const V4HostTable& ht = *host_table;
   int trie_fd = h.maps().watch_v4.fd(), class_fd = h.maps().v4_class.fd();
   std::thread reader([&] {
     RunOnAnyCpu();
@@ -569,9 +580,7 @@ TEST_CASE("apply: a pre-filter reader never sees an address missing or with a fo
   size_t diff = 0;
   for (size_t i = 0; i < kV4PreBytes; ++i) diff += bytes[i] != want.bytes[i];
   CHECK(diff == 0u);
-  auto table = V4HostTable::Map(h.maps().v4_host);
-  REQUIRE(table.ok());
-  CHECK(table->Entries() == want.hosts);
+  CHECK(ht.Entries() == want.hosts);
 }
 
 // The pre-filter in the maps equals a fresh build of `c` under the classes in the map: bytes,
@@ -580,21 +589,16 @@ void CheckPrefilterEqual(const CompiledPolicy& c, const MapSet& m) {
   auto classes = ReadClasses(m.v4_class);
   REQUIRE(classes.ok());
   V4Prefilter want = BuildV4Prefilter(c.v4, *classes);
-  auto mapping = V4PreMapping::Map(m.v4_pre);
-  REQUIRE(mapping.ok());
-  auto sum = V4SumMapping::Map(m.v4_sum);
-  REQUIRE(sum.ok());
-  const volatile uint8_t* bytes = mapping->bytes();
+  PrefilterMaps pm = PrefilterMaps::Of(m);
+  const volatile uint8_t* bytes = pm.pre.bytes();
   size_t diff = 0, code_diff = 0;
   for (size_t i = 0; i < kV4PreBytes; ++i) {
     diff += bytes[i] != want.bytes[i];
-    code_diff += SumCode(want.bytes[i]) != sum->Code(static_cast<uint32_t>(i));
+    code_diff += SumCode(want.bytes[i]) != pm.sum.Code(static_cast<uint32_t>(i));
   }
   CHECK(diff == 0u);
   CHECK(code_diff == 0u);
-  auto table = V4HostTable::Map(m.v4_host);
-  REQUIRE(table.ok());
-  CHECK(table->Entries() == want.hosts);
+  CHECK(pm.hosts.Entries() == want.hosts);
 }
 
 // /24s holding single addresses only are read straight from their summary code (BW_V4_SUM_HOSTS),
@@ -613,15 +617,10 @@ TEST_CASE("apply: a host table rebuild never leaves a /24 of single addresses or
   };
   CompiledPolicy all = version(true), half = version(false);
   MustApply(all, h.maps());
-  auto sum_mapping = V4SumMapping::Map(h.maps().v4_sum);
-  REQUIRE(sum_mapping.ok());
-  const V4SumMapping& sum = *sum_mapping;
-  auto mapping = V4PreMapping::Map(h.maps().v4_pre);
-  REQUIRE(mapping.ok());
-  const volatile uint8_t* bytes = mapping->bytes();
-  auto host_table = V4HostTable::Map(h.maps().v4_host);
-  REQUIRE(host_table.ok());
-  const V4HostTable& ht = *host_table;
+  PrefilterMaps pm = PrefilterMaps::Of(h.maps());
+  const V4SumMapping& sum = pm.sum;
+  const volatile uint8_t* bytes = pm.pre.bytes();
+  const V4HostTable& ht = pm.hosts;
   int trie_fd = h.maps().watch_v4.fd();
   // The kept addresses' /24s are of single addresses only: code 2; the /26s' have chunks.
   CHECK(sum.Code(0x0a000007u >> 8) == BW_V4_SUM_HOSTS);

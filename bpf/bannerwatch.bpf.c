@@ -7,6 +7,12 @@
  * ingress, the destination on egress); safelist -> pass, block -> drop; then, on watched TCP ports,
  * drop the rest of banner-dropped flows and match "SSH-" at payload offset zero. The verdict is
  * decided before any event is written; a full ring buffer only bumps events_lost.
+ *
+ * Built twice (see "object variants" in bannerwatch_abi.h): as is, and with BW_CORE=1 for kernels
+ * without bpf_loop, bpf_xdp_load_bytes, bpf_ktime_get_coarse_ns or pointer arguments to global
+ * functions. BW_CORE removes code (what enum bw_feature names), picks the older clock helper and
+ * hands the banner stage its arguments through a map (bw_stage); maps, programs and the
+ * decision's order are the same in both.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -17,6 +23,12 @@
 #include "parse.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#ifndef BW_CORE
+#define BW_CORE 0
+#endif
+/* bpf_loop: the first-payload line scan and the CONNECT parser run under it. */
+#define BW_HAVE_LOOP (!BW_CORE)
 
 /* IPv4 watchlist: longest-prefix match of the remote address -> its effective entry. */
 struct {
@@ -175,14 +187,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_tunnels SEC(".maps");
 
-/* Per-CPU room to scan a first payload (more than the 512-byte stack holds). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct bw_scratch);
-} bw_scratch SEC(".maps");
-
 /* What the decision found out about a packet, for the event writer: scalars only, so it can be
  * handed to a global (separately verified) function. */
 struct bw_match {
@@ -194,6 +198,58 @@ struct bw_match {
 	__u8 prefixlen;
 	__u8 detail; /* decided by the pre-filter: userspace fills entry_ref/prefixlen (BW_EVF_DETAIL) */
 };
+
+/* What the core object's banner stage is handed (see bw_stage). */
+struct bw_stage_args {
+	struct bw_pkt p;
+	struct bw_match m;
+};
+
+/* The loops bpf_loop runs (the first-payload scan, the CONNECT parser) keep their state in a
+ * per-CPU map element, not on the stack, and on purpose: the verifier knows nothing of a map
+ * value's contents, so it checks a loop step for every value the state can hold. State on the
+ * stack starts as constants it tracks, and verifiers before 6.7 (Debian 12's 6.1 among them) check
+ * a bpf_loop step as if it ran once from there: code that only a later step reaches (the CONNECT
+ * parser's digits after a ':') is then judged dead and removed. */
+struct bw_scan_state {
+	__u32 n;          /* bytes loaded into buf */
+	__u32 mode;       /* enum bw_scan_mode */
+	__u32 line_start;
+	__s32 found;      /* offset of "SSH-", or -1 */
+};
+
+struct bw_connect_state {
+	__u8 line[64];
+	__u32 n;      /* bytes of line loaded */
+	__u32 port;   /* digits after the current ':' */
+	__u32 digits;
+	__u8 colon;   /* inside a ':' group */
+	__u8 bad;     /* the group's number passed 65535 */
+	__u8 spaced;  /* the space that ends the target was seen */
+	__u8 _pad0;
+};
+
+/* Per-CPU: a program runs to its end on its CPU before another can use the element (XDP in
+ * softirq, TC egress with bottom halves off; not so on PREEMPT_RT kernels). */
+struct bw_scratch {
+	__u8 buf[BW_SCAN_MAX + 8]; /* a first payload (more than the 512-byte stack holds) */
+	struct bw_scan_state scan;
+	struct bw_connect_state connect;
+	struct bw_stage_args stage;
+};
+
+/* What bpf_loop hands a step (its context must be on the stack): the scratch element. */
+struct bw_loop_arg {
+	struct bw_scratch *s;
+};
+
+/* Per-CPU room and state for the bpf_loop scans, and the core object's stage arguments. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bw_scratch);
+} bw_scratch SEC(".maps");
 
 static __always_inline const __u8 *bw_remote(const struct bw_pkt *p, int dir)
 {
@@ -305,9 +361,31 @@ struct bw_banner_src {
 	__u8 match; /* enum bw_banner_match */
 };
 
+/* Packet bytes that may lie outside the linear data. Without bpf_xdp_load_bytes (core) an XDP
+ * frame is one buffer, all of it linear: what the direct reads cannot reach is not there. */
 static __always_inline long bw_load(void *ctx, int is_xdp, __u32 off, void *to, __u64 len)
 {
-	return is_xdp ? bpf_xdp_load_bytes(ctx, off, to, len) : bpf_skb_load_bytes(ctx, off, to, len);
+	if (is_xdp)
+		return BW_CORE ? -1 : bpf_xdp_load_bytes(ctx, off, to, len);
+	return bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+/* bw_load of n bytes, n checked right here against [1, max] on the register passed on.
+ * Written for every verifier: clang folds `n == 0 || n > max` into one unsigned compare of n - 1
+ * on a copy, which older verifiers (6.1's among them) do not relate back to n: they reject the
+ * load as possibly 0 bytes. So the upper bound first, a barrier so the two checks cannot be merged,
+ * and the lower bound as a signed compare: `n != 0` teaches an older verifier nothing, `n s> 0`
+ * gives it the minimum of 1. */
+static __always_inline long bw_load_upto(void *ctx, int is_xdp, __u32 off, __u8 *to, __u64 n,
+					 __u64 max)
+{
+	barrier_var(n);
+	if (n > max)
+		return -1;
+	barrier_var(n);
+	if ((__s64)n <= 0)
+		return -1;
+	return bw_load(ctx, is_xdp, off, to, n);
 }
 
 /* The packet's linear data: [*data, *end). */
@@ -322,31 +400,43 @@ static __always_inline void bw_linear(void *ctx, int is_xdp, void **data, void *
 	}
 }
 
-/* The payload's first four bytes, read in place when the linear data holds them (saves a helper
- * call and a copy on every watched-port segment), through the helper otherwise. */
+/* The payload's first hn bytes (hn in [1, 4]), read in place when the linear data holds them
+ * (saves a helper call and a copy on every watched-port segment; and without
+ * bpf_xdp_load_bytes, in the core object, it is the only way on XDP), through the helper
+ * otherwise. */
 static __always_inline long bw_head(void *ctx, int is_xdp, __u32 off, __u8 *head, __u64 hn)
 {
-	if (hn == 4) {
-		void *data, *end;
+	void *data, *end;
 
-		bw_linear(ctx, is_xdp, &data, &end);
-		/* A bounded offset: the verifier learns a packet range only while offset + access stays
-		 * within MAX_PACKET_OFF (0xffff); payloads further in take the helper. */
-		__u8 *h = data + (off & 0x3fff);
+	bw_linear(ctx, is_xdp, &data, &end);
+	/* A bounded offset: the verifier learns a packet range only while offset + access stays
+	 * within MAX_PACKET_OFF (0xffff); payloads further in take the helper. */
+	__u8 *h = data + (off & 0x3fff);
 
-		if (off <= 0x3fff && (void *)(h + 4) <= end) {
+	if (off <= 0x3fff) {
+		if (hn == 4 && (void *)(h + 4) <= end) {
 			__builtin_memcpy(head, h, 4);
 			return 0;
 		}
+		/* A segment of one to three bytes: the start of a split banner. */
+		if (hn < 4 && (void *)(h + hn) <= end) {
+#pragma unroll
+			for (int i = 0; i < 3; i++) {
+				if (i >= hn || (void *)(h + i + 1) > end)
+					break;
+				head[i] = h[i];
+			}
+			return 0;
+		}
 	}
-	return bw_load(ctx, is_xdp, off, head, hn);
+	return bw_load_upto(ctx, is_xdp, off, head, hn, 4);
 }
 
-/* Copies n packet bytes at `off` (n in [8, max], max a constant <= BW_BANNER_MAX) to `to` in place,
- * when the linear data holds them: in 8-byte words, the last one overlapping its predecessor when n
- * is not a multiple of 8. Returns -1 (nothing copied, or a part) when it cannot: the caller then
- * takes the load helper. Word loads and stores need not be aligned: the verifier allows that where
- * the CPU does (no BPF_F_STRICT_ALIGNMENT). */
+/* Copies n packet bytes at `off` (n in [1, max], max a constant <= BW_BANNER_MAX) to `to` in
+ * place, when the linear data holds them: fewer than 8 byte by byte, else in 8-byte words, the last
+ * one overlapping its predecessor when n is not a multiple of 8. Returns -1 (nothing copied, or a
+ * part) when it cannot: the caller then takes the load helper. Word loads and stores need not be
+ * aligned: the verifier allows that where the CPU does (no BPF_F_STRICT_ALIGNMENT). */
 static __always_inline int bw_read_direct(void *ctx, int is_xdp, __u32 off, __u8 *to, __u64 n,
 					  __u64 max)
 {
@@ -355,8 +445,19 @@ static __always_inline int bw_read_direct(void *ctx, int is_xdp, __u32 off, __u8
 	bw_linear(ctx, is_xdp, &data, &end);
 	__u8 *h = data + (off & 0x3fff); /* bounded for the verifier, as in bw_head */
 
-	if (off > 0x3fff || n < 8 || n > max)
+	if (off > 0x3fff || n > max)
 		return -1;
+	if (n < 8) {
+#pragma unroll
+		for (int i = 0; i < 7; i++) {
+			if (i >= n)
+				break;
+			if ((void *)(h + i + 1) > end)
+				return -1;
+			to[i] = h[i];
+		}
+		return 0;
+	}
 #pragma unroll
 	for (int i = 0; i < BW_BANNER_MAX / 8; i++) {
 		if ((__u64)(i + 1) * 8 > n)
@@ -371,17 +472,6 @@ static __always_inline int bw_read_direct(void *ctx, int is_xdp, __u32 off, __u8
 		return -1;
 	*(__u64 *)(to + t) = *(__u64 *)(h + t);
 	return 0;
-}
-
-/* bw_load of n bytes, n checked right here against [1, max]: the compiler may have folded the
- * caller's checks into ones on another register, which leaves the verifier without a bound. */
-static __always_inline long bw_load_upto(void *ctx, int is_xdp, __u32 off, __u8 *to, __u64 n,
-					 __u64 max)
-{
-	barrier_var(n);
-	if (n == 0 || n > max)
-		return -1;
-	return bw_load(ctx, is_xdp, off, to, n);
 }
 
 /* Copies up to BW_BANNER_MAX bytes into the event: in place when the payload is linear, through the
@@ -495,7 +585,7 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 
 	if (j != bb->jiffies) {
 		bb->jiffies = j;
-		bb->coarse_ns = bpf_ktime_get_coarse_ns();
+		bb->coarse_ns = BW_CORE ? bpf_ktime_get_ns() : bpf_ktime_get_coarse_ns();
 	}
 	__u64 now = bb->coarse_ns;
 	int same = s->family == p->family && bw_addr_eq(s->addr, a);
@@ -569,25 +659,20 @@ enum bw_scan_mode {
 	BW_SCAN_AFTER_HEAD = 1, /* "SSH-" right after the blank line that ends an HTTP head */
 };
 
-struct bw_scan_state {
-	struct bw_scratch *s;
-	__u32 n;          /* bytes loaded */
-	__u32 mode;       /* enum bw_scan_mode */
-	__u32 line_start;
-	int found;        /* offset of "SSH-", or -1 */
-};
-
 /* One step of the scan, run by bpf_loop: the verifier checks the body once, however many steps
  * run (a plain 1024-step loop branches on every byte and exhausts the 1 M instruction budget). */
 static long bw_scan_step(__u32 index, void *arg)
 {
-	struct bw_scan_state *st = arg;
-	struct bw_scratch *s = st->s;
+	struct bw_scratch *s = ((struct bw_loop_arg *)arg)->s;
 	/* 64-bit and masked: BW_SCAN_MAX is a power of two, and the mask is a bound the verifier
 	 * keeps (a compared 32-bit index is zero-extended into a register that forgot it). */
 	__u64 i = index & (BW_SCAN_MAX - 1);
 
-	if (!s || index >= BW_SCAN_MAX || i + 5 > st->n)
+	if (!s)
+		return 1;
+	struct bw_scan_state *st = &s->scan;
+
+	if (index >= BW_SCAN_MAX || i + 5 > st->n)
 		return 1; /* stop */
 	if (s->buf[i] != '\n')
 		return 0;
@@ -624,25 +709,17 @@ static __always_inline int bw_scan(void *ctx, int is_xdp, __u32 payload_off, __u
 	n &= 0x7ff;
 	if (n < 5 || n > BW_SCAN_MAX)
 		return -1;
-	if (bw_load(ctx, is_xdp, payload_off, s->buf, n))
+	if (bw_load_upto(ctx, is_xdp, payload_off, s->buf, n, BW_SCAN_MAX))
 		return -1;
-	struct bw_scan_state st = { .s = s, .n = (__u32)n, .mode = mode, .found = -1 };
+	struct bw_loop_arg arg = { .s = s };
 
-	bpf_loop(BW_SCAN_MAX, bw_scan_step, &st, 0);
-	return st.found;
+	s->scan.n = (__u32)n;
+	s->scan.mode = mode;
+	s->scan.line_start = 0;
+	s->scan.found = -1;
+	bpf_loop(BW_SCAN_MAX, bw_scan_step, &arg, 0);
+	return s->scan.found;
 }
-
-/* Parsing state of a CONNECT request line, walked by bpf_loop (bw_connect_step). */
-struct bw_connect_state {
-	__u8 line[64];
-	__u32 n;      /* bytes of line loaded */
-	__u32 port;   /* digits after the current ':' */
-	__u32 digits;
-	__u8 colon;   /* inside a ':' group */
-	__u8 bad;     /* the group's number passed 65535 */
-	__u8 spaced;  /* the space that ends the target was seen */
-	__u8 _pad0;
-};
 
 /* The target runs to the first space, which must lie in the bytes read; the port is the digits
  * after its last ':' and nothing else ("host:443", "[2001:db8::1]:443"; a ']' or any other byte
@@ -650,8 +727,12 @@ struct bw_connect_state {
  * bpf_loop: inlined, the per-byte state multiplies the verifier's paths past its budget. */
 static long bw_connect_step(__u32 index, void *arg)
 {
-	struct bw_connect_state *st = arg;
+	struct bw_scratch *s = ((struct bw_loop_arg *)arg)->s;
 	__u64 i = (index + 8) & 63;
+
+	if (!s)
+		return 1;
+	struct bw_connect_state *st = &s->connect;
 
 	if (index + 8 >= 64 || index + 8 >= st->n)
 		return 1;
@@ -687,21 +768,33 @@ static long bw_connect_step(__u32 index, void *arg)
 static __always_inline void bw_note_connect(void *ctx, int is_xdp, struct bw_counters *cnt,
 					    const struct bw_pkt *p)
 {
-	struct bw_connect_state st = {};
-	__u64 n = p->payload_len > sizeof(st.line) ? sizeof(st.line) : p->payload_len;
+	__u32 zero = 0;
+	struct bw_scratch *s = bpf_map_lookup_elem(&bw_scratch, &zero);
+
+	if (!s)
+		return;
+	struct bw_connect_state *st = &s->connect;
+	__u64 n = p->payload_len > sizeof(st->line) ? sizeof(st->line) : p->payload_len;
 
 	n &= 0x7f;
-	if (n < 12 || n > sizeof(st.line))
+	if (n < 12 || n > sizeof(st->line))
 		return;
-	if (bw_load(ctx, is_xdp, p->payload_off, st.line, n))
+	if (bw_load_upto(ctx, is_xdp, p->payload_off, st->line, n, sizeof(st->line)))
 		return;
-	if (st.line[4] != 'E' || st.line[5] != 'C' || st.line[6] != 'T' || st.line[7] != ' ')
+	if (st->line[4] != 'E' || st->line[5] != 'C' || st->line[6] != 'T' || st->line[7] != ' ')
 		return;
-	st.n = (__u32)n;
-	bpf_loop(sizeof(st.line) - 8, bw_connect_step, &st, 0);
-	if (!st.spaced || !st.colon || !st.digits || st.bad)
+	st->n = (__u32)n;
+	st->port = 0;
+	st->digits = 0;
+	st->colon = 0;
+	st->bad = 0;
+	st->spaced = 0;
+	struct bw_loop_arg arg = { .s = s };
+
+	bpf_loop(sizeof(st->line) - 8, bw_connect_step, &arg, 0);
+	if (!st->spaced || !st->colon || !st->digits || st->bad)
 		return;
-	__u32 port = st.port;
+	__u32 port = st->port;
 	__be16 bport = bpf_htons((__u16)port);
 
 	if (!(bw_port_flags(bport) & BW_PORT_WATCHED))
@@ -790,8 +883,8 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	int non_tls = (sf & BW_PORT_WATCHED) && (cfg->flags & BW_CFG_NON_TLS);
 	/* Tunnels carry a far server's banner: the server side's action applies. */
 	__u8 act_tun = cfg->banner_action[BW_SIDE_SERVER];
-	int proxy_srv = (sf & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
-	int proxy_cli = (df & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+	int proxy_srv = BW_HAVE_LOOP && (sf & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+	int proxy_cli = BW_HAVE_LOOP && (df & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
 	struct bw_flow_key k;
 
 	/* Either side's drop action may have recorded this flow, seen from either end. */
@@ -941,7 +1034,7 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 
 		if (http)
 			return BW_VERDICT_PASS;
-		if (act_srv != BW_BANNER_OFF) {
+		if (BW_HAVE_LOOP && act_srv != BW_BANNER_OFF) {
 			int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len, BW_SCAN_LINES);
 
 			if (at > 0) {
@@ -963,7 +1056,8 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 
 /* Stage 3 as global functions, one per program type: the verifier checks each once, on its own,
  * rather than once for every combination of facts the caller's paths carry (inlined, the banner
- * stage exhausts the 1 M instruction budget). */
+ * stage exhausts the 1 M instruction budget). bw_stage calls the one for the program. */
+#if !BW_CORE
 __noinline int bw_banners_xdp(struct xdp_md *ctx, const struct bw_pkt *p, const struct bw_match *m,
 			      __u8 sf, __u8 df)
 {
@@ -979,6 +1073,48 @@ __noinline int bw_banners_tc(struct __sk_buff *ctx, const struct bw_pkt *p,
 		return BW_VERDICT_PASS;
 	return bw_banners(ctx, 0, p, m, sf, df);
 }
+
+static __always_inline int bw_stage(void *ctx, int is_xdp, const struct bw_pkt *p,
+				    const struct bw_match *m, __u8 sf, __u8 df)
+{
+	return is_xdp ? bw_banners_xdp(ctx, p, m, sf, df) : bw_banners_tc(ctx, p, m, sf, df);
+}
+#else
+/* Before 5.12 a global function takes the context and scalars only: the core object hands the
+ * packet and the match over in this CPU's scratch element. */
+static __always_inline int bw_banners_scratch(void *ctx, int is_xdp, __u8 sf, __u8 df)
+{
+	__u32 zero = 0;
+	struct bw_scratch *s = bpf_map_lookup_elem(&bw_scratch, &zero);
+
+	if (!s)
+		return BW_VERDICT_PASS;
+	return bw_banners(ctx, is_xdp, &s->stage.p, &s->stage.m, sf, df);
+}
+
+__noinline int bw_banners_xdp(struct xdp_md *ctx, __u8 sf, __u8 df)
+{
+	return bw_banners_scratch(ctx, 1, sf, df);
+}
+
+__noinline int bw_banners_tc(struct __sk_buff *ctx, __u8 sf, __u8 df)
+{
+	return bw_banners_scratch(ctx, 0, sf, df);
+}
+
+static __always_inline int bw_stage(void *ctx, int is_xdp, const struct bw_pkt *p,
+				    const struct bw_match *m, __u8 sf, __u8 df)
+{
+	__u32 zero = 0;
+	struct bw_scratch *s = bpf_map_lookup_elem(&bw_scratch, &zero);
+
+	if (!s)
+		return BW_VERDICT_PASS;
+	__builtin_memcpy(&s->stage.p, p, sizeof(*p));
+	__builtin_memcpy(&s->stage.m, m, sizeof(*m));
+	return is_xdp ? bw_banners_xdp(ctx, sf, df) : bw_banners_tc(ctx, sf, df);
+}
+#endif
 
 /* The whole decision. Returns enum bw_verdict; counters and events are side effects. */
 static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, int parsed,
@@ -1082,7 +1218,7 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 
 	if (!((sf | df) & (BW_PORT_WATCHED | BW_PORT_PROXY)))
 		return BW_VERDICT_PASS;
-	return is_xdp ? bw_banners_xdp(ctx, p, &m, sf, df) : bw_banners_tc(ctx, p, &m, sf, df);
+	return bw_stage(ctx, is_xdp, p, &m, sf, df);
 }
 
 SEC("xdp")
@@ -1093,6 +1229,13 @@ int bw_xdp_ingress(struct xdp_md *ctx)
 	struct bw_pkt p = {};
 	/* Headers are read directly; a frame's headers are all in its first buffer. */
 	int parsed = bw_parse(data, data_end, data_end - data, &p);
+
+#ifdef BW_TEST_REJECT
+	/* tests/bpf/loader_test.cpp only: a packet read without a bounds check, which every verifier
+	 * refuses, to see how the daemon reports a rejected program. */
+	if (*(volatile __u8 *)(data + 100) == 0x42)
+		return XDP_DROP;
+#endif
 
 	return bw_handle(ctx, 1, &p, parsed, ctx->ingress_ifindex, BW_DIR_INGRESS) ==
 			       BW_VERDICT_DROP

@@ -109,6 +109,21 @@
 #define BW_V4_HOST_LIVE (1ULL << 62)
 #define BW_V4_HOST_DEAD (1ULL << 63)
 
+/* ---- object variants ------------------------------------------------------------------------- */
+/* bpf/bannerwatch.bpf.c is built twice (CMakeLists.txt). The full object needs bpf_loop (5.17),
+ * bpf_xdp_load_bytes (5.18), bpf_ktime_get_coarse_ns (5.11) and pointer arguments to global
+ * functions (5.12); the core object (BW_CORE=1) needs none of them and loads on 5.10. The daemon
+ * probes the kernel and loads the full object where it can. Both have the same maps, programs and
+ * globals, so either is opened through the one skeleton. What the core object leaves out: */
+enum bw_feature {
+	BW_FEAT_PRELINES = 1 << 0,      /* lines before a server's version line (bpf_loop) */
+	BW_FEAT_CONNECT = 1 << 1,       /* HTTP CONNECT tunnels through proxy_ports (bpf_loop) */
+	BW_FEAT_XDP_FRAGS = 1 << 2,     /* banner bytes beyond an XDP frame's first buffer
+					 * (bpf_xdp_load_bytes; multi-buffer XDP is 5.18 too) */
+};
+#define BW_FEATURES_FULL (BW_FEAT_PRELINES | BW_FEAT_CONNECT | BW_FEAT_XDP_FRAGS)
+#define BW_FEATURES_CORE 0U
+
 /* ---- enums ----------------------------------------------------------------------------------- */
 /* Watchlist action bits. The daemon stores the effective action of each prefix (a watched /32
  * inside a blocked /16 carries BLOCK); the kernel honours the highest bit it finds:
@@ -341,11 +356,6 @@ struct bw_tunnel {
 	__u8 _pad0;
 	__u16 target_port; /* host order, from the CONNECT line */
 	__u32 _pad1;
-};
-
-/* bw_scratch: per-CPU room for scanning a first payload (the BPF stack holds 512 bytes). */
-struct bw_scratch {
-	__u8 buf[BW_SCAN_MAX + 8];
 };
 
 /* ---- block-event rate limiter (per-CPU array of hashed slots) ---------------------------------- */

@@ -311,6 +311,9 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
                                       ", compile ", absl::FormatDuration(t2 - t1));
   list_stats_at_ = absl::InfinitePast();
   Log(absl::StrCat("policy ", opts_.config_path, " applied (", why, "): ", last_reload_summary_));
+  if (!compiled_->proxy_ports.empty() && !(dp_->features() & BW_FEAT_CONNECT))
+    Log(absl::StrCat("proxy_ports are set, but this kernel's data plane does not follow CONNECT "
+                     "tunnels (", DescribeDataPlane(dp_->variant(), dp_->kernel()), ")"));
   WatchFiles();
   return absl::OkStatus();
 }
@@ -379,6 +382,16 @@ json Daemon::Status() {
   j["state_file"] = state_file_;
   j["uptime_s"] = absl::ToInt64Seconds(absl::Now() - started_);
   j["adopted"] = dp_->adopted();
+  {
+    json off = json::array(), lacks = json::array();
+    for (const auto& f : AllFeatures())
+      if (!(dp_->features() & f.bit)) off.push_back(f.name);
+    for (const std::string& m : dp_->kernel().Missing()) lacks.push_back(m);
+    j["data_plane"] = {{"variant", VariantName(dp_->variant())},
+                       {"kernel", dp_->kernel().release},
+                       {"features_off", off},
+                       {"kernel_lacks", lacks}};
+  }
   j["interfaces"] = json::array();
   for (const Attachment& a : attached_)
     j["interfaces"].push_back({{"name", a.ifname}, {"ifindex", a.ifindex},
@@ -521,6 +534,17 @@ json Daemon::HandleControl(const json& req) {
 
 std::string Daemon::RenderMetrics() {
   MetricsText m;
+  m.Family("bannerwatch_data_plane_info", "gauge",
+           "The data-plane object variant loaded and the kernel it runs on (always 1)");
+  m.Sample("bannerwatch_data_plane_info",
+           absl::StrCat(MetricsText::Label("variant", VariantName(dp_->variant())), ",",
+                        MetricsText::Label("kernel", dp_->kernel().release)),
+           uint64_t{1});
+  m.Family("bannerwatch_feature_enabled", "gauge",
+           "1 when the loaded data plane has the detection, 0 when this kernel cannot run it");
+  for (const auto& f : AllFeatures())
+    m.Sample("bannerwatch_feature_enabled", MetricsText::Label("feature", f.name),
+             uint64_t{(dp_->features() & f.bit) ? 1u : 0u});
   for (int i = 0; i < BW_CNT__MAX; ++i) {
     std::string name = absl::StrCat("bannerwatch_", kCounterNames[i], "_total");
     m.Family(name, "counter", absl::StrCat("Data-plane counter ", kCounterNames[i], ", by direction"));
@@ -658,9 +682,11 @@ absl::Status Daemon::Start() {
   lo.pin_root = pin_root_;
   lo.v4_entries = p0.v4_entries;
   lo.v6_entries = p0.v6_entries;
+  lo.variant = opts_.bpf_variant;
   auto dp = DataPlane::Load(lo);
   if (!dp.ok()) return dp.status();
   dp_ = std::move(*dp);
+  Log(DescribeDataPlane(dp_->variant(), dp_->kernel()));
   auto maps = dp_->Maps();
   if (!maps.ok()) return maps.status();
   maps_ = std::move(*maps);

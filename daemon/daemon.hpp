@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/attach.hpp"
+#include "daemon/kernel_probe.hpp"
 
 namespace bw {
 
@@ -20,6 +21,7 @@ struct DaemonOptions {
   std::string config_path;          // policy YAML
   std::vector<std::string> ifaces;  // empty: policy's interfaces, else the default-route one
   XdpMode xdp_mode = XdpMode::kAuto;
+  Variant bpf_variant = Variant::kAuto;  // which data-plane object (kernel_probe.hpp)
   bool verbose = false;
   // Overrides of the policy's daemon settings (unset: the policy's value).
   std::optional<std::string> pin_root;

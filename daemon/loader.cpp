@@ -12,7 +12,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "bannerwatch.skel.h"
+#include "bannerwatch_core.skel.h"
+#include "daemon/libbpf_log.hpp"
 #include <bpf/bpf.h>
 
 #ifndef BPF_FS_MAGIC
@@ -20,6 +24,87 @@
 #endif
 
 namespace bw {
+
+namespace {
+
+const char* ObjectName(Variant v) {
+  return v == Variant::kCore ? "bannerwatch_core.bpf.o" : "bannerwatch.bpf.o";
+}
+
+}  // namespace
+
+// Both variants have the same maps, programs and globals (bannerwatch_abi.h), so the full object's
+// skeleton opens either: only the ELF image it hands to libbpf differs.
+bannerwatch* OpenVariant(Variant v, absl::Span<const uint8_t> override_elf,
+                         const bpf_object_open_opts* oo) {
+  auto* obj = static_cast<bannerwatch*>(calloc(1, sizeof(bannerwatch)));
+  if (!obj) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  int err = bannerwatch__create_skeleton(obj);
+  if (err == 0) {
+    if (!override_elf.empty()) {
+      obj->skeleton->data = override_elf.data();
+      obj->skeleton->data_sz = override_elf.size();
+    } else if (v == Variant::kCore) {
+      obj->skeleton->data = bannerwatch_core__elf_bytes(&obj->skeleton->data_sz);
+    }
+    err = bpf_object__open_skeleton(obj->skeleton, oo);
+  }
+  if (err != 0) {
+    bannerwatch__destroy(obj);
+    errno = -err;
+    return nullptr;
+  }
+  return obj;
+}
+
+namespace {
+
+// The last `n` non-empty lines of a verifier log, each indented.
+std::string LogTail(const std::string& log, size_t n) {
+  std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+  size_t from = lines.size() > n ? lines.size() - n : 0;
+  std::string out;
+  for (size_t i = from; i < lines.size(); ++i) absl::StrAppend(&out, "\n    ", lines[i]);
+  return out;
+}
+
+// Why bannerwatch__load failed, from what libbpf said while it ran: the verifier refused a program
+// (its log), a pinned map did not fit (the pin root), or something else (libbpf's own words).
+absl::Status LoadError(const DataPlane& dp, const ScopedLibbpfCapture& capture, int err) {
+  const char* object = ObjectName(dp.variant());
+  if (!capture.prog_logs().empty()) {
+    const auto& pl = capture.prog_logs().front();
+    std::string msg = absl::StrCat(
+        "the kernel's BPF verifier rejected program ", pl.prog, " of ", object, " (",
+        VariantName(dp.variant()), " variant) on kernel ", dp.kernel().release, ": ",
+        std::strerror(err), ". Last lines of the verifier log:", LogTail(pl.log, 12));
+    std::vector<std::string> missing = dp.kernel().Missing();
+    if (dp.variant() == Variant::kFull && !missing.empty())
+      absl::StrAppend(&msg, "\n  This kernel lacks ", absl::StrJoin(missing, ", "),
+                      ", which the full variant needs: the core variant (--bpf-variant auto or "
+                      "core) loads here.");
+    absl::StrAppend(&msg, LibbpfLogVerbose()
+                              ? "\n  (the whole log is above)"
+                              : "\n  The whole log: run again with --verbose.");
+    return absl::FailedPreconditionError(msg);
+  }
+  for (const std::string& w : capture.warnings()) {
+    if (w.find("couldn't reuse pinned map") != std::string::npos)
+      return absl::FailedPreconditionError(absl::StrCat(
+          object, ": ", w, " (pin root ", dp.pin_root(),
+          "): maps pinned there by a build with another size or layout cannot be reused; run "
+          "`bannerwatch detach` first"));
+  }
+  std::string said = absl::StrJoin(capture.warnings(), "; ");
+  return ErrnoStatus(object, absl::StrCat("bannerwatch__load", said.empty() ? "" : " (libbpf: ",
+                                          said, said.empty() ? "" : ")"),
+                     err);
+}
+
+}  // namespace
 
 absl::Status EnsurePinRoot(const std::string& dir) {
   std::filesystem::path p(dir);
@@ -36,16 +121,28 @@ absl::Status EnsurePinRoot(const std::string& dir) {
 }
 
 absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& opts) {
-  absl::Status st = EnsurePinRoot(opts.pin_root);
+  const bool pinned = !opts.pin_root.empty();
+  absl::Status st = pinned ? EnsurePinRoot(opts.pin_root) : absl::OkStatus();
   if (!st.ok()) return st;
 
   std::unique_ptr<DataPlane> dp(new DataPlane());
   dp->pin_root_ = opts.pin_root;
-  dp->adopted_ = access(absl::StrCat(opts.pin_root, "/", BW_MAP_WATCH_V4).c_str(), F_OK) == 0;
+  dp->adopted_ =
+      pinned && access(absl::StrCat(opts.pin_root, "/", BW_MAP_WATCH_V4).c_str(), F_OK) == 0;
 
-  LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = dp->pin_root_.c_str());
-  dp->skel_ = bannerwatch__open_opts(&oo);
-  if (!dp->skel_) return ErrnoStatus("bannerwatch.bpf.o", "bannerwatch__open_opts", errno);
+  auto kernel = ProbeKernel();
+  if (!kernel.ok()) return kernel.status();
+  dp->kernel_ = *kernel;
+  dp->variant_ = opts.variant == Variant::kAuto ? kernel->Best() : opts.variant;
+
+  LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pinned ? dp->pin_root_.c_str() : nullptr);
+  dp->skel_ = OpenVariant(dp->variant_, opts.object_override, &oo);
+  if (!dp->skel_) return ErrnoStatus(ObjectName(dp->variant_), "bpf_object__open_skeleton", errno);
+  if (!pinned) {
+    // A trial load (`check`): maps of its own, nothing pinned, nothing adopted.
+    bpf_map* m;
+    bpf_object__for_each_map(m, dp->skel_->obj) bpf_map__set_pin_path(m, nullptr);
+  }
 
   struct {
     bpf_map* map;
@@ -61,7 +158,7 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
     // Adopting: a pinned map keeps the size it was made with (libbpf reuses only an identical
     // map); a policy that needs more is refused at apply time, not here.
     std::string pin = absl::StrCat(dp->pin_root_, "/", bpf_map__name(s.map));
-    if (int pfd = bpf_obj_get(pin.c_str()); pfd >= 0) {
+    if (int pfd = pinned ? bpf_obj_get(pin.c_str()) : -1; pfd >= 0) {
       bpf_map_info info{};
       uint32_t len = sizeof(info);
       if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0) n = info.max_entries;
@@ -71,13 +168,9 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
       return ErrnoStatus(bpf_map__name(s.map), "bpf_map__set_max_entries", -err);
   }
 
-  if (int err = bannerwatch__load(dp->skel_); err != 0) {
-    return ErrnoStatus(
-        "bannerwatch.bpf.o",
-        absl::StrCat("bannerwatch__load (pin root ", dp->pin_root_,
-                     "; maps pinned there with another size or layout cannot be reused: run "
-                     "`bannerwatch detach` first)"),
-        -err);
+  {
+    ScopedLibbpfCapture capture;
+    if (int err = bannerwatch__load(dp->skel_); err != 0) return LoadError(*dp, capture, -err);
   }
 
   // A new config element is all zero: banners off, no interval. Give it the defaults once.
@@ -99,6 +192,25 @@ absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Load(const LoadOptions& op
 
 DataPlane::~DataPlane() {
   if (skel_) bannerwatch__destroy(skel_);
+}
+
+std::vector<ProgramInfo> DataPlane::Programs() const {
+  std::vector<ProgramInfo> out;
+  for (bpf_program* p : {skel_->progs.bw_xdp_ingress, skel_->progs.bw_tc_egress}) {
+    ProgramInfo pi;
+    pi.name = bpf_program__name(p);
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
+      // verified_insns lies past what kernels before 5.16 fill in: it stays 0 there.
+      if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof(info.verified_insns))
+        pi.verified_insns = info.verified_insns;
+      pi.xlated_bytes = info.xlated_prog_len;
+      pi.jited_bytes = info.jited_prog_len;
+    }
+    out.push_back(pi);
+  }
+  return out;
 }
 
 int DataPlane::xdp_fd() const { return bpf_program__fd(skel_->progs.bw_xdp_ingress); }

@@ -1,28 +1,47 @@
 // loader.hpp — owns the loaded data plane (the bannerwatch skeleton).
 //
-// Contract: Load() opens the BPF object, sizes its maps, reuses maps already pinned under the pin
-// root (adoption: a restarted daemon keeps the same watchlists, flows, counters and the events
-// buffered meanwhile) or creates and pins them there, and loads both programs. The pin root is
-// created with mode 0700. Destroying a DataPlane closes its fds; it never unpins: Unpin() does.
+// Contract: Load() probes the kernel (kernel_probe.hpp) and opens the object variant it allows
+// (or the one asked for), sizes its maps, reuses maps already pinned under the pin root (adoption:
+// a restarted daemon keeps the same watchlists, flows, counters and the events buffered meanwhile)
+// or creates and pins them there, and loads both programs. The pin root is created with mode 0700.
+// A load the verifier refuses is reported as such: the program, the kernel, the variant and the
+// last lines of the verifier's log (all of it on stderr when libbpf's log is verbose). Destroying
+// a DataPlane closes its fds; it never unpins: Unpin() does.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "daemon/kernel_probe.hpp"
 #include "maps/maps.hpp"
 
 struct bannerwatch;  // the generated skeleton
+struct bpf_object_open_opts;
 
 namespace bw {
 
 struct LoadOptions {
+  // Empty: a trial load (`check`) whose maps are the process's own, nothing pinned or adopted.
   std::string pin_root = BW_PIN_ROOT_DEFAULT;
   uint32_t v4_entries = BW_V4_ENTRIES_DEFAULT;
   uint32_t v6_entries = BW_V6_ENTRIES_DEFAULT;
   uint32_t flows = BW_FLOWS_DEFAULT;
   uint32_t events_bytes = BW_EVENTS_BYTES_DEFAULT;
+  // kAuto: the best variant the kernel allows. kFull on a kernel without its helpers fails to load.
+  Variant variant = Variant::kAuto;
+  // Tests only: an ELF object opened through the skeleton instead of the variant's (it must have
+  // the same maps, programs and globals).
+  absl::Span<const uint8_t> object_override;
+};
+
+struct ProgramInfo {
+  std::string name;
+  uint32_t verified_insns = 0;  // instructions the verifier processed (0: kernel before 5.16)
+  uint32_t xlated_bytes = 0, jited_bytes = 0;
 };
 
 class DataPlane {
@@ -41,6 +60,12 @@ class DataPlane {
   uint32_t v6_capacity() const;
   // True when the maps were found pinned (a previous daemon's) rather than created.
   bool adopted() const { return adopted_; }
+  // The object variant loaded, its enum bw_feature bits, and what the kernel was found to support.
+  Variant variant() const { return variant_; }
+  uint32_t features() const { return VariantFeatures(variant_); }
+  const KernelSupport& kernel() const { return kernel_; }
+  // Both programs, as the kernel reports them.
+  std::vector<ProgramInfo> Programs() const;
   // Fresh fds (dup) for every map.
   absl::StatusOr<MapSet> Maps() const;
   bannerwatch* skel() { return skel_; }
@@ -53,7 +78,14 @@ class DataPlane {
   bannerwatch* skel_ = nullptr;
   std::string pin_root_;
   bool adopted_ = false;
+  Variant variant_ = Variant::kFull;
+  KernelSupport kernel_;
 };
+
+// Opens (does not load) variant v of the data-plane object through the skeleton; `override_elf`,
+// when not empty, is opened instead (tests). nullptr with errno set on failure.
+bannerwatch* OpenVariant(Variant v, absl::Span<const uint8_t> override_elf,
+                         const struct bpf_object_open_opts* oo);
 
 // Creates `dir` (and parents) with mode 0700 if missing; checks that it lives on bpffs.
 absl::Status EnsurePinRoot(const std::string& dir);

@@ -13,6 +13,9 @@
 #include "absl/time/time.h"
 #include "daemon/control.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/kernel_probe.hpp"
+#include "daemon/libbpf_log.hpp"
+#include "daemon/loader.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/scan.hpp"
 
@@ -25,13 +28,16 @@ constexpr const char* kUsage = R"(usage: bannerwatch <command> [options]
 Daemon:
   run [--config FILE] [--iface IF]... [--xdp-mode auto|native|generic] [--pin-root DIR]
       [--eve FILE | --no-eve-file] [--eve-stdout] [--control SOCK] [--metrics ADDR|off]
-      [--state FILE] [--verbose]
+      [--state FILE] [--bpf-variant auto|full|core] [--verbose]
         Load, attach (XDP ingress + TC egress) and serve. Defaults: policies/default.yaml,
-        the interface of the default route, pin root /sys/fs/bpf/bannerwatch.
+        the interface of the default route, pin root /sys/fs/bpf/bannerwatch, the data-plane
+        variant this kernel runs best (full; core where the kernel lacks what full needs).
   detach [--pin-root DIR]
         Remove every attachment and pin a daemon left (refused while one runs).
   check [--config FILE]
-        Validate a policy and its list files; print what would be loaded.
+        Validate a policy and its list files; print what would be loaded, and (as root) what
+        this kernel supports: the data-plane variant, the detections it turns off, and
+        whether the kernel's verifier accepts the programs.
   scan [--config FILE] [--local CIDR]... CAPTURE...
         Replay pcap/pcapng captures through the data plane (BPF_PROG_TEST_RUN): EVE lines on
         stdout, a summary on stderr. Frames from --local addresses run through TC egress, the
@@ -112,7 +118,8 @@ struct Args {
 
 int CmdRun(int argc, char** argv) {
   Args a(argc, argv, 2,
-         {"config", "iface", "xdp-mode", "pin-root", "eve", "control", "metrics", "state"},
+         {"config", "iface", "xdp-mode", "pin-root", "eve", "control", "metrics", "state",
+          "bpf-variant"},
          {"no-eve-file", "eve-stdout", "verbose"});
   if (!a.error.empty()) return Usage(a.error);
   if (!a.positional.empty()) return Usage("run takes no positional arguments");
@@ -122,6 +129,8 @@ int CmdRun(int argc, char** argv) {
   auto mode = bw::ParseXdpMode(a.get("xdp-mode", "auto"));
   if (!mode.ok()) return Usage(std::string(mode.status().message()));
   o.xdp_mode = *mode;
+  if (!bw::ParseVariant(a.get("bpf-variant", "auto"), &o.bpf_variant))
+    return Usage(absl::StrCat("--bpf-variant '", a.get("bpf-variant"), "': want auto, full or core"));
   o.verbose = a.has("verbose");
   if (a.has("pin-root")) o.pin_root = a.get("pin-root");
   if (a.has("eve")) o.eve_path = a.get("eve");
@@ -135,6 +144,49 @@ int CmdRun(int argc, char** argv) {
     return 1;
   }
   return bw::RunDaemon(o);
+}
+
+// `check`'s second half: what this kernel runs. Probes its BPF, then loads the variant it allows
+// (maps of its own, nothing pinned or attached) to hear the verifier's answer. False when the
+// programs do not load.
+bool CheckKernel(const bw::Policy& p, const bw::CompiledPolicy& c) {
+  if (geteuid() != 0) {
+    std::printf("kernel: not probed (check as root to probe this kernel's BPF and load the "
+                "programs)\n");
+    return true;
+  }
+  bw::InstallLibbpfLog(false);
+  auto k = bw::ProbeKernel();
+  if (!k.ok()) {
+    std::fprintf(stderr, "bannerwatch: probing the kernel: %s\n",
+                 std::string(k.status().message()).c_str());
+    return false;
+  }
+  std::printf("%s\n", bw::DescribeDataPlane(k->Best(), *k).c_str());
+  std::printf("  bpf_loop %s, bpf_xdp_load_bytes %s, bpf_ktime_get_coarse_ns %s, pointer arguments "
+              "of global functions %s\n",
+              k->bpf_loop ? "yes" : "no", k->xdp_load_bytes ? "yes" : "no",
+              k->ktime_coarse ? "yes" : "no", k->global_ptr_args ? "yes" : "no");
+  if (!c.proxy_ports.empty() && !(bw::VariantFeatures(k->Best()) & BW_FEAT_CONNECT))
+    std::printf("  note: the policy sets proxy_ports; CONNECT tunnels are not followed here\n");
+  bw::LoadOptions lo;
+  lo.pin_root = "";  // a trial: nothing pinned
+  lo.variant = k->Best();
+  lo.v4_entries = p.v4_entries;
+  lo.v6_entries = p.v6_entries;
+  auto dp = bw::DataPlane::Load(lo);
+  if (!dp.ok()) {
+    std::fprintf(stderr, "bannerwatch: %s\n", std::string(dp.status().message()).c_str());
+    return false;
+  }
+  for (const bw::ProgramInfo& pi : (*dp)->Programs()) {
+    std::string insns = pi.verified_insns
+                            ? absl::StrCat(pi.verified_insns, " instructions processed")
+                            : std::string("instructions processed not reported by this kernel");
+    std::printf("  %-15s loads: %s, %u bytes translated\n", pi.name.c_str(), insns.c_str(),
+                pi.xlated_bytes);
+  }
+  return true;
 }
 
 int CmdCheck(int argc, char** argv) {
@@ -157,7 +209,7 @@ int CmdCheck(int argc, char** argv) {
     std::printf("  %-24s %-8s %8zu entries%s\n", l.name.c_str(),
                 std::string(bw::ListActionName(l.action)).c_str(), l.entries,
                 l.expired ? " (expired)" : "");
-  return 0;
+  return CheckKernel(*p, *c) ? 0 : 1;
 }
 
 absl::StatusOr<int64_t> ParseTtl(const std::string& s) {

@@ -1,5 +1,7 @@
 #include "daemon/scan.hpp"
 
+#include "daemon/prog_test_run.hpp"
+
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -38,7 +40,8 @@
 namespace bw {
 namespace {
 
-constexpr const char* kScanUsage = R"(usage: bannerwatch scan [--config FILE] [--local CIDR]... [--pin-root DIR] [--verbose] CAPTURE...
+constexpr const char* kScanUsage = R"(usage: bannerwatch scan [--config FILE] [--local CIDR]... [--pin-root DIR] [--bpf-variant V]
+                        [--verbose] CAPTURE...
 
 Runs every frame of the pcap / pcapng CAPTUREs ("-": stdin), in order, through the data plane's
 own XDP and TC programs (BPF_PROG_TEST_RUN; needs root and bpffs) with the policy applied as
@@ -49,6 +52,7 @@ malformed frames, kernel counters) goes to stderr.
                  ingress (repeatable; without it every frame is ingress)
   --config FILE  the policy (default: as for run); its runtime state file is not read
   --pin-root DIR private pin root, new or empty (default /sys/fs/bpf/bwscan-<pid>, removed at exit)
+  --bpf-variant auto|full|core  the data-plane object (default auto: the best this kernel runs)
 Block events: the kernel's rate limiter runs on the kernel clock, which in a replay is not the
 capture's, so the scan turns it off in the kernel and applies the policy's block_event_interval
 itself on capture time (one block event per remote address per interval); the per-second
@@ -255,22 +259,12 @@ struct PinnedPlane {
 };
 
 uint64_t TestRun(int prog_fd, bool xdp, const std::vector<uint8_t>& frame, absl::Status* st) {
-  xdp_md xctx{};
-  __sk_buff sctx{};
-  // ifindex 1 is the loopback device of every namespace: test_run wants a real device.
-  xctx.ingress_ifindex = 1;
-  xctx.data_end = static_cast<uint32_t>(frame.size());  // the kernel wants data_end == size
-  sctx.ifindex = 1;
-  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame.data(),
-              .data_size_in = static_cast<uint32_t>(frame.size()),
-              .ctx_in = xdp ? static_cast<void*>(&xctx) : static_cast<void*>(&sctx),
-              .ctx_size_in = static_cast<uint32_t>(xdp ? sizeof(xctx) : sizeof(sctx)),
-              .repeat = 1);
-  if (bpf_prog_test_run_opts(prog_fd, &o) != 0) {
-    *st = ErrnoStatus(xdp ? BW_PROG_XDP : BW_PROG_TC, "bpf_prog_test_run_opts", errno);
+  auto r = RunFrame(prog_fd, xdp, frame);
+  if (!r.ok()) {
+    *st = r.status();
     return 0;
   }
-  return o.retval;
+  return *r;
 }
 
 std::string DefaultPolicy() {
@@ -343,6 +337,7 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
   lo.pin_root = plane.root;
   lo.v4_entries = pol->v4_entries;
   lo.v6_entries = pol->v6_entries;
+  lo.variant = opts.variant;
   auto dp = DataPlane::Load(lo);
   if (!dp.ok()) return dp.status();
   plane.dp = std::move(*dp);
@@ -513,7 +508,7 @@ int ScanMain(int argc, char** argv) {
       verbose = true;
       continue;
     }
-    if (name != "config" && name != "local" && name != "pin-root")
+    if (name != "config" && name != "local" && name != "pin-root" && name != "bpf-variant")
       return ScanUsage(absl::StrCat("unknown option --", name));
     if (!has_eq) {
       if (i + 1 >= argc) return ScanUsage(absl::StrCat("--", name, " needs a value"));
@@ -523,6 +518,9 @@ int ScanMain(int argc, char** argv) {
       o.config_path = value;
     } else if (name == "pin-root") {
       o.pin_root = value;
+    } else if (name == "bpf-variant") {
+      if (!ParseVariant(value, &o.variant))
+        return ScanUsage(absl::StrCat("--bpf-variant '", value, "': want auto, full or core"));
     } else {
       auto p = ParseLocalPrefix(value);
       if (!p.ok()) return ScanUsage(std::string(p.status().message()));

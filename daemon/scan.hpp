@@ -43,6 +43,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "daemon/cidr.hpp"
+#include "daemon/kernel_probe.hpp"
 #include "maps/maps.hpp"
 
 namespace bw {
@@ -52,6 +53,7 @@ struct ScanOptions {
   std::vector<Prefix> local;           // addresses of the capturing host(s): their frames are egress
   std::vector<std::string> captures;   // pcap or pcapng files, "-" for stdin; read in this order
   std::string pin_root;                // empty: /sys/fs/bpf/bwscan-<pid>; else a new or empty dir
+  Variant variant = Variant::kAuto;    // the data-plane object (kernel_probe.hpp)
   const std::atomic<bool>* stop = nullptr;  // set (e.g. by SIGINT) to stop after the current frame
 };
 

@@ -144,7 +144,7 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
   Process follow(nullptr,
                  {BannerwatchBinary(), "events", "--follow", "--control", t.dir() + "/control.sock"},
                  t.dir() + "/follow.log");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Settle(300);
   std::string out;
   int st = SshProbe(t, kServerV4, 443, 5, &out);
   INFO("ssh: " << out);
@@ -194,7 +194,7 @@ TEST_CASE("SSH on port 22 with the default ports raises no banner alert") {
   std::string out;
   CHECK(SshProbe(t, kServerV4, 22, 5, &out) == 255);
   CHECK(out.find("Permission denied") != std::string::npos);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Settle(300);
   CHECK(d.EveLines().empty());
   CHECK(d.Status()["counters"]["ingress"]["tcp"].get<int>() > 0);
 }
@@ -276,7 +276,7 @@ TEST_CASE("kill -9 and restart: the blocked source sending all the while gets ze
   // Control: with no daemon, the flood arrives (so this test can fail).
   {
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Settle(300);
     uint64_t sent = flood.Stop();
     REQUIRE(sent > 100u);
     REQUIRE(rx.Drain() > 50);
@@ -286,12 +286,12 @@ TEST_CASE("kill -9 and restart: the blocked source sending all the while gets ze
   uint64_t sent = 0;
   {
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent1");
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Settle(300);
     d.Kill9();
     REQUIRE(std::filesystem::exists(d.pin_root() + "/link_xdp_" + kHostIf));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Settle(300);
     d.Start();  // adopts the pinned maps and link
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Settle(300);
     sent = flood.Stop();
   }
   INFO("daemon log:\n" << d.log());
@@ -306,7 +306,7 @@ TEST_CASE("kill -9 and restart: the blocked source sending all the while gets ze
   CHECK(d.Stop() == 0);
   CHECK(!std::filesystem::exists(d.pin_root()));
   UdpFlood after(t.server(), kHostV4, 9999, t.dir() + "/sent2");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Settle(300);
   after.Stop();
   CHECK(rx.Drain() > 50);
 }

@@ -116,7 +116,6 @@ absl::Time EveTime(const json& j) {
 }
 
 // Lets the daemon's EVE buffer (flushed within ~100 ms) reach the file before it is read.
-void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(400)); }
 
 // With BW_TRAFFIC_REPORT set, prints what a case saw (live alerts, the scan's, its summary).
 void Report(const char* capture, const std::vector<json>& live, const ScanRun& scan) {
@@ -185,7 +184,7 @@ struct Case {
   }
   // Stops the capture and scans it as the suite's documentation says.
   ScanRun StopAndScan() {
-    Settle();
+    Settle(400);
     std::string report = cap->Stop();
     INFO("tcpdump: " << report);
     CHECK(report.find("\n0 packets dropped by kernel") != std::string::npos);
@@ -240,7 +239,7 @@ TEST_CASE("traffic: sslh on 443: the SSH session alerts, the TLS session does no
   std::string body;
   CHECK(Curl(c.t, std::string("https://") + kServerV4 + "/", 3, &body) == 0);
   CHECK(body == kTestPage);
-  Settle();
+  Settle(400);
   CHECK(c.d.EveLines().empty());  // TLS through sslh: nothing
   std::string out;
   CHECK(SshProbe(c.t, kServerV4, 443, 5, &out) == 255);
@@ -272,7 +271,7 @@ TEST_CASE("traffic: banner.server drop: SSH via sslh on 443 cannot be establishe
   std::string body;
   CHECK(Curl(c.t, std::string("https://") + kServerV4 + ":443/", 3, &body) == 0);
   CHECK(body == kTestPage);
-  Settle();
+  Settle(400);
   std::vector<json> live = c.d.EveLines();
   std::set<FlowKey> dropped = Flows(live, "blocked");
   REQUIRE(dropped.size() == 1u);

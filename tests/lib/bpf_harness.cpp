@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "daemon/prog_test_run.hpp"
 
 namespace bw::test {
 namespace {
@@ -30,6 +31,14 @@ int OnEvent(void* ctx, void* data, size_t size) {
   return 0;
 }
 }  // namespace
+
+Variant TestVariant() {
+  const char* v = std::getenv("BW_TEST_VARIANT");
+  Variant out = Variant::kAuto;
+  if (v && *v && !ParseVariant(v, &out))
+    FAIL("BW_TEST_VARIANT='" << v << "': want auto, full or core");
+  return out;
+}
 
 // Pins left by a test process that died (a crash skips destructors) are removed by the next one.
 static void RemoveStalePins() {
@@ -52,6 +61,7 @@ BpfHarness::BpfHarness(LoadOptions opts) {
   sched_setaffinity(0, sizeof(one), &one);
   pin_root_ = absl::StrCat("/sys/fs/bpf/bwtest-", getpid(), "-", g_seq++);
   opts.pin_root = pin_root_;
+  if (opts.variant == Variant::kAuto) opts.variant = TestVariant();
   auto dp = DataPlane::Load(opts);
   if (!dp.ok()) FAIL("DataPlane::Load: " << dp.status());
   dp_ = std::move(*dp);
@@ -75,18 +85,9 @@ BpfHarness::~BpfHarness() {
 }
 
 uint32_t BpfHarness::Run(int prog_fd, const Bytes& frame, bool xdp) {
-  xdp_md xctx{};
-  __sk_buff sctx{};
-  xctx.ingress_ifindex = 1;  // lo: events name a real interface
-  xctx.data_end = static_cast<uint32_t>(frame.size());  // the kernel wants data_end == size
-  sctx.ifindex = 1;
-  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame.data(),
-              .data_size_in = static_cast<uint32_t>(frame.size()),
-              .ctx_in = xdp ? static_cast<void*>(&xctx) : static_cast<void*>(&sctx),
-              .ctx_size_in = static_cast<uint32_t>(xdp ? sizeof(xctx) : sizeof(sctx)), .repeat = 1);
-  int err = bpf_prog_test_run_opts(prog_fd, &o);
-  if (err != 0) FAIL("bpf_prog_test_run_opts: " << std::strerror(errno));
-  return o.retval;
+  auto r = RunFrame(prog_fd, xdp, frame);
+  if (!r.ok()) FAIL(r.status().ToString());
+  return *r;
 }
 
 uint32_t BpfHarness::RunXdpNoDrain(const Bytes& frame) { return Run(dp_->xdp_fd(), frame, true); }

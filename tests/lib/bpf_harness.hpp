@@ -1,6 +1,7 @@
 // bpf_harness.hpp — loads the real data plane and runs frames through it with BPF_PROG_TEST_RUN.
 //
-// Contract: each harness pins under its own directory (/sys/fs/bpf/bwtest-<pid>-<n>) and removes
+// Contract: each harness loads the object variant BW_TEST_VARIANT names (auto, full, core; unset:
+// auto, the best the kernel runs) unless its options name one, pins under its own directory (/sys/fs/bpf/bwtest-<pid>-<n>) and removes
 // it on destruction, unless BW_KEEP_PINS is set in the environment (then the path is printed, so
 // `bpftool map dump pinned ...` can be run on what a test left). Run*() return the program's
 // return value and the events it wrote, read from the ring buffer right after the run.
@@ -17,6 +18,9 @@
 #include "maps/maps.hpp"
 
 namespace bw::test {
+
+// The variant BW_TEST_VARIANT asks for (kAuto when unset).
+Variant TestVariant();
 
 struct RunResult {
   uint32_t retval = 0;

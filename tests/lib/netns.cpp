@@ -122,7 +122,7 @@ void Process::Signal(int sig) {
 }
 
 int Process::Wait(int timeout_ms) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ScaledMs(timeout_ms));
   while (Running()) {
     if (std::chrono::steady_clock::now() > end) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -140,8 +140,21 @@ Process::~Process() {
   }
 }
 
+int TimeScale() {
+  static const int scale = [] {
+    const char* v = std::getenv("BW_TEST_TIME_SCALE");
+    int n = v ? std::atoi(v) : 1;
+    return n >= 1 ? n : 1;
+  }();
+  return scale;
+}
+
+int ScaledMs(int ms) { return ms * TimeScale(); }
+
+void Settle(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ScaledMs(ms))); }
+
 bool WaitFor(const std::function<bool()>& pred, int timeout_ms) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ScaledMs(timeout_ms));
   while (true) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() > end) return pred();

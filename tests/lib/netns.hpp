@@ -66,7 +66,7 @@ class Process {
   bool Running();
   // Sends a signal; for SIGKILL waits for the process to be gone.
   void Signal(int sig);
-  // Waits up to timeout_ms for exit; returns the exit status or -1 on timeout.
+  // Waits up to timeout_ms (scaled) for exit; returns the exit status or -1 on timeout.
   int Wait(int timeout_ms);
 
  private:
@@ -75,7 +75,16 @@ class Process {
   int status_ = 0;
 };
 
-// Polls `pred` every 50 ms until true or timeout; returns the last value.
+// The tests' deadlines and settling pauses are set for a machine like the build host. The
+// environment's BW_TEST_TIME_SCALE (a whole number, default 1) stretches every one of them, for
+// slow runs such as the VM suite under software emulation (tests/vm). Waits still end as soon as
+// what they wait for has happened.
+int TimeScale();
+int ScaledMs(int ms);
+// Sleeps ms (scaled): time for something asynchronous (events to be written) to settle.
+void Settle(int ms);
+
+// Polls `pred` every 50 ms until true or the (scaled) timeout; returns the last value.
 bool WaitFor(const std::function<bool()>& pred, int timeout_ms);
 
 }  // namespace bw::test

@@ -545,8 +545,9 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
   const bool non_tls = src_watched && (cfg_.flags & BW_CFG_NON_TLS);
   // A tunnel carries a far server's banner: the server side's action applies to it.
   const uint8_t act_tun = srv_cfg;
-  const bool proxy_srv = (sflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
-  const bool proxy_cli = (dflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+  const bool connect = cfg_.features & BW_FEAT_CONNECT;
+  const bool proxy_srv = connect && (sflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
+  const bool proxy_cli = connect && (dflags & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
   absl::StrAppend(&r.trace,
                   absl::StrFormat(" ports 0x%x/0x%x act_srv=%u act_cli=%u non_tls=%d proxy_srv=%d "
                                   "proxy_cli=%d;",
@@ -707,7 +708,7 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
       absl::StrAppend(&r.trace, " first payload;");
       r.path = RefPath::kFirstPayload;
       if (HasPrefix(pl, "HTTP")) return r;
-      if (act_srv != BW_BANNER_OFF) {
+      if (act_srv != BW_BANNER_OFF && (cfg_.features & BW_FEAT_PRELINES)) {
         if (size_t at = VersionAfterLines(pl))
           return hit(BW_SIDE_SERVER, act_srv, BW_MATCH_PRELINES, std::string(pl.substr(at)));
       }

@@ -62,6 +62,9 @@ struct RefConfig {
   uint8_t banner_action[BW_SIDE__MAX] = {BW_BANNER_OFF, BW_BANNER_OFF};
   uint8_t flags = 0;    // bw_config.flags (BW_CFG_NON_TLS)
   uint32_t quirks = 0;  // enum RefQuirk bits: kernel departures the model follows
+  // enum bw_feature bits of the object under test: the core variant follows no CONNECT tunnels
+  // and finds no version line after other lines.
+  uint32_t features = BW_FEATURES_FULL;
 };
 
 // An event as the model expects it (no timestamp: it is not deterministic).

@@ -76,6 +76,7 @@ std::unique_ptr<Process> StartSshd(Topology& t, int port) {
 
 int SshProbe(Topology& t, const std::string& addr, int port, int timeout_s, std::string* out,
              const std::string& extra) {
+  timeout_s *= TimeScale();
   std::string cmd = t.host().Prefix() + " timeout " + std::to_string(timeout_s + 2) +
                     " ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
                     " -o ConnectTimeout=" + std::to_string(timeout_s) + " " + extra + " -p " +
@@ -196,6 +197,7 @@ std::unique_ptr<Process> StartTinyproxy(Topology& t, int port) {
 
 int Curl(Topology& t, const std::string& url, int timeout_s, std::string* body) {
   int st = 0;
+  timeout_s *= TimeScale();
   std::string out = ShOut(t.host().Prefix() + " curl -sS -k --connect-timeout " +
                               std::to_string(timeout_s) + " --max-time " +
                               std::to_string(timeout_s + 1) + " '" + url + "' 2>&1",

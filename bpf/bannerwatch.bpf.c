@@ -686,7 +686,13 @@ static long bw_scan_step(__u32 index, void *arg)
 		}
 		return 0;
 	}
-	if (i >= 3 && s->buf[i - 1] == '\r' && s->buf[i - 2] == '\n' && s->buf[i - 3] == '\r') {
+	if (i < 3)
+		return 0;
+	/* "\r\n\r" before this '\n', read from k = i - 3 up: masked, so the bound is on the index
+	 * register itself (6.12's verifier learnt no lower bound on i from the compare above). */
+	__u64 k = (i - 3) & (BW_SCAN_MAX - 1);
+
+	if (s->buf[k] == '\r' && s->buf[k + 1] == '\n' && s->buf[k + 2] == '\r') {
 		if (bw_is_ssh(&s->buf[i + 1]))
 			st->found = i + 1;
 		return 1; /* the head ends here either way */

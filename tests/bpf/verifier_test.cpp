@@ -59,7 +59,9 @@ void LoadAndMeasure(Variant v, const KernelSupport& k) {
                 bpf_program__insn_cnt(p.prog), info.xlated_prog_len, info.jited_prog_len,
                 log.c_str());
     CHECK(processed > 100);
-    CHECK(processed < 200000);  // a fifth of the verifier's limit: room to grow, no blow-up
+    // Under a third of the verifier's 1 M limit: room to grow, and a blow-up is caught. Older
+    // verifiers prune less (6.1 processes about 1.6 times what 6.18 does for the same object).
+    CHECK(processed < 330000);
   }
   bannerwatch__destroy(skel);
   std::filesystem::remove_all(root);

@@ -564,13 +564,19 @@ static __always_inline int bw_addr_eq(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-/* At most one block event per remote address per interval on each CPU; the rest are counted. */
-static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_counters *cnt,
-					   const struct bw_pkt *p, const struct bw_match *m,
-					   const struct bw_config *cfg)
+/* Block and watch events: at most one per remote address, kind and direction per interval on each
+ * CPU, and at most the budget per second on each CPU, whatever the sources; the rest are counted.
+ * A flood of connection starts from a watched source (the default policy watches a /24) is one
+ * event a second, as a flood of blocked packets is. */
+static __always_inline void bw_limited_event(void *ctx, int is_xdp, struct bw_counters *cnt,
+					     const struct bw_pkt *p, const struct bw_match *m,
+					     const struct bw_config *cfg, __u8 kind, __u8 verdict)
 {
 	const __u8 *a = bw_remote(p, m->dir);
-	__u32 slot = bw_addr_hash(a) & (BW_BLOCK_RL_SLOTS - 1);
+	/* A slot per remote address, event kind and direction: a watched host's SYN-ACK to our SYN
+	 * is not held back by the SYN's event, nor do the two evict each other. */
+	__u8 owner = (kind << 1) | (m->dir & 1);
+	__u32 slot = (bw_addr_hash(a) ^ (owner * 97U)) & (BW_BLOCK_RL_SLOTS - 1);
 	struct bw_block_rl_slot *s = bpf_map_lookup_elem(&bw_block_rl, &slot);
 	__u32 zero = 0;
 	struct bw_block_budget *bb = bpf_map_lookup_elem(&bw_block_bud, &zero);
@@ -588,7 +594,7 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 		bb->coarse_ns = BW_CORE ? bpf_ktime_get_ns() : bpf_ktime_get_coarse_ns();
 	}
 	__u64 now = bb->coarse_ns;
-	int same = s->family == p->family && bw_addr_eq(s->addr, a);
+	int same = s->family == p->family && s->owner == owner && bw_addr_eq(s->addr, a);
 
 	if (same && s->last_ns && now - s->last_ns < cfg->block_event_interval_ns) {
 		s->suppressed++;
@@ -612,9 +618,10 @@ static __always_inline void bw_block_event(void *ctx, int is_xdp, struct bw_coun
 		held = s->suppressed;
 	__builtin_memcpy(s->addr, a, 16);
 	s->family = p->family;
+	s->owner = owner;
 	s->last_ns = now;
 	s->suppressed = 0;
-	bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_BLOCK, BW_VERDICT_DROP, 0, held, 0, 0);
+	bw_emit(ctx, is_xdp, cnt, p, m, kind, verdict, 0, held, 0, 0);
 }
 
 static __always_inline __u8 bw_port_flags(__be16 port)
@@ -1203,7 +1210,7 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 			__sync_fetch_and_add(&entry->drops, 1);
 		else if (cc)
 			cc->drops++;
-		bw_block_event(ctx, is_xdp, cnt, p, &m, cfg);
+		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_BLOCK, BW_VERDICT_DROP);
 		return BW_VERDICT_DROP;
 	}
 	if (parsed != BW_PARSE_OK || p->l4proto != IPPROTO_TCP)
@@ -1216,7 +1223,7 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 			__sync_fetch_and_add(&entry->hits, 1);
 		else if (cc)
 			cc->hits++;
-		bw_emit(ctx, is_xdp, cnt, p, &m, BW_EV_WATCH, BW_VERDICT_PASS, 0, 0, 0, 0);
+		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_WATCH, BW_VERDICT_PASS);
 	}
 
 	/* 3. Banners on watched ports, and tunnels through proxy ports. */

@@ -8,6 +8,7 @@
 // DetachInterface() removes both and the pin.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,22 @@ inline constexpr unsigned kTcPriority = 0xc000;
 
 std::string XdpLinkPin(const std::string& pin_root, const std::string& ifname);
 
+// A program is a pin root's when it uses the maps pinned there (its bw_config): how a daemon tells
+// its own attachments (a restart adopts them) from another daemon's or another tool's.
+bool ProgramOfPinRoot(uint32_t prog_id, const std::string& pin_root);
+
+// OK when no program on the interface (XDP, or TC egress at bannerwatch's handle) is another
+// pin root's or another tool's; otherwise an error naming what is there, so that a second daemon
+// refuses before it loads or attaches anything.
+absl::Status CheckInterfaceFree(const std::string& pin_root, const std::string& ifname);
+
 absl::StatusOr<Attachment> AttachInterface(const std::string& pin_root, int xdp_prog_fd,
                                            int tc_prog_fd, const std::string& ifname,
                                            XdpMode mode);
 
-// Removes the XDP link pin (detaching it) and the TC filter. Missing pieces are not errors.
+// Removes the TC filter (only if it is this pin root's) and the XDP link pin (detaching it).
+// Missing pieces are not errors. Refuses, removing nothing, when the pinned link's interface is
+// not in the caller's network namespace (its TC filter cannot be found from there).
 absl::Status DetachInterface(const std::string& pin_root, const std::string& ifname);
 
 // Interfaces with a pinned XDP link under pin_root.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -77,25 +78,48 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::
   std::unique_ptr<ControlServer> s(new ControlServer());
   s->path_ = path;
   s->handler_ = std::move(handler);
-  std::error_code ec;
-  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::filesystem::create_directories(parent, ec);
-    if (ec) return absl::InternalError(absl::StrCat("mkdir ", parent.string(), ": ", ec.message()));
-    chmod(parent.c_str(), 0700);
-  }
   auto addr = Address(path);
   if (!addr.ok()) return addr.status();
+  // The directory: made (mode 0700) when missing; one that exists is left as it is (/run, /tmp
+  // and the like are not the daemon's to chmod).
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty() && ::mkdir(parent.c_str(), 0700) != 0 && errno != EEXIST) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return absl::InternalError(absl::StrCat("mkdir ", parent.string(), ": ", ec.message()));
+    ::chmod(parent.c_str(), 0700);  // made here, so ours
+  }
+  // Something at the path already: a socket nobody answers on (a killed daemon's) is replaced;
+  // a live one is another daemon's, and anything else is not ours to delete.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return absl::FailedPreconditionError(absl::StrCat(
+          "control socket ", path, ": something else is there (not a socket); not touching it"));
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) return ErrnoStatus(path, "socket", errno);
+    int c = ::connect(probe, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr));
+    int err = errno;
+    ::close(probe);
+    if (c == 0 || err != ECONNREFUSED)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "control socket ", path, " is served by another bannerwatch daemon; give this one its ",
+          "own (--control) or stop that one"));
+    ::unlink(path.c_str());
+  }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoStatus(path, "socket", errno);
   s->listen_fd_ = fd;
-  // A socket file left by a killed daemon: only this daemon holds the pin-root lock, so the old
-  // socket is dead and may be replaced.
-  ::unlink(path.c_str());
   mode_t old = umask(0177);
   int b = ::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr));
   umask(old);
   if (b != 0) return ErrnoStatus(path, "bind", errno);
+  struct stat mine {};
+  if (::lstat(path.c_str(), &mine) == 0) {
+    s->bound_ = true;
+    s->dev_ = mine.st_dev;
+    s->ino_ = mine.st_ino;
+  }
   if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(path, "chmod", errno);
   if (::listen(fd, 16) != 0) return ErrnoStatus(path, "listen", errno);
   return s;
@@ -103,10 +127,11 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::
 
 ControlServer::~ControlServer() {
   for (int f : followers_) ::close(f);
-  if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  // Only the socket this server made: not what another process put at the path since.
+  struct stat st {};
+  if (bound_ && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
     ::unlink(path_.c_str());
-  }
 }
 
 void ControlServer::OnReadable() {
@@ -122,12 +147,18 @@ void ControlServer::OnReadable() {
       continue;
     }
     nlohmann::json req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (req.is_discarded() || !req.is_object() || !req.contains("cmd") ||
-        !req["cmd"].is_string()) {
-      resp = {{"ok", false}, {"error", "request must be a JSON object with a string \"cmd\""}};
+    if (req.is_discarded()) {
+      resp = {{"ok", false}, {"error", "request: not JSON"}};
     } else {
-      resp = handler_(req);
-      follow = req.value("follow", false) && resp.value("ok", false);
+      try {
+        Reply r = handler_(req);
+        resp = std::move(r.body);
+        follow = r.follow;
+      } catch (const std::exception& e) {
+        // The command table should have refused what led here; the daemon goes on either way.
+        resp = {{"ok", false}, {"error", absl::StrCat("internal error: ", e.what())}};
+        follow = false;
+      }
     }
     std::string out = resp.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (!WriteAll(c, out.data(), out.size()) || !follow) {

@@ -2,12 +2,19 @@
 //
 // Contract: a SOCK_STREAM Unix socket, mode 0600. A client sends one request: a JSON object on
 // one line with "cmd" and its arguments. The server answers with one JSON object line ("ok": true
-// plus results, or "ok": false and "error"), then closes — except for a follow request
-// ({"cmd":"events","follow":true}), whose connection stays open and receives every later EVE line
-// as it is written. Requests are handled on the daemon's loop thread, one at a time (which also
+// plus results, or "ok": false and "error"), then closes — except when the handler asks to follow
+// ({"cmd":"events","follow":true}): that connection stays open and receives every later EVE line
+// as it is written. The server reads nothing of a request but its JSON syntax; the handler checks
+// the rest (control_request.hpp). No exception from the handler escapes: it is answered as an
+// internal error and the daemon goes on. Listen() makes the socket's directory only when it is
+// missing (never chmods one that exists), replaces a socket nobody answers on, and refuses a live
+// one (another daemon's) or anything that is not a socket; the socket is removed at the end only
+// if it is still the one this server made. Requests are handled on the daemon's loop thread, one at a time (which also
 // serializes reloads and runtime list changes). A slow follower is dropped rather than allowed to
 // stall the event path.
 #pragma once
+
+#include <sys/types.h>
 
 #include <functional>
 #include <memory>
@@ -25,9 +32,11 @@ inline constexpr const char* kControlSocketDefault = "/run/bannerwatch/control.s
 
 class ControlServer {
  public:
-  // Returns the response; for a follow request the handler returns the initial response and the
-  // server keeps the connection as a follower.
-  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+  struct Reply {
+    nlohmann::json body;
+    bool follow = false;  // keep the connection as a follower after sending body
+  };
+  using Handler = std::function<Reply(const nlohmann::json& request)>;
 
   static absl::StatusOr<std::unique_ptr<ControlServer>> Listen(const std::string& path,
                                                               Handler handler);
@@ -43,6 +52,9 @@ class ControlServer {
   ControlServer() = default;
   std::string path_;
   int listen_fd_ = -1;
+  bool bound_ = false;  // path_ is the socket this server bound (dev_, ino_): its to remove
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
   Handler handler_;
   std::vector<int> followers_;
 };

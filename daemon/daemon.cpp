@@ -27,6 +27,7 @@
 #include "daemon/apply.hpp"
 #include "daemon/prefilter.hpp"
 #include "daemon/control.hpp"
+#include "daemon/control_request.hpp"
 #include "daemon/eve_writer.hpp"
 #include "daemon/events.hpp"
 #include "daemon/libbpf_log.hpp"
@@ -57,7 +58,8 @@ std::string TimeText(absl::Time t) {
 class PinRootLock {
  public:
   static absl::StatusOr<PinRootLock> Take(const std::string& pin_root) {
-    absl::Status st = EnsurePinRoot(pin_root);
+    bool created = false;
+    absl::Status st = EnsurePinRoot(pin_root, &created);
     if (!st.ok()) return st;
     int fd = ::open(pin_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus(pin_root, "open", errno);
@@ -71,11 +73,15 @@ class PinRootLock {
     }
     PinRootLock l;
     l.fd_ = std::move(owner);
+    l.created_ = created;
     return l;
   }
+  // The directory was made by this lock (not there before).
+  bool created() const { return created_; }
 
  private:
   Fd fd_;
+  bool created_ = false;
 };
 
 // Interface names by index, refreshed on a miss.
@@ -107,10 +113,10 @@ class Daemon : public PolicyEveLookup {
   absl::Status Reload(const std::string& why, const RuntimeState* runtime_override = nullptr);
   absl::StatusOr<Policy> BuildPolicy(const RuntimeState& runtime);
   void OnEvent(const bw_event& ev);
-  json HandleControl(const json& req);
+  ControlServer::Reply HandleControl(const json& req);
   json Status();
-  json RuntimeChange(const json& req, const std::string& action);
-  json Unlist(const json& req);
+  json RuntimeChange(const ControlRequest& req, const std::string& action);
+  json Unlist(const ControlRequest& req);
   std::string RenderMetrics();
   void Shutdown();
   void WatchFiles();
@@ -198,15 +204,24 @@ absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
                      : r.action == "safelist" ? ListAction::kSafelist
                                               : ListAction::kWatch;
     ListSpec* target = nullptr;
+    std::string list = r.list;
     for (ListSpec& l : pol.lists)
-      if (l.name == r.list) target = &l;
-    if (target && target->action != act)
-      return absl::InvalidArgumentError(absl::StrCat(
-          state_file_, ": entry ", line, ": list '", r.list, "' is a ",
-          ListActionName(target->action), " list in the policy, not ", ListActionName(act)));
+      if (l.name == list) target = &l;
+    if (target && target->action != act) {
+      // The policy now has a list of that name with another action (the control socket refuses
+      // to make one, but policies change): the entry keeps its action in its action's runtime
+      // list, rather than keep the daemon from starting.
+      Log(absl::StrCat(state_file_, ": entry ", line, " (", r.cidr, ", ", r.action, ") names list '",
+                       list, "', a ", ListActionName(target->action), " list in the policy: kept in ",
+                       "list 'runtime-", r.action, "' instead"));
+      list = "runtime-" + r.action;
+      target = nullptr;
+      for (ListSpec& l : pol.lists)
+        if (l.name == list && l.action == act) target = &l;
+    }
     if (!target) {
       ListSpec l;
-      l.name = r.list;
+      l.name = list;
       l.action = act;
       l.reason = r.reason;
       l.tags = {"runtime"};
@@ -434,19 +449,24 @@ json Daemon::Status() {
   return j;
 }
 
-json Daemon::RuntimeChange(const json& req, const std::string& action) {
-  std::string cidr = req.value("cidr", "");
-  auto prefix = ParsePrefix(cidr, PrefixOptions{policy_.allow_default_route});
+json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action) {
+  auto prefix = ParsePrefix(req.cidr, PrefixOptions{policy_.allow_default_route});
+  const std::string list = req.list.empty() ? "runtime-" + action : req.list;
+  for (const ListSpec& l : policy_.lists) {
+    if (l.name == list && ListActionName(l.action) != action)
+      return {{"ok", false},
+              {"error", absl::StrCat("list '", list, "' is a ", ListActionName(l.action),
+                                     " list: a ", action, " entry cannot go in it")}};
+  }
   if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
   RuntimeEntry e;
   e.cidr = prefix->ToString();
   e.action = action;
-  e.list = req.value("list", "");
+  e.list = req.list;
   if (e.list.empty()) e.list = "runtime-" + action;
-  e.reason = req.value("reason", "");
+  e.reason = req.reason;
   e.added = absl::Now();
-  int64_t ttl = req.value("ttl_seconds", int64_t{0});
-  if (ttl > 0) e.expires = e.added + absl::Seconds(ttl);
+  if (req.ttl_seconds > 0) e.expires = e.added + absl::Seconds(req.ttl_seconds);
   RuntimeState next = runtime_;
   next.Upsert(e);
   absl::Status st = Reload(absl::StrCat(action, " ", e.cidr), &next);
@@ -460,9 +480,8 @@ json Daemon::RuntimeChange(const json& req, const std::string& action) {
   return r;
 }
 
-json Daemon::Unlist(const json& req) {
-  std::string cidr = req.value("cidr", "");
-  auto prefix = ParsePrefix(cidr, PrefixOptions{true});
+json Daemon::Unlist(const ControlRequest& req) {
+  auto prefix = ParsePrefix(req.cidr, PrefixOptions{true});
   if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
   RuntimeState next = runtime_;
   size_t n = next.Remove(prefix->ToString());
@@ -489,21 +508,24 @@ json Daemon::Unlist(const json& req) {
   return r;
 }
 
-json Daemon::HandleControl(const json& req) {
-  const std::string cmd = req["cmd"];
-  if (cmd == "status") return Status();
-  if (cmd == "block") return RuntimeChange(req, "block");
-  if (cmd == "watch") return RuntimeChange(req, "watch");
-  if (cmd == "allow") return RuntimeChange(req, "safelist");
-  if (cmd == "unlist") return Unlist(req);
+ControlServer::Reply Daemon::HandleControl(const json& raw) {
+  auto parsed = ParseControlRequest(raw);
+  if (!parsed.ok()) return {{{"ok", false}, {"error", std::string(parsed.status().message())}}};
+  const ControlRequest& req = *parsed;
+  const std::string& cmd = req.cmd;
+  if (cmd == "status") return {Status()};
+  if (cmd == "block") return {RuntimeChange(req, "block")};
+  if (cmd == "watch") return {RuntimeChange(req, "watch")};
+  if (cmd == "allow") return {RuntimeChange(req, "safelist")};
+  if (cmd == "unlist") return {Unlist(req)};
   if (cmd == "reload") {
     absl::Status st = Reload("control");
-    if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
-    return {{"ok", true}, {"summary", last_reload_summary_}};
+    if (!st.ok()) return {{{"ok", false}, {"error", std::string(st.message())}}};
+    return {{{"ok", true}, {"summary", last_reload_summary_}}};
   }
   if (cmd == "query") {
-    auto addr = ParseAddress(req.value("ip", ""));
-    if (!addr.ok()) return {{"ok", false}, {"error", std::string(addr.status().message())}};
+    auto addr = ParseAddress(req.ip);
+    if (!addr.ok()) return {{{"ok", false}, {"error", std::string(addr.status().message())}}};
     Explanation ex = compiled_->Explain(*addr);
     json j = {{"ok", true}, {"query", addr->HumanString()},
               {"text", compiled_->ExplainText(*addr)}};
@@ -519,17 +541,14 @@ json Daemon::HandleControl(const json& req) {
     } else {
       j["effective_action"] = "none";
     }
-    return j;
+    return {j};
   }
-  if (cmd == "events") {
-    json j = {{"ok", true}, {"recent", json::array()}};
-    size_t n = req.value("count", size_t{50});
-    n = std::min(n, recent_count_);
-    for (size_t k = 0; k < n; ++k)
-      j["recent"].push_back(recent_[(recent_next_ + kRecent - n + k) % kRecent]);
-    return j;
-  }
-  return {{"ok", false}, {"error", absl::StrCat("unknown command '", cmd, "'")}};
+  // "events": the command table knows no other.
+  json j = {{"ok", true}, {"recent", json::array()}};
+  size_t n = std::min<size_t>(req.count, recent_count_);
+  for (size_t k = 0; k < n; ++k)
+    j["recent"].push_back(recent_[(recent_next_ + kRecent - n + k) % kRecent]);
+  return {j, req.follow};
 }
 
 std::string Daemon::RenderMetrics() {
@@ -596,7 +615,10 @@ void Daemon::WatchFiles() {
     watched_files_.insert(abs);
     dirs.insert(std::filesystem::path(abs).parent_path().string());
   }
-  // Directories, not files: editors and config management replace files by rename.
+  // Directories, not files: editors and config management replace files by rename. Only a
+  // finished write (close after writing) or a rename into place reloads: a file being created or
+  // still written (`curl -o`, a slow copy) is not read half-way, and a deletion alone changes
+  // nothing (the last good policy stays until a new file is complete).
   for (auto it = watch_dirs_.begin(); it != watch_dirs_.end();) {
     if (!dirs.count(it->second)) {
       inotify_rm_watch(inotify_.get(), it->first);
@@ -608,7 +630,7 @@ void Daemon::WatchFiles() {
   }
   for (const std::string& d : dirs) {
     int wd = inotify_add_watch(inotify_.get(), d.c_str(),
-                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE);
+                               IN_CLOSE_WRITE | IN_MOVED_TO);
     if (wd >= 0) watch_dirs_[wd] = d;
   }
 }
@@ -678,6 +700,37 @@ absl::Status Daemon::Start() {
   if (!rt.ok()) return rt.status();
   runtime_ = std::move(*rt);
 
+  // The sockets before the kernel is touched: a control socket or metrics port another daemon
+  // serves fails the start here, with nothing loaded, attached or replaced. Requests wait in the
+  // backlog until the loop runs.
+  std::string ctl = opts_.control_socket.value_or(p0.control_socket);
+  if (!ctl.empty()) {
+    auto c = ControlServer::Listen(ctl, [this](const json& r) { return HandleControl(r); });
+    if (!c.ok()) return c.status();
+    control_ = std::move(*c);
+  }
+  std::string ml = opts_.metrics_listen.value_or(p0.metrics_listen);
+  if (!ml.empty() && ml != "off") {
+    auto m = MetricsServer::Listen(ml, [this] { return RenderMetrics(); });
+    if (!m.ok()) return m.status();
+    metrics_ = std::move(*m);
+    Log(absl::StrCat("metrics on http://", ml, "/metrics"));
+  }
+
+  // The interfaces, checked before anything is loaded: programs of another bannerwatch daemon
+  // (another pin root) or of another tool are refused, not replaced.
+  std::vector<std::string> ifaces = opts_.ifaces;
+  if (ifaces.empty()) ifaces = p0.interfaces;
+  if (ifaces.empty()) {
+    auto def = DefaultRouteInterface();
+    if (!def.ok()) return def.status();
+    ifaces.push_back(*def);
+  }
+  for (const std::string& ifn : ifaces) {
+    absl::Status free = CheckInterfaceFree(pin_root_, ifn);
+    if (!free.ok()) return free;
+  }
+
   LoadOptions lo;
   lo.pin_root = pin_root_;
   lo.v4_entries = p0.v4_entries;
@@ -725,13 +778,6 @@ absl::Status Daemon::Start() {
   auto drained = reader_->Drain();
   if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));
 
-  std::vector<std::string> ifaces = opts_.ifaces;
-  if (ifaces.empty()) ifaces = policy_.interfaces;
-  if (ifaces.empty()) {
-    auto def = DefaultRouteInterface();
-    if (!def.ok()) return def.status();
-    ifaces.push_back(*def);
-  }
   for (const std::string& ifn : ifaces) {
     auto a = AttachInterface(pin_root_, dp_->xdp_fd(), dp_->tc_fd(), ifn, opts_.xdp_mode);
     if (!a.ok()) return a.status();
@@ -747,19 +793,6 @@ absl::Status Daemon::Start() {
                : absl::StrCat("detaching from ", old, ": ", d.message()));
   }
 
-  std::string ctl = opts_.control_socket.value_or(policy_.control_socket);
-  if (!ctl.empty()) {
-    auto c = ControlServer::Listen(ctl, [this](const json& r) { return HandleControl(r); });
-    if (!c.ok()) return c.status();
-    control_ = std::move(*c);
-  }
-  std::string ml = opts_.metrics_listen.value_or(policy_.metrics_listen);
-  if (!ml.empty() && ml != "off") {
-    auto m = MetricsServer::Listen(ml, [this] { return RenderMetrics(); });
-    if (!m.ok()) return m.status();
-    metrics_ = std::move(*m);
-    Log(absl::StrCat("metrics on http://", ml, "/metrics"));
-  }
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -816,6 +849,8 @@ int Daemon::Run() {
       for (const Attachment& a : attached_) (void)DetachInterface(pin_root_, a.ifname);
       (void)dp_->UnpinMaps();
     }
+    // A pin root this start made and left empty (refused before loading) goes too.
+    if (lock_ && lock_->created()) ::rmdir(pin_root_.c_str());
     return 1;
   }
   epoll_event evs[16];
@@ -873,6 +908,23 @@ int DetachAll(const std::string& pin_root) {
     std::fprintf(stderr, "bannerwatch: nothing pinned under %s\n", pin_root.c_str());
     return 0;
   }
+  // Only bannerwatch's own pins are removed: its maps (by the object's names) and XDP links.
+  // A directory holding neither is somebody else's and is not touched at all.
+  std::set<std::string> ours;
+  for (const std::string& n : DataPlaneMapNames()) ours.insert(n);
+  bool bannerwatch_root = false;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
+    std::string n = e.path().filename().string();
+    if (n == BW_MAP_CONFIG || n.rfind("link_xdp_", 0) == 0) bannerwatch_root = true;
+  }
+  if (!bannerwatch_root) {
+    std::fprintf(stderr,
+                 "bannerwatch: %s holds no bannerwatch maps or links (no %s, no link_xdp_*): "
+                 "not a bannerwatch pin root; nothing removed\n",
+                 pin_root.c_str(), BW_MAP_CONFIG);
+    return 1;
+  }
   auto lock = PinRootLock::Take(pin_root);
   if (!lock.ok()) {
     std::fprintf(stderr, "bannerwatch: %s; stop it first (SIGTERM detaches unless keep_on_exit)\n",
@@ -890,12 +942,29 @@ int DetachAll(const std::string& pin_root) {
       std::fprintf(stderr, "bannerwatch: detached from %s\n", ifn.c_str());
     }
   }
-  std::error_code ec;
+  if (rc != 0) {
+    // An interface left attached keeps its maps: the pins stay, so a detach that can reach it
+    // (from its network namespace) finds everything.
+    std::fprintf(stderr, "bannerwatch: the maps stay pinned under %s until every interface is "
+                         "detached\n", pin_root.c_str());
+    return rc;
+  }
+  std::vector<std::string> foreign;
   for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
+    std::string n = e.path().filename().string();
+    if (!ours.count(n)) {
+      foreign.push_back(n);
+      continue;
+    }
     if (::unlink(e.path().c_str()) != 0) {
       std::fprintf(stderr, "bannerwatch: unlink %s: %s\n", e.path().c_str(), std::strerror(errno));
       rc = 1;
     }
+  }
+  if (!foreign.empty()) {
+    std::fprintf(stderr, "bannerwatch: left in %s what is not bannerwatch's: %s\n",
+                 pin_root.c_str(), absl::StrJoin(foreign, ", ").c_str());
+    return rc;
   }
   if (rc == 0 && ::rmdir(pin_root.c_str()) != 0 && errno != ENOENT) {
     std::fprintf(stderr, "bannerwatch: rmdir %s: %s\n", pin_root.c_str(), std::strerror(errno));

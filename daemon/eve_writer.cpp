@@ -584,7 +584,7 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     p = Lit(p, ",\"source_id\":");
     p = JsonText(p, source_id);
   }
-  if (ev.kind == BW_EV_BLOCK) {
+  if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) {
     p = Lit(p, ",\"suppressed\":");
     p = U64(p, ev.suppressed);
   }
@@ -811,27 +811,47 @@ absl::Status EveSink::FlushLocked() {
 }
 
 // Writes to every output; counts the lines in flight (pending_lines_) as written if at least one
-// output took them all, else as dropped.
+// output took them all, else as dropped. The file only ever holds whole lines: when a write stops
+// part of the way (a full disk, a file size limit), the lines it finished count as written and
+// the cut one is taken off again (ftruncate to the last '\n'), so the next line starts afresh.
 absl::Status EveSink::WriteAllLocked(const char* data, size_t n) {
   absl::Status first;
   bool any_ok = false;
-  auto write_fd = [&](int fd, absl::string_view name) {
+  uint64_t partial_lines = 0;  // lines a failed file write still got out whole
+  auto write_fd = [&](int fd, absl::string_view name, bool is_file) {
+    off_t start = is_file ? lseek(fd, 0, SEEK_END) : -1;
     size_t off = 0;
     while (off < n) {
       const ssize_t w = write(fd, data + off, n - off);
       if (w < 0) {
         if (errno == EINTR) continue;
+        const int err = errno;
         write_errors_.fetch_add(1, std::memory_order_relaxed);
-        if (first.ok()) first = ErrnoStatus(name, "write", errno);
+        if (first.ok()) first = ErrnoStatus(name, "write", err);
+        if (is_file && off > 0 && start >= 0) {
+          const char* last_nl = static_cast<const char*>(memrchr(data, '\n', off));
+          size_t whole = last_nl ? static_cast<size_t>(last_nl - data) + 1 : 0;
+          partial_lines = static_cast<uint64_t>(std::count(data, data + whole, '\n'));
+          if (whole < off && ftruncate(fd, start + static_cast<off_t>(whole)) != 0) {
+            // Cannot take the cut line off: end it, so that the next line stands on its own.
+            (void)!write(fd, "\n", 1);
+          }
+        }
         return;
       }
       off += static_cast<size_t>(w);
     }
     any_ok = true;
   };
-  if (fd_ >= 0) write_fd(fd_, opts_.path);
-  if (opts_.to_stdout) write_fd(STDOUT_FILENO, "stdout");
-  (any_ok ? lines_written_ : lines_dropped_).fetch_add(pending_lines_, std::memory_order_relaxed);
+  if (fd_ >= 0) write_fd(fd_, opts_.path, true);
+  if (opts_.to_stdout) write_fd(STDOUT_FILENO, "stdout", false);
+  if (any_ok) {
+    lines_written_.fetch_add(pending_lines_, std::memory_order_relaxed);
+  } else {
+    lines_written_.fetch_add(partial_lines, std::memory_order_relaxed);
+    lines_dropped_.fetch_add(pending_lines_ - std::min(partial_lines, pending_lines_),
+                             std::memory_order_relaxed);
+  }
   return first;
 }
 

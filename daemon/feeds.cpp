@@ -562,18 +562,32 @@ absl::StatusOr<Feed> ParseFeed(absl::string_view path, absl::string_view content
   return f;
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused just below); reads of a
+  // regular file ignore the flag.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  std::string out;
+  Fd owner(fd);
   struct stat sb;
-  if (::fstat(fd, &sb) == 0) {
-    if (S_ISDIR(sb.st_mode)) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
-    }
-    if (sb.st_size > 0) out.reserve(static_cast<size_t>(sb.st_size) + (1 << 16));
+  if (::fstat(fd, &sb) != 0)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": fstat: ", std::strerror(errno)));
+  if (!S_ISREG(sb.st_mode)) {
+    const char* what = S_ISDIR(sb.st_mode)    ? "a directory"
+                       : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                       : S_ISCHR(sb.st_mode)  ? "a character device"
+                       : S_ISBLK(sb.st_mode)  ? "a block device"
+                       : S_ISSOCK(sb.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": is ", what, "; policy and list files must be regular files"));
   }
+  auto too_big = [&](uint64_t n) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", n, " bytes or more, over the limit ",
+                                                   "of ", max_bytes, " (limits.file_bytes)"));
+  };
+  if (static_cast<uint64_t>(sb.st_size) > max_bytes) return too_big(sb.st_size);
+  std::string out;
+  if (sb.st_size > 0) out.reserve(static_cast<size_t>(sb.st_size) + (1 << 16));
   // Straight into the string (its size known from fstat, grown if the file grows meanwhile).
   size_t used = 0;
   for (;;) {
@@ -581,15 +595,13 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     ssize_t n = ::read(fd, out.data() + used, out.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": read: ", std::strerror(err)));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": read: ", std::strerror(errno)));
     }
     if (n == 0) break;
     used += static_cast<size_t>(n);
+    if (used > max_bytes) return too_big(used);
   }
   out.resize(used);
-  ::close(fd);
   return out;
 }
 
@@ -600,9 +612,11 @@ absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format, const 
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(tmp, "open", errno);
+  // A new file of a name nobody can guess, made here (O_EXCL: never one that exists, and never
+  // through a symlink planted at the name).
+  std::string tmp = absl::StrCat(path, ".tmp.XXXXXX");
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(tmp, "mkostemp", errno);
   Fd owner(fd);
   const char* d = text.data();
   size_t n = text.size();
@@ -662,8 +676,9 @@ FeedCache& Cache() {
 
 absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
                                                            FeedFormat format,
-                                                           const PrefixOptions& opts) {
-  auto content = ReadWholeFile(path);
+                                                           const PrefixOptions& opts,
+                                                           uint64_t max_bytes) {
+  auto content = ReadWholeFile(path, max_bytes);
   if (!content.ok()) return content.status();
   size_t hash = absl::HashOf(absl::string_view(*content));
   FeedCache& c = Cache();

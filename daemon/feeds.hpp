@@ -22,6 +22,10 @@
 
 namespace bw {
 
+// What a policy or list file may weigh by default (limits.file_bytes).
+inline constexpr uint64_t kFileBytesDefault = uint64_t{256} << 20;
+
+
 enum class FeedFormat {
   kAuto,              // by extension, then by content
   kPlain,             // one address or CIDR per line; '#' comments (whole-line or trailing)
@@ -100,7 +104,8 @@ absl::StatusOr<Feed> LoadFeed(const std::string& path, FeedFormat format = FeedF
 // parse's. Errors are not cached. Thread-safe.
 absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& path,
                                                            FeedFormat format = FeedFormat::kAuto,
-                                                           const PrefixOptions& opts = {});
+                                                           const PrefixOptions& opts = {},
+                                                           uint64_t max_bytes = kFileBytesDefault);
 // Drops every cached feed whose path is not in `keep` (LoadPolicyFile keeps the ones its policy
 // names, so the cache holds one policy's feeds); an empty `keep` empties the cache.
 void PruneFeedCache(const std::vector<std::string>& keep);
@@ -133,8 +138,11 @@ std::vector<T> WrittenStorage(size_t n) {
 // cache). A no-op while spares are not kept. Thread-safe; the cache is locked only briefly.
 void PrepareFeedSpares();
 
-// Reads a whole file; errors name the path and strerror.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+// Reads a whole regular file of at most max_bytes. Anything else (a FIFO, a device such as
+// /dev/zero, a directory) is refused without reading it: opening does not wait for a FIFO's
+// writer, and a file that grows past max_bytes while read is refused too. Errors name the path.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                          uint64_t max_bytes = kFileBytesDefault);
 // Replaces `path` with `text` at once: a temporary file beside it (mode 0600), written and fsynced,
 // renamed over it; removed again on error. Errors name the path and strerror.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& text);

@@ -106,7 +106,18 @@ absl::Status LoadError(const DataPlane& dp, const ScopedLibbpfCapture& capture, 
 
 }  // namespace
 
-absl::Status EnsurePinRoot(const std::string& dir) {
+std::vector<std::string> DataPlaneMapNames() {
+  std::vector<std::string> names;
+  bannerwatch* skel = bannerwatch__open();
+  if (!skel) return names;
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel->obj) names.push_back(bpf_map__name(m));
+  bannerwatch__destroy(skel);
+  return names;
+}
+
+absl::Status EnsurePinRoot(const std::string& dir, bool* created) {
+  if (created) *created = false;
   std::filesystem::path p(dir);
   std::filesystem::path parent = p.parent_path();
   struct statfs fs {};
@@ -115,8 +126,14 @@ absl::Status EnsurePinRoot(const std::string& dir) {
   if (static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC)
     return absl::FailedPreconditionError(
         absl::StrCat(parent.string(), " is not a bpffs mount (mount -t bpf bpf /sys/fs/bpf)"));
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(dir, "mkdir", errno);
-  if (chmod(dir.c_str(), 0700) != 0) return ErrnoStatus(dir, "chmod", errno);
+  // mkdir's mode is masked by the umask: chmod what was made here; a directory that exists is
+  // the operator's (or an earlier run's) and stays as it is.
+  if (mkdir(dir.c_str(), 0700) == 0) {
+    if (created) *created = true;
+    if (chmod(dir.c_str(), 0700) != 0) return ErrnoStatus(dir, "chmod", errno);
+  } else if (errno != EEXIST) {
+    return ErrnoStatus(dir, "mkdir", errno);
+  }
   return absl::OkStatus();
 }
 

@@ -87,7 +87,10 @@ class DataPlane {
 bannerwatch* OpenVariant(Variant v, absl::Span<const uint8_t> override_elf,
                          const struct bpf_object_open_opts* oo);
 
-// Creates `dir` (and parents) with mode 0700 if missing; checks that it lives on bpffs.
-absl::Status EnsurePinRoot(const std::string& dir);
+// The names of the data plane's maps, as pinned under a pin root (from the object itself).
+std::vector<std::string> DataPlaneMapNames();
+
+// Creates `dir` with mode 0700 if missing (*created says so); checks that it lives on bpffs.
+absl::Status EnsurePinRoot(const std::string& dir, bool* created = nullptr);
 
 }  // namespace bw

@@ -72,6 +72,10 @@ struct Args {
   std::multimap<std::string, std::string> opts;
   std::string error;
 
+  // Options that may be given more than once (their values collect, e.g. --iface); any other
+  // given twice is an error.
+  static inline const std::vector<std::string> repeatable = {"iface"};
+
   Args(int argc, char** argv, int start, const std::vector<std::string>& with_value,
        const std::vector<std::string>& flags) {
     for (int i = start; i < argc; ++i) {
@@ -91,6 +95,12 @@ struct Args {
       bool flag = std::find(flags.begin(), flags.end(), name) != flags.end();
       if (!takes && !flag) {
         error = absl::StrCat("unknown option --", name);
+        return;
+      }
+      // Given twice, which one was meant? Only the options that collect (--iface) repeat.
+      if (opts.count(name) &&
+          std::find(repeatable.begin(), repeatable.end(), name) == repeatable.end()) {
+        error = absl::StrCat("--", name, " given more than once");
         return;
       }
       if (takes && !has_eq) {

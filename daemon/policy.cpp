@@ -261,6 +261,7 @@ class PolicyParser {
   std::vector<std::vector<PolicyEntry>> spare_entries_;  // by capacity, ascending
   int limits_line_ = 0;
   PrefixOptions prefix_opts_;
+  uint64_t file_bytes_ = kFileBytesDefault;  // limits.file_bytes, for the list files
   std::set<std::string> list_names_;
 };
 
@@ -300,12 +301,24 @@ absl::Status PolicyParser::Banner(const YAML::Node& n, Policy& p) {
   return absl::OkStatus();
 }
 
+// The upper bounds keep the maps a policy asks the kernel for within reason: an LPM trie entry
+// costs about 100 bytes of kernel memory, so 2^24 IPv4 prefixes are ~1.6 GiB already.
+constexpr uint64_t kMaxV4Entries = uint64_t{1} << 24;
+constexpr uint64_t kMaxV6Entries = uint64_t{1} << 22;
+constexpr uint64_t kMaxFileBytes = uint64_t{4} << 30;
+
 absl::Status PolicyParser::Limits(const YAML::Node& n, Policy& p) {
-  auto f = MapFields(n, "limits", {"v4_entries", "v6_entries"});
+  auto f = MapFields(n, "limits", {"v4_entries", "v6_entries", "file_bytes"});
   if (!f.ok()) return f.status();
   for (auto& [key, k, v] : *f) {
     uint64_t x;
-    if (auto st = Uint(v, absl::StrCat("limits.", key), 1, UINT32_MAX, &x); !st.ok()) return st;
+    if (key == "file_bytes") {
+      if (auto st = Uint(v, "limits.file_bytes", 1024, kMaxFileBytes, &x); !st.ok()) return st;
+      p.file_bytes = x;
+      continue;
+    }
+    const uint64_t max = key == "v4_entries" ? kMaxV4Entries : kMaxV6Entries;
+    if (auto st = Uint(v, absl::StrCat("limits.", key), 1, max, &x); !st.ok()) return st;
     (key == "v4_entries" ? p.v4_entries : p.v6_entries) = static_cast<uint32_t>(x);
   }
   return absl::OkStatus();
@@ -488,7 +501,7 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
       if (raw.empty()) return Fail(v[i], at, "empty path");
       lf.path = Resolve(dir_, raw);
       // Cached: a reload parses only the files whose content changed.
-      auto cached = LoadFeedCached(lf.path, lf.format, prefix_opts_);
+      auto cached = LoadFeedCached(lf.path, lf.format, prefix_opts_, file_bytes_);
       if (!cached.ok())
         return absl::InvalidArgumentError(
             absl::StrCat(cached.status().message(), " (list '", l.name, "', named at ", path_, ":",
@@ -599,6 +612,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
     } else if (key == "limits") {
       limits_line_ = LineOf(v, &k);
       st = Limits(v, p);
+      file_bytes_ = p.file_bytes;
     } else if (key == "block_event_interval") {
       std::string s;
       st = Str(v, key, &s);

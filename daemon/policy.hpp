@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "daemon/cidr.hpp"
 #include "daemon/feeds.hpp"
+#include "daemon/feeds.hpp"
 #include "maps/bannerwatch_abi.h"
 
 namespace bw {
@@ -93,6 +94,7 @@ struct Policy {
   bool keep_reload_buffers = true;
   uint32_t v4_entries = BW_V4_ENTRIES_DEFAULT;  // limits: at most this many IPv4 prefixes
   uint32_t v6_entries = BW_V6_ENTRIES_DEFAULT;
+  uint64_t file_bytes = kFileBytesDefault;  // limits: the largest policy or list file read
   absl::Duration block_event_interval = absl::Seconds(1);
   // At most this many block events per second on each CPU; 0: no budget.
   uint32_t block_event_budget = BW_BLOCK_EVENT_BUDGET_DEFAULT;

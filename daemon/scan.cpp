@@ -53,9 +53,10 @@ malformed frames, kernel counters) goes to stderr.
   --config FILE  the policy (default: as for run); its runtime state file is not read
   --pin-root DIR private pin root, new or empty (default /sys/fs/bpf/bwscan-<pid>, removed at exit)
   --bpf-variant auto|full|core  the data-plane object (default auto: the best this kernel runs)
-Block events: the kernel's rate limiter runs on the kernel clock, which in a replay is not the
-capture's, so the scan turns it off in the kernel and applies the policy's block_event_interval
-itself on capture time (one block event per remote address per interval); the per-second
+Block and watch events: the kernel's rate limiter runs on the kernel clock, which in a replay is
+not the capture's, so the scan turns it off in the kernel and applies the policy's
+block_event_interval itself on capture time (one such event per remote address per interval); the
+per-second
 block_event_budget, a guard for a live ring buffer, does not apply to a scan. Other time-dependent
 kernel state sees replay time. Link types: Ethernet, Linux cooked (SLL, SLL2). Frames cut by the
 snaplen or longer than BPF_PROG_TEST_RUN takes run trimmed to the bytes present. A capture
@@ -352,21 +353,22 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
     uint64_t last_ns = 0;
     uint32_t suppressed = 0;
   };
-  absl::flat_hash_map<std::string, Held> limiter;  // family + remote address -> state
+  absl::flat_hash_map<std::string, Held> limiter;  // family, kind, direction, remote -> state
   int64_t frame_ns = 0;
 
   auto on_event = [&](const bw_event& kev) {
     bw_event ev = kev;
-    if (ev.kind == BW_EV_BLOCK) {
+    if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) {
       const uint8_t* remote = ev.direction == BW_DIR_INGRESS ? ev.saddr : ev.daddr;
-      std::string key(1, static_cast<char>(ev.family));
+      std::string key{static_cast<char>(ev.family), static_cast<char>(ev.kind),
+                      static_cast<char>(ev.direction)};
       key.append(reinterpret_cast<const char*>(remote), 16);
       auto [it, fresh] = limiter.try_emplace(key);
       uint64_t now = static_cast<uint64_t>(frame_ns);
       // As the kernel compares: unsigned, so a capture whose clock steps back emits.
       if (!fresh && now - it->second.last_ns < interval_ns) {
         ++it->second.suppressed;
-        ++report->block_events_held;
+        ++report->events_held;
         return;
       }
       ev.suppressed = fresh ? 0 : it->second.suppressed;
@@ -455,7 +457,7 @@ std::string FormatScanSummary(const ScanReport& r) {
   s += "\n";
   absl::StrAppend(&s, "malformed: ", in[BW_CNT_malformed] + eg[BW_CNT_malformed], " (ingress ",
                   in[BW_CNT_malformed], ", egress ", eg[BW_CNT_malformed], ")\n");
-  absl::StrAppend(&s, "block events held back: ", r.block_events_held,
+  absl::StrAppend(&s, "block and watch events held back: ", r.events_held,
                   " (block_event_interval ", absl::FormatDuration(r.block_event_interval),
                   " on capture time)\n");
   if (r.format_errors) absl::StrAppend(&s, "format errors: ", r.format_errors, "\n");

@@ -12,11 +12,11 @@
 // Each kernel event becomes one EVE line, exactly as the daemon writes it except that the timestamp
 // is the frame's capture time (EveFormatter::FormatAt) and in_iface is the capture's file name
 // ("pcap" when read from stdin, "-"); lines go to `emit` in order.
-// Block events: the kernel rate-limits them on bpf_ktime_get_ns, which in a replay is the replay's
-// clock, not the capture's. A scan therefore sets the kernel's interval to 0 and applies the
-// policy's block_event_interval itself, on capture time: at most one block event per remote address
-// per interval (exact per address, as one CPU would; the kernel hashes addresses into slots per
-// CPU), the next one carrying in bannerwatch.suppressed how many were held back.
+// Block and watch events: the kernel rate-limits them on its clock, which in a replay is the
+// replay's, not the capture's. A scan therefore sets the kernel's interval to 0 and applies the
+// policy's block_event_interval itself, on capture time: at most one block or watch event per
+// remote address per interval (exact per address, as one CPU would; the kernel hashes addresses
+// into slots per CPU), the next one carrying in bannerwatch.suppressed how many were held back.
 // Link types: Ethernet (DLT_EN10MB) and Linux cooked captures (DLT_LINUX_SLL, DLT_LINUX_SLL2), for
 // which an Ethernet header is synthesized from the protocol field. Frames the capture holds only
 // in part (snaplen), or longer than BPF_PROG_TEST_RUN accepts (GRO/TSO super-frames, jumbo frames),
@@ -66,7 +66,7 @@ struct ScanReport {
   uint64_t trimmed = 0;         // frames run cut short (snaplen, or too long for test_run)
   uint64_t pass = 0, drop = 0;  // the programs' verdicts
   std::map<uint32_t, uint64_t> alerts;  // EVE lines written, by signature_id
-  uint64_t block_events_held = 0;       // block events held back by the capture-time rate limit
+  uint64_t events_held = 0;  // block and watch events held back by the capture-time rate limit
   absl::Duration block_event_interval;  // the policy's
   uint64_t format_errors = 0;           // events the formatter refused (not written)
   CounterArray counters[BW_DIR__MAX] = {};  // the kernel's counters after the scan

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/control_request.hpp"
 #include "daemon/feeds.hpp"
 #include "maps/maps.hpp"
 
@@ -33,31 +35,46 @@ bool ParseTime(const std::string& s, absl::Time* t, std::string* err) {
 
 absl::StatusOr<RuntimeState> RuntimeState::Load(const std::string& path) {
   RuntimeState st;
-  std::ifstream f(path);
-  if (!f) {
-    if (errno == ENOENT) return st;
-    return ErrnoStatus(path, "open", errno);
-  }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return st;
+  auto text = ReadWholeFile(path, kStateFileMaxBytes);
+  if (!text.ok()) return text.status();
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("entries") || !j["entries"].is_array())
     return absl::DataLossError(absl::StrCat(path, ": not a bannerwatch state file (want {\"entries\": [...]})"));
   int i = 0;
   for (const auto& e : j["entries"]) {
     ++i;
-    if (!e.is_object() || !e.contains("cidr") || !e["cidr"].is_string() || !e.contains("action") ||
-        !e["action"].is_string())
-      return absl::DataLossError(absl::StrCat(path, ": entry ", i, " lacks cidr/action"));
+    // Every field checked as the control socket checks a request: a hand-edited or damaged file
+    // is an error naming the entry, never a guess ("blok" is not a watch).
+    auto bad = [&](const std::string& why) {
+      return absl::DataLossError(absl::StrCat(path, ": entry ", i, ": ", why));
+    };
+    if (!e.is_object()) return bad("not an object");
+    auto str = [&](const char* key, bool required, std::string* out) -> absl::Status {
+      auto it = e.find(key);
+      if (it == e.end()) return required ? bad(absl::StrCat("lacks \"", key, "\"")) : absl::OkStatus();
+      if (!it->is_string()) return bad(absl::StrCat("\"", key, "\" is not a string"));
+      *out = it->get<std::string>();
+      return absl::OkStatus();
+    };
     RuntimeEntry r;
-    r.cidr = e["cidr"];
-    r.action = e["action"];
-    r.list = e.value("list", "runtime-" + r.action);
-    r.reason = e.value("reason", "");
+    std::string added, expires;
+    for (auto s2 : {str("cidr", true, &r.cidr), str("action", true, &r.action),
+                    str("list", false, &r.list), str("reason", false, &r.reason),
+                    str("added", false, &added), str("expires", false, &expires)})
+      if (!s2.ok()) return s2;
+    if (r.action != "block" && r.action != "watch" && r.action != "safelist")
+      return bad(absl::StrCat("action '", r.action.substr(0, 32), "' is not block, watch or safelist"));
+    if (r.list.empty()) r.list = "runtime-" + r.action;
+    if (!ValidListName(r.list))
+      return bad("the list name is not 1 to 64 characters of A-Z a-z 0-9 . _ -");
+    if (r.reason.size() > 512 || std::any_of(r.reason.begin(), r.reason.end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        }))
+      return bad("the reason is longer than 512 bytes or holds control characters");
     std::string err;
-    if (!ParseTime(e.value("added", ""), &r.added, &err) ||
-        !ParseTime(e.value("expires", ""), &r.expires, &err))
-      return absl::DataLossError(absl::StrCat(path, ": entry ", i, ": bad time: ", err));
+    if (!ParseTime(added, &r.added, &err) || !ParseTime(expires, &r.expires, &err))
+      return bad(absl::StrCat("bad time: ", err));
     if (r.added == absl::InfiniteFuture()) r.added = absl::UnixEpoch();
     st.entries_.push_back(std::move(r));
   }

@@ -3,10 +3,13 @@
 //
 // Contract: Save() writes the whole state atomically (temporary file in the same directory,
 // fsync, rename), so a crash leaves either the old or the new file, never a torn one. Load() of a
-// missing file is an empty state; a corrupt file is an error naming the path (the daemon then
-// refuses to start rather than silently dropping an operator's blocks).
+// missing file is an empty state; a corrupt file (not a regular file, over kStateFileMaxBytes, a
+// field of the wrong type, an unknown action, a list name or reason the control socket would
+// refuse) is an error naming the path and entry (the daemon then refuses to start rather than
+// silently dropping or misreading an operator's blocks).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,8 @@
 namespace bw {
 
 inline constexpr const char* kStateFileDefault = "/var/lib/bannerwatch/state.json";
+// A state file is read whole; a larger one is refused (a million runtime entries fit).
+inline constexpr uint64_t kStateFileMaxBytes = uint64_t{256} << 20;
 
 struct RuntimeEntry {
   std::string cidr;    // as normalised by the policy's prefix parser

@@ -375,7 +375,8 @@ struct bw_block_rl_slot {
 	__u64 last_ns;   /* when the last event for it was emitted */
 	__u32 suppressed; /* events held back since */
 	__u8 family;
-	__u8 _pad0[3];
+	__u8 owner;      /* the event kind and direction owning the slot: kind << 1 | direction */
+	__u8 _pad0[2];
 };
 
 /* ---- events (ring buffer records) ------------------------------------------------------------ */

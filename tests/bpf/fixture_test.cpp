@@ -423,6 +423,14 @@ std::vector<Row> Rows() {
        [] { return PacketBuilder().ipv4("37.9.53.40", kLocal4).tcp(443, 51000, kSyn | kAck).build(); },
        Prefix("37.9.53.0/24", BW_ACTION_WATCH, 1), kPass, {watch_ev(1, 24)},
        Base4({{BW_CNT_watch_hits, 1}, {BW_CNT_events, 1}})});
+  // 20,000 SYNs from one watched source once made 20,000 EVE lines in half a second.
+  add({"watch events are rate-limited per source: 5 SYNs, 5 hits, 1 event, 4 suppressed",
+       Prog::kXdp,
+       [] { return PacketBuilder().ipv4("37.9.53.40", kLocal4).tcp(51000, 22, kSyn).build(); },
+       Prefix("37.9.53.0/24", BW_ACTION_WATCH, 1), kPass, {watch_ev(1, 24)},
+       {{BW_CNT_packets, 5}, {BW_CNT_ipv4, 5}, {BW_CNT_tcp, 5}, {BW_CNT_watch_hits, 5},
+        {BW_CNT_events, 1}, {BW_CNT_events_suppressed, 4}},
+       5});
   add({"watched /24: a mid-flow ACK is not a connection start", Prog::kXdp,
        [] { return PacketBuilder().ipv4("37.9.53.40", kLocal4).tcp(443, 51000, kAck).build(); },
        Prefix("37.9.53.0/24", BW_ACTION_WATCH, 1), kPass, {}, Base4()});

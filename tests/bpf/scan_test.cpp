@@ -358,7 +358,7 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(s.pass == 8u);
   CHECK(s.not_run == 0u);
   CHECK(s.trimmed == 0u);
-  CHECK(s.block_events_held == 2u);
+  CHECK(s.events_held == 2u);
   CHECK(s.alerts == std::map<uint32_t, uint64_t>{{1000146, 2}, {1000147, 1}, {1000148, 3}, {1000149, 2}});
   // The kernel's own counters agree.
   CHECK(s.counters[BW_DIR_INGRESS][BW_CNT_packets] == 9u);
@@ -374,7 +374,7 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(sum.find("verdicts: pass 8, drop 5\n") != std::string::npos);
   CHECK(sum.find("alerts: 8 (1000146: 2, 1000147: 1, 1000148: 3, 1000149: 2)\n") != std::string::npos);
   CHECK(sum.find("malformed: 1 (ingress 1, egress 0)\n") != std::string::npos);
-  CHECK(sum.find("block events held back: 2") != std::string::npos);
+  CHECK(sum.find("block and watch events held back: 2") != std::string::npos);
 }
 
 TEST_CASE("scan: without --local every frame is ingress") {

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,8 +13,11 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include "daemon/control.hpp"
+#include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
 #include "lib/topology.hpp"
 
@@ -183,6 +187,51 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
   json s = d.Status();
   CHECK(s["counters"]["ingress"]["banner_server"] == 2);
   CHECK(s["interfaces"][0]["name"] == kHostIf);
+  CHECK(d.Stop() == 0);
+}
+
+// Requests of the wrong type once ended the daemon (an uncaught type_error): events, reloads,
+// expiry and metrics stopped while the programs stayed attached. Each gets an error reply now.
+TEST_CASE("control requests of the wrong shape get an error reply, and the daemon keeps alerting") {
+  Topology t;
+  auto sshd = StartSshd(t, 443);
+  Daemon d(t, DefaultPolicyText(t));
+  d.Start();
+  const std::string sock = t.dir() + "/control.sock";
+  const std::vector<json> bad = {
+      {{"cmd", "block"}, {"cidr", "203.0.113.0/24"}, {"ttl_seconds", "12h"}},
+      {{"cmd", "events"}, {"count", "abc"}},
+      {{"cmd", "events"}, {"follow", "yes"}},
+      {{"cmd", "block"}, {"cidr", 12345}},
+      {{"cmd", "block"}, {"cidr", "203.0.113.0/24"}, {"list", 7}},
+      {{"cmd", "query"}, {"ip", nullptr}},
+      {{"cmd", "block"}, {"cidr", "203.0.113.0/24"}, {"reason", json::array({"x"})}},
+      {{"cmd", "unlist"}, {"cidr", json::object({{"a", 1}})}},
+      {{"cmd", "watch"}, {"cidr", "203.0.113.0/24"}, {"list", "name with spaces"}},
+      // The default policy's seed-2013-09 is a watch list: a block entry cannot join it (a state
+      // file holding one once kept the daemon from starting).
+      {{"cmd", "block"}, {"cidr", "203.0.113.9"}, {"list", "seed-2013-09"}},
+      json::array({1, 2}),
+      {{"cmd", 7}},
+  };
+  for (const json& req : bad) {
+    INFO(req.dump());
+    auto r = ControlCall(sock, req);
+    REQUIRE(r.ok());
+    CHECK((*r)["ok"] == false);
+    CHECK(!(*r)["error"].get<std::string>().empty());
+  }
+  // Not JSON at all, straight onto the socket.
+  // Run() wraps the command in sh -c '...': double quotes only.
+  CHECK(t.host().Run("printf \"not json\\n\" | nc -U -q 1 " + sock + " | grep -q \"not JSON\"") == 0);
+
+  // Alive, unchanged, and the event path still runs.
+  json s = d.Status();
+  CHECK(s["ok"] == true);
+  CHECK(s["last_reload"]["reloads_ok"] == 1);  // the start's; no bad request reloaded
+  std::string out;
+  CHECK(SshProbe(t, kServerV4, 443, 5, &out) == 255);
+  CHECK(WaitFor([&] { return !AlertsWithSid(d, 1000146).empty(); }, 5000));
   CHECK(d.Stop() == 0);
 }
 
@@ -410,6 +459,163 @@ TEST_CASE("a second daemon on the same pin root is refused") {
                                  " --no-eve-file --state " + t.dir() + "/other.json 2>&1");
   CHECK(out.find("another bannerwatch daemon holds") != std::string::npos);
   CHECK(d.running());
+}
+
+// A second daemon with a pin root of its own on an interface the first guards (what the lock's
+// message suggests for a second, independent daemon) once replaced the first's TC egress filter
+// before failing on XDP, and unpinned that filter's maps: outbound blocking stopped unnoticed.
+TEST_CASE("a second daemon on an interface another one guards is refused before it touches anything") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  d.Start();
+  auto attached = [&] {
+    // Out() runs this in sh -c '...': no single quotes inside.
+    return t.host().Out("tc filter show dev " + std::string(kHostIf) + " egress; ip -d link show " +
+                        kHostIf + " | grep -o \"prog/xdp id [0-9]*\"");
+  };
+  const std::string before = attached();
+  REQUIRE(before.find("bw_tc_egress") != std::string::npos);
+  REQUIRE(before.find("prog/xdp id") != std::string::npos);
+  const std::string root2 = "/sys/fs/bpf/bwt-other-" + std::to_string(getpid());
+  std::string out = t.host().Out(BannerwatchBinary() + " run --config " + d.policy_path() +
+                                 " --iface " + kHostIf + " --pin-root " + root2 + " --control " +
+                                 t.dir() + "/other.sock --metrics off --no-eve-file --state " +
+                                 t.dir() + "/other.json 2>&1");
+  INFO(out);
+  CHECK(out.find("already has an XDP program") != std::string::npos);
+  CHECK(out.find("another bannerwatch daemon guards it") != std::string::npos);
+  CHECK(attached() == before);
+  CHECK(!std::filesystem::exists(root2));
+  // Still enforcing outbound: the host cannot reach the blocked server.
+  CHECK(t.host().Run("ping -c 1 -W 1 " + std::string(kServerV4) + " >/dev/null 2>&1") != 0);
+  json s = d.Status();
+  CHECK(s["interfaces"][0]["tc_egress"] == true);
+  CHECK(d.Stop() == 0);
+}
+
+// `detach` after a daemon died (kill -9 leaves everything attached). From a network namespace
+// other than the interface's it once said "removed everything" while the TC egress filter stayed
+// (found by name in the caller's namespace); now it removes nothing and says where to run it. On
+// a bpffs directory that is not bannerwatch's it touches nothing.
+TEST_CASE("detach: only from the interface's namespace, and only what is bannerwatch's") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  d.Start();
+  d.Kill9();
+  auto tc = [&] { return t.host().Out("tc filter show dev " + std::string(kHostIf) + " egress"); };
+  REQUIRE(tc().find("bw_tc_egress") != std::string::npos);
+  const std::string detach = BannerwatchBinary() + " detach --pin-root " + d.pin_root() + " 2>&1";
+
+  // From this process's namespace, where the interface is not.
+  int st = 0;
+  std::string out = ShOut(detach, &st);
+  INFO(out);
+  CHECK(st == 1);
+  CHECK(out.find("is not in this network namespace") != std::string::npos);
+  CHECK(out.find("removed everything") == std::string::npos);
+  CHECK(tc().find("bw_tc_egress") != std::string::npos);
+  CHECK(std::filesystem::exists(d.pin_root() + "/" + BW_MAP_CONFIG));
+  // Still enforcing: the blocked server cannot reach the host.
+  CHECK(t.server().Run("ping -c 1 -W 1 " + std::string(kHostV4) + " >/dev/null 2>&1") != 0);
+
+  // From the interface's namespace: everything goes.
+  out = t.host().Out(detach, &st);
+  CHECK(st == 0);
+  CHECK(out.find("removed everything") != std::string::npos);
+  CHECK(tc().find("bw_tc_egress") == std::string::npos);
+  CHECK(t.host().Out("ip -d link show " + std::string(kHostIf)).find("prog/xdp") ==
+        std::string::npos);
+  CHECK(!std::filesystem::exists(d.pin_root()));
+
+  // Another tool's bpffs directory: refused, its pin left alone.
+  const std::string other = "/sys/fs/bpf/bwt-othertool-" + std::to_string(getpid());
+  std::filesystem::create_directories(other);
+  REQUIRE(Sh("bpftool map create " + other + "/counts type array key 4 value 4 entries 1 name counts") == 0);
+  out = ShOut(BannerwatchBinary() + " detach --pin-root " + other + " 2>&1", &st);
+  CHECK(st == 1);
+  CHECK(out.find("not a bannerwatch pin root") != std::string::npos);
+  CHECK(std::filesystem::exists(other + "/counts"));
+  std::filesystem::remove_all(other);
+}
+
+// A list file re-created by a slow writer (rm, then seconds of writing, as `curl -o` does) was
+// reloaded on its creation and applied half-written: a blocked /24 went unblocked for a while.
+// Reloads now follow a finished write or a rename only.
+TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer is done") {
+  Topology t;
+  const std::string list = t.dir() + "/blocked.txt";
+  WriteFile(list, "203.0.113.0/24\n198.51.100.2/32\n");
+  Daemon d(t, "ports: [443]\nlists:\n  - name: feed\n    action: block\n    files: [" + list +
+                  "]\n");
+  d.Start();
+  auto reloads = [&] { return d.Status()["last_reload"]["reloads_ok"].get<int>(); };
+  const int before = reloads();
+  REQUIRE(std::filesystem::remove(list));
+  {
+    std::ofstream out(list);
+    for (int i = 0; i < 6; ++i) {
+      out << "# slow writer, part " << i << "\n" << std::flush;
+      Settle(250);
+      CHECK(reloads() == before);  // nothing applied while it is written
+    }
+    out << "203.0.113.0/24\n198.51.100.2/32\n198.51.100.77/32\n";
+  }  // closed: the write is finished
+  CHECK(WaitFor([&] { return reloads() == before + 1; }, 3000));
+  Settle(500);
+  CHECK(reloads() == before + 1);
+  CHECK(d.Status()["prefixes"]["v4"] == 3);
+  CHECK(t.server().Run("ping -c 1 -W 1 " + std::string(kHostV4) + " >/dev/null 2>&1") != 0);
+  CHECK(d.Stop() == 0);
+}
+
+// A control socket in a shared directory (mode 1777, like /tmp) leaves the directory as it was;
+// a file that is not a socket at the path is refused and left alone; a second daemon (its own pin
+// root) pointed at a live daemon's control socket is refused before it loads or attaches
+// anything, so the first keeps its socket and its programs on the interface.
+TEST_CASE("control socket: shared directories, foreign files and a live daemon's socket are left alone") {
+  Topology t;
+  const std::string shared = t.dir() + "/shared";
+  std::filesystem::create_directories(shared);
+  REQUIRE(chmod(shared.c_str(), 01777) == 0);
+  Daemon d(t, kEmptyPolicy, {"--control", shared + "/bw.sock"});
+  d.Start();
+  struct stat st {};
+  REQUIRE(stat(shared.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 01777);
+
+  auto attached = [&] {
+    // Out() runs this in sh -c '...': no single quotes inside.
+    return t.host().Out("tc filter show dev " + std::string(kHostIf) + " egress; ip -d link show " +
+                        kHostIf + " | grep -o \"prog/xdp id [0-9]*\"");
+  };
+  const std::string before = attached();
+  REQUIRE(before.find("prog/xdp id") != std::string::npos);
+  auto second = [&](const std::string& control) {
+    return t.host().Out(BannerwatchBinary() + " run --config " + d.policy_path() + " --iface " +
+                        kHostIf + " --pin-root /sys/fs/bpf/bwt-second-" +
+                        std::to_string(getpid()) + " --control " + control +
+                        " --metrics off --no-eve-file --state " + t.dir() + "/second.json 2>&1");
+  };
+  std::string out = second(shared + "/bw.sock");
+  INFO(out);
+  CHECK(out.find("is served by another bannerwatch daemon") != std::string::npos);
+  CHECK(attached() == before);  // the first daemon's XDP and TC programs, untouched
+  CHECK(d.running());
+  std::string status;
+  CHECK(d.Cli("status", &status) == 0);
+
+  // A regular file where the socket would go: refused, and still there afterwards.
+  WriteFile(t.dir() + "/not-a-socket", "keep me\n");
+  out = second(t.dir() + "/not-a-socket");
+  CHECK(out.find("something else is there (not a socket)") != std::string::npos);
+  CHECK(ReadFile(t.dir() + "/not-a-socket") == "keep me\n");
+  CHECK(attached() == before);
+  // Refused before its pin root held anything: the directory it made is gone again.
+  CHECK(!std::filesystem::exists("/sys/fs/bpf/bwt-second-" + std::to_string(getpid())));
+  CHECK(d.Stop() == 0);
+  CHECK(!std::filesystem::exists(shared + "/bw.sock"));  // its own socket, removed at the end
+  REQUIRE(stat(shared.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 01777);
 }
 
 }  // namespace

@@ -73,6 +73,8 @@ TEST_CASE("config, flow and rate-limit layouts") {
   CHECK(sizeof(bw_block_rl_slot) == 32);
   CHECK_FIELD(bw_block_rl_slot, last_ns, 16, 8);
   CHECK_FIELD(bw_block_rl_slot, suppressed, 24, 4);
+  CHECK_FIELD(bw_block_rl_slot, family, 28, 1);
+  CHECK_FIELD(bw_block_rl_slot, owner, 29, 1);
   CHECK(sizeof(bw_block_budget) == 32);
   CHECK_FIELD(bw_block_budget, window_ns, 0, 8);
   CHECK_FIELD(bw_block_budget, used, 8, 4);

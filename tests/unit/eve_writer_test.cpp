@@ -3,6 +3,8 @@
 // addresses and metadata, and the file sink (buffering, errors, logrotate-style reopen).
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -419,7 +421,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
                  {"category", "Potentially Bad Traffic"}, {"severity", 2}}},
       {"bannerwatch", {{"kind", "watch"}, {"direction", "ingress"}, {"tcp_flags", "12"},
                        {"list", "seed-ssh-over-443"}, {"list_action", "watch"}, {"prefix", "37.9.53.106/32"},
-                       {"tags", {"seed", "ukraine"}}, {"reason", "beaconing over 443"}}}}},
+                       {"tags", {"seed", "ukraine"}}, {"reason", "beaconing over 443"}, {"suppressed", 0}}}}},
     {"watch, IPv6 egress SYN to an IPv4-mapped remote on a v4 list: the prefix prints as IPv4",
      Ev().kind(BW_EV_WATCH).v6().egress().flags(0x02).src("::ffff:198.51.100.10", 51000)
          .dst("::ffff:37.9.53.40", 443).list(1, BW_ACTION_WATCH, 24),
@@ -430,7 +432,7 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
                  {"category", "Potentially Bad Traffic"}, {"severity", 2}}},
       {"bannerwatch", {{"kind", "watch"}, {"direction", "egress"}, {"tcp_flags", "02"},
                        {"list", "seed-ssh-over-443"}, {"list_action", "watch"}, {"prefix", "37.9.53.0/24"},
-                       {"tags", {"seed", "ukraine"}}, {"reason", "beaconing over 443"}}}}},
+                       {"tags", {"seed", "ukraine"}}, {"reason", "beaconing over 443"}, {"suppressed", 0}}}}},
     {"watch, IPv6 ingress SYN, list unknown to the lookup (reload race): list_id instead of list",
      Ev().kind(BW_EV_WATCH).v6().flags(0x02).iface(99).src("2001:db8:cafe::1", 40000)
          .dst("2001:db8::1", 22).list(42, BW_ACTION_WATCH, 64, 8),
@@ -440,7 +442,8 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
                  {"signature", "BANNERWATCH connection with watched watchlist address"},
                  {"category", "Potentially Bad Traffic"}, {"severity", 2}}},
       {"bannerwatch", {{"kind", "watch"}, {"direction", "ingress"}, {"tcp_flags", "02"},
-                       {"list_id", 42}, {"list_action", "watch"}, {"prefix", "2001:db8:cafe::/64"}}}}},
+                       {"list_id", 42}, {"list_action", "watch"}, {"prefix", "2001:db8:cafe::/64"},
+                       {"suppressed", 0}}}}},
   };
   // clang-format on
   bw::EveFormatter f(&lookup);
@@ -476,7 +479,7 @@ TEST_CASE("eve: with no lookup, only what the event carries prints") {
   CHECK_FALSE(got["bannerwatch"].contains("tags"));
   CHECK_FALSE(got["bannerwatch"].contains("source_id"));
   CHECK_FALSE(got["bannerwatch"].contains("banner"));
-  CHECK_FALSE(got["bannerwatch"].contains("suppressed"));
+  CHECK(got["bannerwatch"]["suppressed"] == 0);  // watch events are rate-limited too
   // Without a watched-port answer, a mid-flow block packet falls back to "the lower port serves".
   const bw_event mid = Ev().kind(BW_EV_BLOCK).flags(0x10).src("198.51.100.10", 8443)
                            .dst("37.9.53.12", 22);
@@ -926,6 +929,50 @@ TEST_CASE("eve sink: a full buffer and the flush interval write without being as
   REQUIRE((*eager)->Write("{}").ok());
   REQUIRE((*eager)->Write("{}").ok());  // the oldest line is older than 0 ns: flushed
   CHECK(Lines(ReadFile(o.path)).size() == 2);
+}
+
+// A disk that fills and then frees: a flush that stops part of the way once left the cut line in
+// the file, and the next line was appended to it (invalid JSON), while `status` counted every
+// line of that flush as dropped. RLIMIT_FSIZE stops writes at a byte count as a full disk does
+// (the write takes what fits, the next one fails).
+TEST_CASE("eve sink: a file that fills mid-flush keeps whole lines only, counted exactly") {
+  TempDir tmp;
+  bw::EveSinkOptions o;
+  o.path = tmp.path + "/eve.json";
+  o.flush_interval = absl::Hours(1);
+  auto sink = bw::EveSink::Open(o);
+  REQUIRE(sink.ok());
+  auto line = [](int i) {
+    return "{\"n\":" + std::to_string(i) + ",\"pad\":\"" + std::string(40, 'p') + "\"}";
+  };
+  const size_t line_bytes = line(100).size() + 1;
+  // Room for 10 lines and a half.
+  struct sigaction ign {}, old_act {};
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGXFSZ, &ign, &old_act);
+  rlimit old_lim {};
+  getrlimit(RLIMIT_FSIZE, &old_lim);
+  rlimit lim = old_lim;
+  lim.rlim_cur = 10 * line_bytes + line_bytes / 2;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  for (int i = 100; i < 140; ++i) REQUIRE((*sink)->Write(line(i)).ok());
+  absl::Status full = (*sink)->Flush();
+  // The disk frees again.
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+  sigaction(SIGXFSZ, &old_act, nullptr);
+  CHECK_FALSE(full.ok());
+  CHECK((*sink)->lines_written() == 10);
+  CHECK((*sink)->lines_dropped() == 30);
+  for (int i = 200; i < 205; ++i) REQUIRE((*sink)->Write(line(i)).ok());
+  REQUIRE((*sink)->Flush().ok());
+  auto lines = Lines(ReadFile(o.path));
+  REQUIRE(lines.size() == 15);
+  for (size_t k = 0; k < lines.size(); ++k) {
+    INFO(lines[k]);
+    CHECK(Parse(lines[k])["n"] == (k < 10 ? 100 + int(k) : 200 + int(k) - 10));
+  }
+  CHECK((*sink)->lines_written() == 15);
+  CHECK((*sink)->lines_dropped() == 30);
 }
 
 TEST_CASE("eve sink: reopen after a logrotate-style rename writes to a new file") {

@@ -474,3 +474,44 @@ TEST_CASE("feeds: a big plain list parses like line by line, errors in either ha
 
 }  // namespace
 }  // namespace bw
+
+namespace bw {
+namespace {
+
+// A list file that is a FIFO once blocked `check` and reloads forever (SIGTERM ignored until it
+// was fed); /dev/zero grew memory until std::bad_alloc, with no file named. Both are refused
+// without reading, and so is a regular file over limits.file_bytes.
+TEST_CASE("feeds: only regular files within the size limit are read") {
+  TempDir tmp;
+  const std::string fifo = tmp.path() + "/list.fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  auto r = ReadWholeFile(fifo);  // returns at once: no writer is waited for
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()) ==
+        fifo + ": is a FIFO; policy and list files must be regular files");
+  r = ReadWholeFile("/dev/zero");
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("is a character device") != std::string::npos);
+  r = ReadWholeFile(tmp.path());
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("is a directory") != std::string::npos);
+
+  const std::string big = tmp.path() + "/big.txt";
+  std::ofstream(big) << std::string(5000, '#') << "\n203.0.113.0/24\n";
+  r = ReadWholeFile(big, 4096);
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("over the limit of 4096 (limits.file_bytes)") !=
+        std::string::npos);
+  r = ReadWholeFile(big, 8192);
+  REQUIRE(r.ok());
+  CHECK(r->size() == 5016u);
+  auto f = LoadFeedCached(big, FeedFormat::kAuto, PrefixOptions{}, 4096);
+  CHECK_FALSE(f.ok());
+  // Through a symlink to a regular file: read (the target is what counts).
+  const std::string link = tmp.path() + "/link.txt";
+  REQUIRE(symlink(big.c_str(), link.c_str()) == 0);
+  CHECK(ReadWholeFile(link).ok());
+}
+
+}  // namespace
+}  // namespace bw

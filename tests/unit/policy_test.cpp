@@ -258,6 +258,10 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"limits:\n  v6_entries: lots\n", 2, "limits.v6_entries: 'lots' is not a decimal integer"},
       {"limits:\n  v8_entries: 1\n", 2, "unknown key 'v8_entries'"},
       {"limits: { v4_entries: 4294967296 }\n", 1, "out of range"},
+      // A trie of 4294967295 entries was once created on request.
+      {"limits: { v4_entries: 4294967295 }\n", 1, "limits.v4_entries: 4294967295 is out of range (1..16777216)"},
+      {"limits: { v6_entries: 4194305 }\n", 1, "limits.v6_entries: 4194305 is out of range (1..4194304)"},
+      {"limits: { file_bytes: 100 }\n", 1, "limits.file_bytes: 100 is out of range (1024..4294967296)"},
       {"block_event_interval: 1 parsec\n", 1, "is not a duration such as 1s"},
       {"block_event_interval: -1s\n", 1, "is not a duration"},
       {"block_event_interval: inf\n", 1, "is not a duration"},

@@ -62,7 +62,7 @@ TEST_CASE("load: a program the verifier refuses is reported as such, with the lo
   CHECK(root.Empty());  // libbpf takes back the maps it pinned for the failed load
 }
 
-TEST_CASE("load: auto picks the variant the kernel runs; full where it lacks helpers is refused") {
+TEST_CASE("load: auto picks the variant the kernel runs, and full where it lacks helpers is refused") {
   auto k = ProbeKernel();
   REQUIRE(k.ok());
   std::printf("loader: %s\n", DescribeDataPlane(k->Best(), *k).c_str());

@@ -128,6 +128,7 @@ class Daemon : public PolicyEveLookup {
   DaemonOptions opts_;
   std::string pin_root_;
   std::optional<PinRootLock> lock_;
+  std::optional<StateFileLock> state_lock_;
   Policy policy_;  // last good (file part plus runtime lists)
   Policy spare_policy_;  // the one the last reload replaced: the next parse writes into its tables
   std::unique_ptr<CompiledPolicy> compiled_;
@@ -696,6 +697,9 @@ absl::Status Daemon::Start() {
   if (!lock.ok()) return lock.status();
   lock_.emplace(std::move(*lock));
 
+  auto state_lock = StateFileLock::Take(state_file_);
+  if (!state_lock.ok()) return state_lock.status();
+  state_lock_.emplace(std::move(*state_lock));
   auto rt = RuntimeState::Load(state_file_);
   if (!rt.ok()) return rt.status();
   runtime_ = std::move(*rt);

@@ -1,6 +1,7 @@
 #include "daemon/state.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,26 @@ bool ParseTime(const std::string& s, absl::Time* t, std::string* err) {
   return absl::ParseTime(absl::RFC3339_full, s, t, err);
 }
 }  // namespace
+
+absl::StatusOr<StateFileLock> StateFileLock::Take(const std::string& state_path) {
+  std::filesystem::path p(state_path);
+  std::error_code ec;
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  const std::string lock = state_path + ".lock";
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return ErrnoStatus(lock, "open", errno);
+  Fd owner(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "state file ", state_path, " is in use by another bannerwatch daemon; give this one "
+          "its own (--state) or stop that one"));
+    return ErrnoStatus(lock, "flock", errno);
+  }
+  StateFileLock l;
+  l.fd_ = std::move(owner);
+  return l;
+}
 
 absl::StatusOr<RuntimeState> RuntimeState::Load(const std::string& path) {
   RuntimeState st;

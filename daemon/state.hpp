@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "maps/maps.hpp"
 
 namespace bw {
 
@@ -29,6 +30,17 @@ struct RuntimeEntry {
   std::string reason;
   absl::Time added = absl::UnixEpoch();
   absl::Time expires = absl::InfiniteFuture();
+};
+
+// Held for a daemon's life: an exclusive flock on <state file>.lock (made 0600 if missing, never
+// through a symlink). Two daemons writing one state file would lose each other's changes, so a
+// second one is refused, naming the file.
+class StateFileLock {
+ public:
+  static absl::StatusOr<StateFileLock> Take(const std::string& state_path);
+
+ private:
+  Fd fd_;
 };
 
 class RuntimeState {

@@ -568,6 +568,26 @@ TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer 
   CHECK(d.Stop() == 0);
 }
 
+// Two daemons sharing one state file lost each other's runtime changes.
+TEST_CASE("a second daemon with the first one's state file is refused") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  const std::string root2 = "/sys/fs/bpf/bwt-state-" + std::to_string(getpid());
+  std::string out = t.host().Out(BannerwatchBinary() + " run --config " + d.policy_path() +
+                                 " --iface " + kHostIf + " --pin-root " + root2 + " --control " +
+                                 t.dir() + "/other.sock --metrics off --no-eve-file --state " +
+                                 d.state_path() + " 2>&1");
+  INFO(out);
+  CHECK(out.find("state file " + d.state_path() + " is in use by another bannerwatch daemon") !=
+        std::string::npos);
+  CHECK(!std::filesystem::exists(root2));
+  CHECK(!std::filesystem::exists(t.dir() + "/other.sock"));
+  std::string st;
+  CHECK(d.Cli("block 203.0.113.9 --list manual", &st) == 0);
+  CHECK(d.Stop() == 0);
+}
+
 // A control socket in a shared directory (mode 1777, like /tmp) leaves the directory as it was;
 // a file that is not a socket at the path is refused and left alone; a second daemon (its own pin
 // root) pointed at a live daemon's control socket is refused before it loads or attaches

@@ -74,7 +74,8 @@ void SetTimeout(int fd, int ms) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& path,
-                                                                    Handler handler) {
+                                                                    Handler handler,
+                                                                    Follower follower) {
   std::unique_ptr<ControlServer> s(new ControlServer());
   s->path_ = path;
   s->handler_ = std::move(handler);
@@ -109,7 +110,7 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoStatus(path, "socket", errno);
-  s->listen_fd_ = fd;
+  Fd listening(fd);
   mode_t old = umask(0177);
   int b = ::bind(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr));
   umask(old);
@@ -121,70 +122,50 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::
     s->ino_ = mine.st_ino;
   }
   if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(path, "chmod", errno);
-  if (::listen(fd, 16) != 0) return ErrnoStatus(path, "listen", errno);
+  if (::listen(fd, 64) != 0) return ErrnoStatus(path, "listen", errno);
+  RequestServer::Options o;
+  o.name = absl::StrCat("control socket ", path);
+  o.max_connections = kMaxConnections;
+  o.max_request_bytes = kMaxRequestBytes;
+  o.deadline = absl::Seconds(2);
+  o.busy_response = absl::StrCat(
+      R"({"ok":false,"error":"busy: )", kMaxConnections, R"( control connections open"})", "\n");
+  o.too_large_response = absl::StrCat(R"({"ok":false,"error":"request longer than )",
+                                      kMaxRequestBytes, R"( bytes"})", "\n");
+  ControlServer* self = s.get();
+  s->server_ = std::make_unique<RequestServer>(
+      listening.release(), std::move(o),
+      [](std::string_view in, bool eof) -> size_t {
+        size_t nl = in.find('\n');
+        if (nl != std::string_view::npos) return nl + 1;
+        return eof && !in.empty() ? in.size() : std::string_view::npos;
+      },
+      [self](std::string_view request) {
+        Reply r = self->Serve(request);
+        std::string out =
+            r.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        return RequestServer::Response{std::move(out), r.follow};
+      },
+      std::move(follower));
   return s;
 }
 
 ControlServer::~ControlServer() {
-  for (int f : followers_) ::close(f);
-  if (listen_fd_ >= 0) ::close(listen_fd_);
+  server_.reset();  // closes the listening socket and every connection
   // Only the socket this server made: not what another process put at the path since.
   struct stat st {};
   if (bound_ && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
     ::unlink(path_.c_str());
 }
 
-void ControlServer::OnReadable() {
-  while (true) {
-    int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;  // EAGAIN: nothing more pending
-    SetTimeout(c, 2000);
-    std::string line, rest;
-    nlohmann::json resp;
-    bool follow = false;
-    if (!ReadLine(c, &line, &rest)) {
-      ::close(c);
-      continue;
-    }
-    nlohmann::json req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (req.is_discarded()) {
-      resp = {{"ok", false}, {"error", "request: not JSON"}};
-    } else {
-      try {
-        Reply r = handler_(req);
-        resp = std::move(r.body);
-        follow = r.follow;
-      } catch (const std::exception& e) {
-        // The command table should have refused what led here; the daemon goes on either way.
-        resp = {{"ok", false}, {"error", absl::StrCat("internal error: ", e.what())}};
-        follow = false;
-      }
-    }
-    std::string out = resp.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    if (!WriteAll(c, out.data(), out.size()) || !follow) {
-      ::close(c);
-      continue;
-    }
-    // Followers: non-blocking from now on, so a stalled reader never blocks the daemon.
-    fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
-    int big = 1 << 20;
-    setsockopt(c, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    followers_.push_back(c);
-  }
-}
-
-void ControlServer::Broadcast(absl::string_view line) {
-  for (size_t i = 0; i < followers_.size();) {
-    int f = followers_[i];
-    ssize_t w = ::send(f, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w != static_cast<ssize_t>(line.size())) {
-      // Gone, or too slow (a partial line would corrupt the stream): drop it.
-      ::close(f);
-      followers_[i] = followers_.back();
-      followers_.pop_back();
-      continue;
-    }
-    ++i;
+ControlServer::Reply ControlServer::Serve(std::string_view line) {
+  nlohmann::json req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded()) return {{{"ok", false}, {"error", "request: not JSON"}}};
+  try {
+    return handler_(req);
+  } catch (const std::exception& e) {
+    // The command table should have refused what led here; the daemon goes on either way.
+    return {{{"ok", false}, {"error", absl::StrCat("internal error: ", e.what())}}};
   }
 }
 

@@ -29,13 +29,11 @@
 #include "daemon/control.hpp"
 #include "daemon/control_request.hpp"
 #include "daemon/eve_writer.hpp"
-#include "daemon/events.hpp"
+#include "daemon/event_pipeline.hpp"
 #include "daemon/libbpf_log.hpp"
 #include "daemon/loader.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/policy.hpp"
-#include "daemon/v4_match.hpp"
-#include "daemon/policy_lookup.hpp"
 #include "daemon/state.hpp"
 #include "maps/maps.hpp"
 
@@ -84,35 +82,16 @@ class PinRootLock {
   bool created_ = false;
 };
 
-// Interface names by index, refreshed on a miss.
-class IfNames {
+class Daemon {
  public:
-  std::string_view Name(uint32_t ifindex) const {
-    auto it = names_.find(ifindex);
-    if (it != names_.end()) return it->second;
-    char buf[IF_NAMESIZE] = {};
-    if (!if_indextoname(ifindex, buf)) return {};
-    return names_.emplace(ifindex, buf).first->second;
-  }
-
- private:
-  mutable std::map<uint32_t, std::string> names_;
-};
-
-class Daemon : public PolicyEveLookup {
- public:
-  explicit Daemon(DaemonOptions o) : opts_(std::move(o)), formatter_(this, MonotonicToRealtimeNs()) {}
+  explicit Daemon(DaemonOptions o) : opts_(std::move(o)) {}
   int Run();
-
-  // EveLookup: lists and ports from compiled_ (PolicyEveLookup), interfaces live.
-  std::string_view IfName(uint32_t ifindex) const override { return ifnames_.Name(ifindex); }
 
  private:
   absl::Status Start();
   // Validates everything, then applies as a diff. On error nothing changes.
   absl::Status Reload(const std::string& why, const RuntimeState* runtime_override = nullptr);
   absl::StatusOr<Policy> BuildPolicy(const RuntimeState& runtime);
-  void OnEvent(const bw_event& ev);
   ControlServer::Reply HandleControl(const json& req);
   json Status();
   json RuntimeChange(const ControlRequest& req, const std::string& action);
@@ -142,9 +121,6 @@ class Daemon : public PolicyEveLookup {
   void TakePremade();
   // What the daemon holds for the next reload to write into (status, metrics).
   uint64_t ReloadBufferBytes() const;
-  // compiled_'s IPv4 table for completing events, built when the first event after a reload
-  // needs it (a reload resets it).
-  std::unique_ptr<V4Match> v4_match_;
   bool maps_in_sync_ = false;  // the tries hold exactly compiled_ (this process applied it)
   RuntimeState runtime_;
   std::string state_file_;
@@ -153,30 +129,22 @@ class Daemon : public PolicyEveLookup {
   std::unique_ptr<DataPlane> dp_;
   MapSet maps_;
   std::vector<Attachment> attached_;
-  std::unique_ptr<EventReader> reader_;
-  std::unique_ptr<EveSink> sink_;
-  EveFormatter formatter_;
-  IfNames ifnames_;
+  // Ring buffer -> EVE file, followers and the recent lines, on its own thread; told of every
+  // applied policy (SetPolicy) before the one it replaces is reused or freed.
+  std::unique_ptr<EventPipeline> events_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<MetricsServer> metrics_;
-  // The last EVE lines, for `events`: a ring of strings whose buffers are reused, so the reader
-  // does not allocate per event.
-  static constexpr size_t kRecent = 1000;
-  std::vector<std::string> recent_ = std::vector<std::string>(kRecent);
-  size_t recent_next_ = 0, recent_count_ = 0;
 
   Fd epoll_, sigfd_, timerfd_, inotify_;
   std::map<int, std::string> watch_dirs_;  // inotify wd -> directory
   std::set<std::string> watched_files_;
   absl::Time reload_due_ = absl::InfiniteFuture();  // debounced inotify reload
-  absl::Time clock_resync_ = absl::InfinitePast();
 
   // Reload bookkeeping.
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   absl::Time last_reload_ = absl::InfinitePast();
   bool last_reload_ok_ = false;
   std::string last_reload_error_, last_reload_summary_;
-  uint64_t format_errors_ = 0;
   absl::Time started_ = absl::Now();
   bool stop_ = false;
 
@@ -309,16 +277,16 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   maps_in_sync_ = true;
   spare_policy_ = std::move(policy_);
   policy_ = std::move(*pol);
-  v4_match_.reset();  // it refers to compiled_'s table
   spare_ = std::move(compiled_);
   compiled_ = std::make_unique<CompiledPolicy>(std::move(*compiled));
+  // The event thread moves to the new policy before the old one is freed or written over.
+  if (events_) events_->SetPolicy(compiled_.get());
   if (!policy_.keep_reload_buffers) {
     spare_.reset();
     spare_policy_ = Policy();
     premade_ = {};  // waits for the thread if it still runs
   }
   KeepFeedSpares(policy_.keep_reload_buffers);
-  set_policy(compiled_.get());
   ++reloads_ok_;
   last_reload_ = absl::Now();
   last_reload_ok_ = true;
@@ -332,26 +300,6 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
                      "tunnels (", DescribeDataPlane(dp_->variant(), dp_->kernel()), ")"));
   WatchFiles();
   return absl::OkStatus();
-}
-
-void Daemon::OnEvent(const bw_event& ev) {
-  auto line = formatter_.Format(ev);
-  if (!line.ok()) {
-    ++format_errors_;
-    return;
-  }
-  if (sink_) {
-    absl::Status st = sink_->Write(*line);
-    (void)st;  // counted by the sink
-  }
-  if (control_ && control_->followers() > 0) {
-    std::string l(*line);
-    l.push_back('\n');
-    control_->Broadcast(l);
-  }
-  recent_[recent_next_].assign(line->data(), line->size());
-  recent_next_ = (recent_next_ + 1) % kRecent;
-  recent_count_ = std::min(recent_count_ + 1, kRecent);
 }
 
 std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allow_cached) {
@@ -436,11 +384,18 @@ json Daemon::Status() {
     for (int i = 0; i < BW_CNT__MAX; ++i) cj[kCounterNames[i]] = (*c)[i];
     j["counters"][d == BW_DIR_INGRESS ? "ingress" : "egress"] = cj;
   }
-  j["eve"] = {{"path", sink_ ? sink_->path() : ""},
-              {"lines_written", sink_ ? sink_->lines_written() : 0},
-              {"lines_dropped", sink_ ? sink_->lines_dropped() : 0},
-              {"format_errors", format_errors_},
-              {"followers", control_ ? control_->followers() : 0}};
+  EventPipeline::Stats es = events_->stats();
+  j["eve"] = {{"path", es.sink_path},
+              {"lines_written", es.lines_written},
+              {"lines_dropped", es.lines_dropped},
+              {"format_errors", es.format_errors},
+              {"followers", es.followers}};
+  auto conns = [](const RequestServer& r) {
+    return json{{"open", r.open_connections()}, {"refused_busy", r.refused_busy()},
+                {"evicted_idle", r.evicted()}, {"timed_out", r.timed_out()}};
+  };
+  if (control_) j["connections"]["control"] = conns(control_->connections());
+  if (metrics_) j["connections"]["metrics"] = conns(metrics_->connections());
   j["reload_buffers"] = {{"keep", policy_.keep_reload_buffers},
                          {"making", premade_.valid()},
                          {"held_bytes", ReloadBufferBytes()}};
@@ -546,9 +501,7 @@ ControlServer::Reply Daemon::HandleControl(const json& raw) {
   }
   // "events": the command table knows no other.
   json j = {{"ok", true}, {"recent", json::array()}};
-  size_t n = std::min<size_t>(req.count, recent_count_);
-  for (size_t k = 0; k < n; ++k)
-    j["recent"].push_back(recent_[(recent_next_ + kRecent - n + k) % kRecent]);
+  for (std::string& l : events_->Recent(req.count)) j["recent"].push_back(std::move(l));
   return {j, req.follow};
 }
 
@@ -588,10 +541,35 @@ std::string Daemon::RenderMetrics() {
   m.Family("bannerwatch_list_drops_total", "counter", "Packets dropped for a blocked address, by list (cached up to 10 s)");
   for (const CompiledList& l : compiled_->lists)
     m.Sample("bannerwatch_list_drops_total", MetricsText::Label("list", l.name), stats[l.id].second);
+  EventPipeline::Stats es = events_->stats();
   m.Family("bannerwatch_eve_lines_written_total", "counter", "EVE lines written");
-  m.Sample("bannerwatch_eve_lines_written_total", "", sink_ ? sink_->lines_written() : 0);
+  m.Sample("bannerwatch_eve_lines_written_total", "", es.lines_written);
   m.Family("bannerwatch_eve_lines_dropped_total", "counter", "EVE lines lost to write errors");
-  m.Sample("bannerwatch_eve_lines_dropped_total", "", sink_ ? sink_->lines_dropped() : 0);
+  m.Sample("bannerwatch_eve_lines_dropped_total", "", es.lines_dropped);
+  m.Family("bannerwatch_events_read_total", "counter", "Event records read from the ring buffer");
+  m.Sample("bannerwatch_events_read_total", "", es.delivered);
+  m.Family("bannerwatch_connections_refused_total", "counter",
+           "Connections closed unserved, by server and reason (busy: at the limit, all being "
+           "answered; evicted: the oldest idle one, for a new one at the limit; timeout: no whole "
+           "request, or the answer not taken, within 2 s)");
+  for (const auto& [server, rs] :
+       {std::pair<const char*, const RequestServer*>{"control",
+                                                     control_ ? &control_->connections() : nullptr},
+        {"metrics", metrics_ ? &metrics_->connections() : nullptr}}) {
+    if (!rs) continue;
+    m.Sample("bannerwatch_connections_refused_total",
+             absl::StrCat(MetricsText::Label("server", server), ",",
+                          MetricsText::Label("reason", "busy")),
+             rs->refused_busy());
+    m.Sample("bannerwatch_connections_refused_total",
+             absl::StrCat(MetricsText::Label("server", server), ",",
+                          MetricsText::Label("reason", "evicted")),
+             rs->evicted());
+    m.Sample("bannerwatch_connections_refused_total",
+             absl::StrCat(MetricsText::Label("server", server), ",",
+                          MetricsText::Label("reason", "timeout")),
+             rs->timed_out());
+  }
   m.Family("bannerwatch_reloads_total", "counter", "Policy reloads by result");
   m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "ok"), reloads_ok_);
   m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "error"), reloads_failed_);
@@ -664,7 +642,9 @@ void Daemon::OnTimer() {
   uint64_t ticks;
   (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
   absl::Time now = absl::Now();
-  if (sink_) (void)sink_->Flush();
+  // Clients that have not sent a whole request, or not taken their answer, within their time.
+  if (control_) control_->ExpireDeadlines(now);
+  if (metrics_) metrics_->ExpireDeadlines(now);
   TakePremade();  // the buffers made after the start, once ready (held_bytes counts them then)
   if (now >= reload_due_) {
     reload_due_ = absl::InfiniteFuture();
@@ -677,10 +657,6 @@ void Daemon::OnTimer() {
       runtime_ = std::move(next);
       if (gone) (void)runtime_.Save(state_file_);
     }
-  }
-  if (now - clock_resync_ > absl::Seconds(10)) {
-    formatter_.set_clock_offset_ns(MonotonicToRealtimeNs());
-    clock_resync_ = now;
   }
 }
 
@@ -709,7 +685,9 @@ absl::Status Daemon::Start() {
   // backlog until the loop runs.
   std::string ctl = opts_.control_socket.value_or(p0.control_socket);
   if (!ctl.empty()) {
-    auto c = ControlServer::Listen(ctl, [this](const json& r) { return HandleControl(r); });
+    auto c = ControlServer::Listen(
+        ctl, [this](const json& r) { return HandleControl(r); },
+        [this](int fd) { events_->AddFollower(fd); });
     if (!c.ok()) return c.status();
     control_ = std::move(*c);
   }
@@ -758,28 +736,19 @@ absl::Status Daemon::Start() {
   EveSinkOptions so;
   so.path = opts_.eve_path.value_or(policy_.eve_path);
   so.to_stdout = opts_.eve_stdout.value_or(policy_.eve_stdout);
+  std::unique_ptr<EveSink> sink;
   if (!so.path.empty() || so.to_stdout) {
-    auto sink = EveSink::Open(so);
-    if (!sink.ok()) return sink.status();
-    sink_ = std::move(*sink);
+    auto opened = EveSink::Open(so);
+    if (!opened.ok()) return opened.status();
+    sink = std::move(*opened);
   }
-  auto reader = EventReader::Create(dp_->events_fd(), [this](const bw_event& e) { OnEvent(e); });
-  if (!reader.ok()) return reader.status();
-  reader_ = std::move(*reader);
-  // Events the pre-filter decided get their entry from the applied policy in memory (reloads
-  // run on this thread too; the start's applied one before the reader existed), not from a trie
-  // lookup per event.
-  reader_->set_v4_resolver([this](const uint8_t* addr4) -> std::optional<bw_list_value> {
-    if (!compiled_) return std::nullopt;
-    if (!v4_match_) v4_match_ = std::make_unique<V4Match>(compiled_->v4);
-    uint32_t a;
-    std::memcpy(&a, addr4, 4);
-    const KernelEntry* e = v4_match_->Find(ntohl(a));
-    if (!e) return std::nullopt;
-    return e->value.ToMap();
-  });
-  // Events the kernel buffered while no daemon was running.
-  auto drained = reader_->Drain();
+  auto events = EventPipeline::Create(dp_->events_fd(), std::move(sink));
+  if (!events.ok()) return events.status();
+  events_ = std::move(*events);
+  events_->SetPolicy(compiled_.get());
+  // Events the kernel buffered while no daemon was running (the thread starts once the signals
+  // are blocked, below).
+  auto drained = events_->DrainNow();
   if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));
 
   for (const std::string& ifn : ifaces) {
@@ -815,22 +784,23 @@ absl::Status Daemon::Start() {
     e.data.fd = fd;
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e);
   };
-  add(reader_->epoll_fd());
   add(sigfd_.get());
   add(timerfd_.get());
   if (inotify_.valid()) add(inotify_.get());
   if (control_) add(control_->fd());
   if (metrics_) add(metrics_->fd());
+  absl::Status started = events_->Start();  // after the mask: the thread inherits it
+  if (!started.ok()) return started;
+  EventPipeline::Stats es = events_->stats();
   Log(absl::StrCat("running: policy ", opts_.config_path, ", EVE ",
-                   sink_ ? (sink_->path().empty() ? "stdout" : sink_->path()) : "off",
+                   es.has_sink ? (es.sink_path.empty() ? "stdout" : es.sink_path) : "off",
                    control_ ? absl::StrCat(", control ", ctl) : ""));
   StartPremade();
   return absl::OkStatus();
 }
 
 void Daemon::Shutdown() {
-  if (reader_) (void)reader_->Drain();
-  if (sink_) (void)sink_->Flush();
+  events_->Stop();  // every event that reached the ring is written
   if (keep_on_exit_) {
     Log("stopping; keep_on_exit: programs stay attached and maps pinned");
     return;
@@ -866,17 +836,12 @@ int Daemon::Run() {
     }
     for (int i = 0; i < n; ++i) {
       int fd = evs[i].data.fd;
-      if (fd == reader_->epoll_fd()) {
-        auto r = reader_->Poll(0);
-        if (r.ok() && *r == 0 && sink_) (void)sink_->Flush();  // idle: nothing waits in the buffer
-      } else if (fd == sigfd_.get()) {
+      if (fd == sigfd_.get()) {
         signalfd_siginfo si;
         while (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
           if (si.ssi_signo == SIGHUP) {
-            if (sink_) {
-              absl::Status rs = sink_->Reopen();
-              if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()));
-            }
+            absl::Status rs = events_->ReopenSink();
+            if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()));
             (void)Reload("SIGHUP");
           } else {
             Log(absl::StrCat("signal ", si.ssi_signo, ": stopping"));

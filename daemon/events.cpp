@@ -24,7 +24,7 @@ EventReader::~EventReader() {
 int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   auto* self = static_cast<EventReader*>(ctx);
   if (size != sizeof(bw_event)) {
-    ++self->malformed_;
+    self->malformed_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
   // Ring-buffer records are 8-byte aligned and sized exactly: read in place, or completed in a copy.
@@ -36,7 +36,7 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   } else {
     self->handler_(*ev);
   }
-  ++self->delivered_;
+  self->delivered_.fetch_add(1, std::memory_order_relaxed);
   return 0;
 }
 

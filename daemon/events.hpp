@@ -11,6 +11,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,8 +44,9 @@ class EventReader {
   absl::StatusOr<int> Drain();
   int epoll_fd() const;
 
-  uint64_t delivered() const { return delivered_; }
-  uint64_t malformed() const { return malformed_; }
+  // Readable from any thread (the daemon's status reads them while the pipeline thread counts).
+  uint64_t delivered() const { return delivered_.load(std::memory_order_relaxed); }
+  uint64_t malformed() const { return malformed_.load(std::memory_order_relaxed); }
 
  private:
   EventReader() = default;
@@ -52,8 +54,8 @@ class EventReader {
   ring_buffer* rb_ = nullptr;
   Handler handler_;
   V4Resolver v4_resolver_;
-  uint64_t delivered_ = 0;
-  uint64_t malformed_ = 0;
+  std::atomic<uint64_t> delivered_{0};
+  std::atomic<uint64_t> malformed_{0};
 };
 
 }  // namespace bw

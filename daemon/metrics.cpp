@@ -46,56 +46,50 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Listen(const std::
   }
   int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return ErrnoStatus(host_port, "socket", errno);
-  s->fd_ = fd;
+  Fd listening(fd);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0)
     return ErrnoStatus(host_port, "bind", errno);
-  if (::listen(fd, 16) != 0) return ErrnoStatus(host_port, "listen", errno);
+  if (::listen(fd, 64) != 0) return ErrnoStatus(host_port, "listen", errno);
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
   s->port_ = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
                                      : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  RequestServer::Options o;
+  o.name = absl::StrCat("metrics ", host_port);
+  o.max_connections = kMaxConnections;
+  o.max_request_bytes = kMaxRequestBytes;
+  o.deadline = absl::Seconds(2);
+  o.busy_response =
+      "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  o.too_large_response =
+      "HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: "
+      "close\r\n\r\n";
+  const MetricsServer* self = s.get();
+  s->server_ = std::make_unique<RequestServer>(
+      listening.release(), std::move(o),
+      [](std::string_view in, bool eof) -> size_t {
+        // The request head ends at an empty line; what follows (a body) is not read.
+        size_t end = in.find("\r\n\r\n");
+        if (end != std::string_view::npos) return end + 4;
+        end = in.find("\n\n");
+        if (end != std::string_view::npos) return end + 2;
+        return eof && !in.empty() ? in.size() : std::string_view::npos;
+      },
+      [self](std::string_view request) { return self->Serve(request); });
   return s;
 }
 
-MetricsServer::~MetricsServer() {
-  if (fd_ >= 0) ::close(fd_);
-}
+MetricsServer::~MetricsServer() = default;
 
-void MetricsServer::OnReadable() {
-  while (true) {
-    int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;
-    timeval tv{1, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    std::string req;
-    char buf[2048];
-    while (req.find("\r\n\r\n") == std::string::npos && req.size() < 16384) {
-      ssize_t r = ::recv(c, buf, sizeof(buf), 0);
-      if (r <= 0) break;
-      req.append(buf, static_cast<size_t>(r));
-    }
-    std::string resp;
-    if (req.rfind("GET ", 0) == 0) {
-      std::string body = render_();
-      resp = absl::StrCat("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n",
-                          "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-    } else {
-      resp = "HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    }
-    const char* p = resp.data();
-    size_t n = resp.size();
-    while (n > 0) {
-      ssize_t w = ::send(c, p, n, MSG_NOSIGNAL);
-      if (w <= 0) break;
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    ::close(c);
-  }
+RequestServer::Response MetricsServer::Serve(std::string_view request) const {
+  if (request.substr(0, 4) != "GET ")
+    return {"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"};
+  std::string body = render_();
+  return {absl::StrCat("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n",
+                       "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body)};
 }
 
 void MetricsText::Family(absl::string_view name, absl::string_view type, absl::string_view help) {

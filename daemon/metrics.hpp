@@ -2,8 +2,10 @@
 //
 // Contract: listens on host:port (default 127.0.0.1:9464; the daemon's config can change or turn
 // it off). Any GET answers 200 with the text the render callback returns (exposition format
-// 0.0.4); anything else 405. Served on the daemon's loop thread, one short request at a time, with
-// a receive timeout so a silent client cannot hold the loop. MetricsText helps build the body.
+// 0.0.4); anything else 405. Served on the daemon's loop thread by a RequestServer
+// (request_server.hpp): never blocking it, 2 s per connection, at most kMaxConnections open (one
+// more gets 503), request heads up to kMaxRequestBytes (431 beyond). MetricsText helps build the
+// body.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "daemon/request_server.hpp"
 
 namespace bw {
 
@@ -21,18 +24,24 @@ inline constexpr const char* kMetricsListenDefault = "127.0.0.1:9464";
 class MetricsServer {
  public:
   using Render = std::function<std::string()>;
+  static constexpr size_t kMaxConnections = 16;
+  static constexpr size_t kMaxRequestBytes = 8 * 1024;
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Listen(const std::string& host_port,
                                                               Render render);
   ~MetricsServer();
-  int fd() const { return fd_; }
+  // An epoll fd: when readable, call OnReadable().
+  int fd() const { return server_->fd(); }
   uint16_t port() const { return port_; }
-  void OnReadable();
+  void OnReadable() { server_->OnReadable(); }
+  void ExpireDeadlines(absl::Time now) { server_->ExpireDeadlines(now); }
+  const RequestServer& connections() const { return *server_; }
 
  private:
   MetricsServer() = default;
-  int fd_ = -1;
+  RequestServer::Response Serve(std::string_view request) const;
   uint16_t port_ = 0;
   Render render_;
+  std::unique_ptr<RequestServer> server_;
 };
 
 // Builds exposition text: one HELP/TYPE header per family, then samples.

@@ -1,14 +1,17 @@
 // The daemon, live: `bannerwatch run` in a namespace the test makes, real OpenSSH, real clients.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -16,7 +19,11 @@
 #include <fstream>
 #include <thread>
 
+#include "daemon/attach.hpp"
 #include "daemon/control.hpp"
+#include "daemon/prog_test_run.hpp"
+#include "lib/packet.hpp"
+#include "maps/maps.hpp"
 #include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
 #include "lib/topology.hpp"
@@ -566,6 +573,140 @@ TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer 
   CHECK(d.Status()["prefixes"]["v4"] == 3);
   CHECK(t.server().Run("ping -c 1 -W 1 " + std::string(kHostV4) + " >/dev/null 2>&1") != 0);
   CHECK(d.Stop() == 0);
+}
+
+// A TCP connection to 127.0.0.1:port made inside `ns` (the socket keeps that namespace).
+int TcpConnectIn(Netns& ns, uint16_t port) {
+  int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(self >= 0);
+  REQUIRE(target >= 0);
+  REQUIRE(setns(target, CLONE_NEWNET) == 0);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  int c = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  REQUIRE(setns(self, CLONE_NEWNET) == 0);
+  close(self);
+  close(target);
+  REQUIRE(c == 0);
+  return fd;
+}
+
+int UnixConnect(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  return fd;
+}
+
+// Runs an SSH banner from 203.0.113.7:443 through the daemon's own XDP program (from its pinned
+// link) `runs` times: each run is one 1000146 event offered to the ring buffer.
+void ProduceBannerEvents(Daemon& d, uint32_t runs) {
+  auto link = OpenPinnedObject(XdpLinkPin(d.pin_root(), kHostIf));
+  REQUIRE(link.ok());
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(link->get(), &info, &len) == 0);
+  Fd prog(bpf_prog_get_fd_by_id(info.prog_id));
+  REQUIRE(prog.valid());
+  Bytes frame = PacketBuilder()
+                    .ipv4("203.0.113.7", kHostV4)
+                    .tcp(443, 41000)
+                    .payload("SSH-2.0-OpenSSH_9.2p1\r\n")
+                    .build();
+  for (uint32_t i = 0; i < runs; ++i) {
+    auto r = RunFrame(prog.get(), /*xdp=*/true, frame);
+    REQUIRE(r.ok());
+  }
+}
+
+// Issue 13 row 2: one slow or idle client on the control socket or the metrics port held the
+// daemon's only loop in recv(): `status` took 5-20 s, a 3 s TTL block stayed ~25 s, SIGTERM waited
+// and a burst of events lost a fifth of its lines. Now connections are served without blocking,
+// with a deadline each and a limit on how many, and events have a thread of their own.
+TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, event or SIGTERM") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy, {"--metrics", "127.0.0.1:9464"});
+  d.Start();
+  // A byte every 0.9 s on the metrics port (never a whole request), 6 idle metrics connections,
+  // and 100 idle control connections (more than the 64 served at once).
+  std::atomic<bool> stop{false};
+  int loris = TcpConnectIn(t.host(), 9464);
+  std::thread dripper([&] {
+    while (!stop) {
+      (void)!send(loris, "G", 1, MSG_NOSIGNAL);
+      for (int i = 0; i < 9 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::vector<int> idle;
+  for (int i = 0; i < 6; ++i) idle.push_back(TcpConnectIn(t.host(), 9464));
+  for (int i = 0; i < 100; ++i) idle.push_back(UnixConnect(d.control_path()));
+
+  // Answers come at once, not after the slow clients' deadlines.
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::string out;
+    REQUIRE(d.Cli("status --json", &out) == 0);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    INFO("status took " << ms << " ms");
+    CHECK(ms < ScaledMs(1000));
+  }
+  int st = 0;
+  std::string m = t.host().Out("curl -s -m 5 http://127.0.0.1:9464/metrics", &st);
+  CHECK(st == 0);
+  // Each connection past the 64th closed the oldest idle one: 36 idle ones, then the first
+  // status (the later ones found the place it left).
+  INFO(m);
+  CHECK(m.find("bannerwatch_connections_refused_total{server=\"control\",reason=\"evicted\"} 37") !=
+        std::string::npos);
+
+  // A 1 s TTL ends on time (the loop's timer is not held up).
+  REQUIRE(d.Cli("block 203.0.113.60 --ttl 1s") == 0);
+  auto query = [&] {
+    std::string out;
+    d.Cli("query 203.0.113.60", &out);
+    return out;
+  };
+  REQUIRE(query().find("block") != std::string::npos);
+  CHECK(WaitFor([&] { return query().find("block") == std::string::npos; }, 3000));
+
+  // Events: every one the kernel offered is a line in the EVE file, none lost.
+  const uint32_t kEvents = 2000;
+  ProduceBannerEvents(d, kEvents);
+  auto banners = [&] { return AlertsWithSid(d, 1000146).size(); };
+  CHECK(WaitFor([&] { return banners() == kEvents; }, 5000));
+  json s = d.Status();
+  CHECK(s["counters"]["ingress"]["events_lost"] == 0);
+  CHECK(s["eve"]["lines_written"] == kEvents);
+  // The idle clients' 2 s have passed: they were closed and counted, the daemon is idle again.
+  CHECK(WaitFor([&] { return d.Status()["connections"]["metrics"]["open"] == 0; }, 5000));
+  s = d.Status();
+  // Every idle control connection was either closed for a newer one or timed out.
+  // (open: the status request asking.)
+  CHECK(WaitFor([&] { return d.Status()["connections"]["control"]["open"] == 1; }, 5000));
+  s = d.Status();
+  INFO(s["connections"].dump());
+  CHECK(s["connections"]["control"]["evicted_idle"].get<int>() +
+            s["connections"]["control"]["timed_out"].get<int>() == 100);
+  CHECK(s["connections"]["metrics"]["timed_out"] == 7);
+
+  // SIGTERM is taken at once.
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(d.Stop() == 0);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  INFO("stop took " << ms << " ms");
+  CHECK(ms < ScaledMs(3000));
+  stop = true;
+  dripper.join();
+  close(loris);
+  for (int fd : idle) close(fd);
 }
 
 // Two daemons sharing one state file lost each other's runtime changes.

@@ -123,6 +123,7 @@ class Daemon {
   const std::string& pin_root() const { return pin_root_; }
   const std::string& policy_path() const { return policy_; }
   const std::string& state_path() const { return state_; }
+  const std::string& control_path() const { return sock_; }
   void WritePolicy(const std::string& yaml);
 
  private:

@@ -102,7 +102,12 @@ class Daemon {
   void OnInotify();
   void OnTimer();
   absl::Time NextExpiry() const;
-  std::map<uint32_t, std::pair<uint64_t, uint64_t>> PerListStats(bool allow_cached);
+  // Hits and drops per list id. Read afresh when that is quick; when the tries are large (a read
+  // takes most of a second at a million prefixes) the last complete read is returned at once and
+  // a new one is made on a thread when it is over 10 s old, so status and scrapes stay fast.
+  using ListStats = std::map<uint32_t, std::pair<uint64_t, uint64_t>>;
+  ListStats PerListStats();
+  static ListStats ReadListStats(const MapSet& maps);
 
   DaemonOptions opts_;
   std::string pin_root_;
@@ -148,9 +153,10 @@ class Daemon {
   absl::Time started_ = absl::Now();
   bool stop_ = false;
 
-  std::map<uint32_t, std::pair<uint64_t, uint64_t>> list_stats_cache_;
+  ListStats list_stats_cache_;
   absl::Time list_stats_at_ = absl::InfinitePast();
   absl::Duration list_stats_took_ = absl::ZeroDuration();
+  std::future<std::pair<ListStats, absl::Duration>> list_stats_next_;  // a read on its thread
 };
 
 absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
@@ -293,7 +299,6 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   last_reload_error_.clear();
   last_reload_summary_ = absl::StrCat(stats->ToString(), "; parse ", absl::FormatDuration(t1 - t0),
                                       ", compile ", absl::FormatDuration(t2 - t1));
-  list_stats_at_ = absl::InfinitePast();
   Log(absl::StrCat("policy ", opts_.config_path, " applied (", why, "): ", last_reload_summary_));
   if (!compiled_->proxy_ports.empty() && !(dp_->features() & BW_FEAT_CONNECT))
     Log(absl::StrCat("proxy_ports are set, but this kernel's data plane does not follow CONNECT "
@@ -302,15 +307,9 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
   return absl::OkStatus();
 }
 
-std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allow_cached) {
-  // Reading a million-entry trie takes most of a second: when a read is that slow, metrics scrapes
-  // reuse a result up to 10 s old. Small lists are always read afresh.
-  if (allow_cached && list_stats_took_ > absl::Milliseconds(50) &&
-      absl::Now() - list_stats_at_ < absl::Seconds(10))
-    return list_stats_cache_;
-  absl::Time t0 = absl::Now();
-  std::map<uint32_t, std::pair<uint64_t, uint64_t>> out;
-  for (auto r : {ReadTrieCounted(maps_.watch_v4), ReadTrieCounted(maps_.watch_v6)}) {
+Daemon::ListStats Daemon::ReadListStats(const MapSet& maps) {
+  ListStats out;
+  for (auto r : {ReadTrieCounted(maps.watch_v4), ReadTrieCounted(maps.watch_v6)}) {
     if (!r.ok()) continue;
     for (const CountedEntry& c : *r) {
       auto& s = out[c.entry.value.list_id];
@@ -319,10 +318,10 @@ std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allo
     }
   }
   // Packets decided by the IPv4 pre-filter count per class, per CPU: each class is one list.
-  if (auto cls = ReadClasses(maps_.v4_class); cls.ok()) {
+  if (auto cls = ReadClasses(maps.v4_class); cls.ok()) {
     for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c) {
       if (!ClassUsed((*cls)[c])) continue;
-      auto per_cpu = maps_.v4_cls_cnt.LookupAll(c);
+      auto per_cpu = maps.v4_cls_cnt.LookupAll(c);
       if (!per_cpu.ok()) continue;
       auto& s = out[(*cls)[c].list_id];
       for (const bw_v4_cls_cnt& v : *per_cpu) {
@@ -331,10 +330,36 @@ std::map<uint32_t, std::pair<uint64_t, uint64_t>> Daemon::PerListStats(bool allo
       }
     }
   }
-  list_stats_cache_ = out;
-  list_stats_at_ = absl::Now();
-  list_stats_took_ = list_stats_at_ - t0;
   return out;
+}
+
+Daemon::ListStats Daemon::PerListStats() {
+  constexpr size_t kLargeTries = 100'000;
+  const bool large = list_stats_took_ > absl::Milliseconds(50) ||
+                     compiled_->v4.size() + compiled_->v6.size() > kLargeTries;
+  if (!large) {
+    absl::Time t0 = absl::Now();
+    list_stats_cache_ = ReadListStats(maps_);
+    list_stats_at_ = absl::Now();
+    list_stats_took_ = list_stats_at_ - t0;
+    return list_stats_cache_;
+  }
+  if (list_stats_next_.valid() &&
+      list_stats_next_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    auto [stats, took] = list_stats_next_.get();
+    list_stats_cache_ = std::move(stats);
+    list_stats_took_ = took;
+    list_stats_at_ = absl::Now();
+  }
+  if (!list_stats_next_.valid() && absl::Now() - list_stats_at_ >= absl::Seconds(10)) {
+    // The maps' fds are only read there; the MapSet outlives the thread (Shutdown waits).
+    list_stats_next_ = std::async(std::launch::async, [maps = &maps_] {
+      absl::Time t0 = absl::Now();
+      ListStats s = ReadListStats(*maps);
+      return std::make_pair(std::move(s), absl::Now() - t0);
+    });
+  }
+  return list_stats_cache_;
 }
 
 json Daemon::Status() {
@@ -368,7 +393,12 @@ json Daemon::Status() {
                  {"client", BannerActionName(static_cast<bw_banner_action>(
                                 compiled_->config.banner_action[BW_SIDE_CLIENT]))},
                  {"non_tls", (compiled_->config.flags & BW_CFG_NON_TLS) ? "alert" : "off"}};
-  auto stats = PerListStats(false);
+  auto stats = PerListStats();
+  // How old the hits and drops are (0: read for this answer; large tries: the last read on its
+  // thread, null before the first is done).
+  j["list_counts_age_s"] = list_stats_at_ == absl::InfinitePast()
+                               ? json(nullptr)
+                               : json(absl::ToDoubleSeconds(absl::Now() - list_stats_at_));
   j["lists"] = json::array();
   for (const CompiledList& l : compiled_->lists) {
     json e = {{"name", l.name}, {"action", ListActionName(l.action)}, {"entries", l.entries},
@@ -528,7 +558,7 @@ std::string Daemon::RenderMetrics() {
                (*c)[i]);
     }
   }
-  auto stats = PerListStats(true);
+  auto stats = PerListStats();
   m.Family("bannerwatch_list_entries", "gauge", "Entries of each list in the applied policy");
   for (const CompiledList& l : compiled_->lists)
     m.Sample("bannerwatch_list_entries",
@@ -800,6 +830,7 @@ absl::Status Daemon::Start() {
 }
 
 void Daemon::Shutdown() {
+  if (list_stats_next_.valid()) list_stats_next_.wait();
   events_->Stop();  // every event that reached the ring is written
   if (keep_on_exit_) {
     Log("stopping; keep_on_exit: programs stay attached and maps pinned");

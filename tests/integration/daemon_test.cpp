@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "daemon/attach.hpp"
@@ -199,7 +200,7 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
 
 // Requests of the wrong type once ended the daemon (an uncaught type_error): events, reloads,
 // expiry and metrics stopped while the programs stayed attached. Each gets an error reply now.
-TEST_CASE("control requests of the wrong shape get an error reply, and the daemon keeps alerting") {
+TEST_CASE("control requests of the wrong shape get an error reply, and the daemon keeps alerting", "[adversarial]") {
   Topology t;
   auto sshd = StartSshd(t, 443);
   Daemon d(t, DefaultPolicyText(t));
@@ -324,7 +325,7 @@ TEST_CASE("a bad policy is rejected whole: bpftool's view of the maps is byte-id
   CHECK(Ping(t.server(), kHostV4) != 0);  // the last good policy still blocks
 }
 
-TEST_CASE("kill -9 and restart: the blocked source sending all the while gets zero packets through") {
+TEST_CASE("kill -9 and restart: the blocked source sending all the while gets zero packets through", "[adversarial]") {
   Topology t;
   Daemon d(t, kBlockServerPolicy);
   UdpReceiver rx(t.host(), kHostV4, 9999);
@@ -456,7 +457,7 @@ TEST_CASE("reload buffers: made after the start, kept across reloads, handed bac
   CHECK(Ping(t.server(), kHostV4) != 0);  // still blocked
 }
 
-TEST_CASE("a second daemon on the same pin root is refused") {
+TEST_CASE("a second daemon on the same pin root is refused", "[adversarial]") {
   Topology t;
   Daemon d(t, kEmptyPolicy);
   d.Start();
@@ -471,7 +472,7 @@ TEST_CASE("a second daemon on the same pin root is refused") {
 // A second daemon with a pin root of its own on an interface the first guards (what the lock's
 // message suggests for a second, independent daemon) once replaced the first's TC egress filter
 // before failing on XDP, and unpinned that filter's maps: outbound blocking stopped unnoticed.
-TEST_CASE("a second daemon on an interface another one guards is refused before it touches anything") {
+TEST_CASE("a second daemon on an interface another one guards is refused before it touches anything", "[adversarial]") {
   Topology t;
   Daemon d(t, kBlockServerPolicy);
   d.Start();
@@ -504,7 +505,7 @@ TEST_CASE("a second daemon on an interface another one guards is refused before 
 // other than the interface's it once said "removed everything" while the TC egress filter stayed
 // (found by name in the caller's namespace); now it removes nothing and says where to run it. On
 // a bpffs directory that is not bannerwatch's it touches nothing.
-TEST_CASE("detach: only from the interface's namespace, and only what is bannerwatch's") {
+TEST_CASE("detach: only from the interface's namespace, and only what is bannerwatch's", "[adversarial]") {
   Topology t;
   Daemon d(t, kBlockServerPolicy);
   d.Start();
@@ -548,7 +549,7 @@ TEST_CASE("detach: only from the interface's namespace, and only what is bannerw
 // A list file re-created by a slow writer (rm, then seconds of writing, as `curl -o` does) was
 // reloaded on its creation and applied half-written: a blocked /24 went unblocked for a while.
 // Reloads now follow a finished write or a rename only.
-TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer is done") {
+TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer is done", "[adversarial]") {
   Topology t;
   const std::string list = t.dir() + "/blocked.txt";
   WriteFile(list, "203.0.113.0/24\n198.51.100.2/32\n");
@@ -629,7 +630,7 @@ void ProduceBannerEvents(Daemon& d, uint32_t runs) {
 // daemon's only loop in recv(): `status` took 5-20 s, a 3 s TTL block stayed ~25 s, SIGTERM waited
 // and a burst of events lost a fifth of its lines. Now connections are served without blocking,
 // with a deadline each and a limit on how many, and events have a thread of their own.
-TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, event or SIGTERM") {
+TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, event or SIGTERM", "[adversarial]") {
   Topology t;
   Daemon d(t, kEmptyPolicy, {"--metrics", "127.0.0.1:9464"});
   d.Start();
@@ -709,8 +710,115 @@ TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, even
   for (int fd : idle) close(fd);
 }
 
+// Sends raw bytes as one request and returns the daemon's answer up to its first newline ("" when
+// it closed the connection without one; a follower's stream is not waited for).
+std::string RawRequest(const std::string& sock, const std::string& bytes) {
+  int fd = UnixConnect(sock);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t w = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (w <= 0) break;
+    off += static_cast<size_t>(w);
+  }
+  shutdown(fd, SHUT_WR);
+  std::string out;
+  char buf[4096];
+  ssize_t r;
+  while (out.find('\n') == std::string::npos && (r = recv(fd, buf, sizeof(buf), 0)) > 0)
+    out.append(buf, static_cast<size_t>(r));
+  close(fd);
+  return out;
+}
+
+// Request fuzzing: thousands of random and type-confused requests (every command and field with
+// values of every JSON type, random bytes, deep nesting, oversized strings) into a live daemon
+// whose policy blocks the server. Each gets one JSON answer (or, over the size limit, the size
+// error), the daemon stays up, and the block holds throughout.
+TEST_CASE("control socket fuzzing: every request answered, the daemon up and the block holding", "[adversarial]") {
+  Topology t;
+  Daemon d(t, kBlockServerPolicy);
+  d.Start();
+  REQUIRE(Ping(t.server(), kHostV4) != 0);
+  std::mt19937_64 rng(0xb4a77e5);  // fixed: a failure reproduces
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const std::vector<std::string> cmds = {"status", "block", "watch", "allow", "unlist", "query",
+                                         "events", "reload", "", "STATUS", "blok", "\u0000"};
+  const std::vector<std::string> fields = {"cmd", "cidr", "list", "reason", "ttl_seconds", "ip",
+                                           "count", "follow", "extra"};
+  // Values of every type; the strings include prefixes that must not touch the blocked server
+  // (no safelist of 198.51.100.2, no default route).
+  auto value = [&](int depth) -> json {
+    switch (pick(depth > 3 ? 9 : 11)) {
+      case 0: return nullptr;
+      case 1: return pick(2) == 0;
+      case 2: return static_cast<int64_t>(rng());
+      case 3: return -static_cast<int64_t>(pick(1000));
+      case 4: return static_cast<double>(rng()) / 3.0;
+      case 5: return std::string(pick(2000), 'A' + static_cast<char>(pick(26)));
+      case 6: {
+        const char* v[] = {"203.0.113.0/24", "2001:db8:77::/48", "0.0.0.0/0", "::/0", "203.0.113.5",
+                           "not a prefix", "203.0.113.0/33", "runtime-block", "a b", "\x1b[31m",
+                           "12h", "-1", "1e9", "18446744073709551616"};
+        return v[pick(sizeof(v) / sizeof(v[0]))];
+      }
+      case 7: return static_cast<uint64_t>(pick(5000));
+      case 8: return std::string(1, static_cast<char>(pick(256)));
+      case 9: return json::array({static_cast<int>(pick(9)), "x"});
+      default: return json::object({{"cidr", "203.0.113.0/24"}, {"n", pick(9)}});
+    }
+  };
+  int answered = 0, too_large = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string bytes;
+    switch (pick(10)) {
+      case 0: {  // random bytes, a line or not
+        size_t n = pick(300);
+        for (size_t k = 0; k < n; ++k) bytes.push_back(static_cast<char>(pick(256)));
+        break;
+      }
+      case 1: {  // deep nesting
+        size_t depth = 1 + pick(40000);
+        bytes = std::string(depth, '[') + std::string(depth, ']') + "\n";
+        break;
+      }
+      case 2:  // not an object
+        bytes = value(0).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        break;
+      default: {
+        json req = json::object();
+        req["cmd"] = pick(5) == 0 ? value(0) : json(cmds[pick(cmds.size())]);
+        size_t nf = pick(5);
+        for (size_t k = 0; k < nf; ++k) req[fields[pick(fields.size())]] = value(1);
+        bytes = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        break;
+      }
+    }
+    std::string out = RawRequest(d.control_path(), bytes);
+    INFO("request " << i << ": " << bytes.substr(0, 200));
+    if (out.find("request longer than") != std::string::npos) {
+      ++too_large;
+      continue;
+    }
+    json j = json::parse(out.substr(0, out.find('\n')), nullptr, false);
+    REQUIRE(!j.is_discarded());
+    REQUIRE(j.contains("ok"));
+    CHECK(j.value("error", "").find("internal error") == std::string::npos);
+    ++answered;
+    if (i % 500 == 0) REQUIRE(Ping(t.server(), kHostV4) != 0);  // the block holds meanwhile
+  }
+  INFO(answered << " answered, " << too_large << " over the size limit");
+  CHECK(answered + too_large == 3000);
+  CHECK(too_large > 0);
+  json s = d.Status();
+  CHECK(s["ok"] == true);
+  CHECK(Ping(t.server(), kHostV4) != 0);
+  CHECK(d.Stop() == 0);
+}
+
 // Two daemons sharing one state file lost each other's runtime changes.
-TEST_CASE("a second daemon with the first one's state file is refused") {
+TEST_CASE("a second daemon with the first one's state file is refused", "[adversarial]") {
   Topology t;
   Daemon d(t, kEmptyPolicy);
   d.Start();
@@ -733,7 +841,7 @@ TEST_CASE("a second daemon with the first one's state file is refused") {
 // a file that is not a socket at the path is refused and left alone; a second daemon (its own pin
 // root) pointed at a live daemon's control socket is refused before it loads or attaches
 // anything, so the first keeps its socket and its programs on the interface.
-TEST_CASE("control socket: shared directories, foreign files and a live daemon's socket are left alone") {
+TEST_CASE("control socket: shared directories, foreign files and a live daemon's socket are left alone", "[adversarial]") {
   Topology t;
   const std::string shared = t.dir() + "/shared";
   std::filesystem::create_directories(shared);

@@ -371,8 +371,14 @@ std::vector<uint32_t> AffectedSlash24s(const std::vector<KernelEntry>& have,
 // Returns false (and leaves `pa` alone) when it does not apply.
 bool PrefilterPrepareIncremental(const CompiledPolicy& policy, const CompiledPolicy& applied,
                                  size_t host_cap, PrefilterApply& pa) {
-  for (bool m : pa.meaning_changed)
-    if (m) return false;
+  // A class that changes meaning changes every /24 that reads it: those are found by the full
+  // pass. Except on maps that hold nothing (just created: the applied policy is empty and no class
+  // is in use), where no /24 reads anything and the ones to write are all under the new prefixes.
+  bool empty_maps = applied.v4.empty();
+  for (uint32_t c = 1; c < BW_V4_PRE_TRIE; ++c) empty_maps &= !ClassUsed(pa.old_classes[c]);
+  if (!empty_maps)
+    for (bool m : pa.meaning_changed)
+      if (m) return false;
   // The old table's walk runs on a second thread, beside the new one's.
   struct Walk {
     std::vector<uint8_t> bytes;                              // per affected /24

@@ -40,7 +40,7 @@ struct ApplyOptions {
   // What the maps hold now, when this process applied it last and nothing else wrote them since:
   // the diff is then taken against it instead of reading the tries back (reading 1 M prefixes
   // takes most of a second), and ports are rewritten only if they changed. Null: read the maps
-  // (at start, on adoption, and after a failed apply).
+  // (on adoption and after a failed apply). Maps just created hold an empty CompiledPolicy.
   const CompiledPolicy* applied = nullptr;
   // The host table is rebuilt (compacted) when at least this many of its slots hold removed
   // entries and they outnumber half the live ones: removed slots are reused but never emptied,

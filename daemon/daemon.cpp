@@ -267,7 +267,11 @@ absl::Status Daemon::Reload(const std::string& why, const RuntimeState* runtime_
         " IPv6 prefixes; the loaded maps hold ", cap4, " / ", cap6,
         " (raise limits and restart after `bannerwatch detach`)")));
   ApplyOptions ao;
-  ao.applied = maps_in_sync_ ? compiled_.get() : nullptr;  // diff against memory, not the maps
+  // The diff is taken against memory, not by reading the maps back: against what this process
+  // applied last, or, for maps this start created (all empty), against nothing.
+  static const CompiledPolicy kNothing;
+  ao.applied = maps_in_sync_ ? compiled_.get() : nullptr;
+  if (!compiled_ && !dp_->adopted()) ao.applied = &kNothing;
   auto stats = ApplyPolicy(*compiled, maps_, ao);
   if (!stats.ok()) {
     // Put the last good policy back so no half-applied state remains (reading the maps: what a

@@ -1,11 +1,15 @@
 // maps.cpp — non-template parts of the typed map wrappers.
 #include "maps/maps.hpp"
 
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <cstring>
+#include <vector>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -154,35 +158,71 @@ absl::StatusOr<bw_config> MapSet::ReadConfig() const {
 
 absl::Status MapSet::WriteConfig(const bw_config& cfg) const { return config.Update(0, cfg); }
 
-absl::Status MapSet::SetWatchedPorts(const std::vector<uint16_t>& want,
-                                     const std::vector<uint16_t>& proxy) const {
-  std::array<uint8_t, BW_PORTS_MAX> flags{};
-  for (uint16_t p : want) flags[p] |= BW_PORT_WATCHED;
-  for (uint16_t p : proxy) flags[p] |= BW_PORT_PROXY;
-  // One pass over the array: every port gets its flags, so nothing is briefly unwatched that
-  // stays watched. 64 Ki lookups take a few ms; apply skips this when the ports did not change.
+namespace {
+using PortFlags = std::array<uint8_t, BW_PORTS_MAX>;
+
+// Every port's flags: one BPF_MAP_LOOKUP_BATCH syscall (or a few), or, where the kernel has no
+// batch operations for arrays, a lookup per port (64 Ki syscalls, tens of ms on a busy host).
+absl::StatusOr<PortFlags> ReadPortFlags(const PortsMap& ports) {
+  PortFlags flags{};
+  std::vector<uint32_t> keys(BW_PORTS_MAX);
+  std::vector<uint8_t> vals(BW_PORTS_MAX);
+  uint32_t token = 0;
+  size_t got = 0;
+  bool first = true;
+  while (got < BW_PORTS_MAX) {
+    uint32_t count = static_cast<uint32_t>(BW_PORTS_MAX - got);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(ports.fd(), first ? nullptr : &token, &token, &keys[got],
+                                   &vals[got], &count, &opts);
+    int e = err < 0 ? errno : 0;
+    first = false;
+    if (err < 0 && e != ENOENT) {
+      if (got == 0 && (e == EINVAL || e == 524 /* ENOTSUPP */ || e == EOPNOTSUPP)) break;
+      return ErrnoStatus(ports.name(), "BPF_MAP_LOOKUP_BATCH", e);
+    }
+    got += count;
+    if (err < 0) break;  // ENOENT: the last batch
+  }
+  if (got == BW_PORTS_MAX) {
+    for (size_t i = 0; i < got; ++i)
+      if (keys[i] < BW_PORTS_MAX) flags[keys[i]] = vals[i];
+    return flags;
+  }
   for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
     auto v = ports.Lookup(p);
     if (!v.ok()) return v.status();
-    uint8_t cur = v->has_value() ? **v : 0;
-    if (cur == flags[p]) continue;
+    flags[p] = v->has_value() ? **v : 0;
+  }
+  return flags;
+}
+
+absl::StatusOr<std::vector<uint16_t>> PortsWith(const PortsMap& ports, uint8_t flag) {
+  auto flags = ReadPortFlags(ports);
+  if (!flags.ok()) return flags.status();
+  std::vector<uint16_t> out;
+  for (uint32_t p = 0; p < BW_PORTS_MAX; ++p)
+    if ((*flags)[p] & flag) out.push_back(static_cast<uint16_t>(p));
+  return out;
+}
+}  // namespace
+
+absl::Status MapSet::SetWatchedPorts(const std::vector<uint16_t>& want,
+                                     const std::vector<uint16_t>& proxy) const {
+  PortFlags flags{};
+  for (uint16_t p : want) flags[p] |= BW_PORT_WATCHED;
+  for (uint16_t p : proxy) flags[p] |= BW_PORT_PROXY;
+  // Only the ports whose flags differ are written, one at a time: nothing is briefly unwatched
+  // that stays watched. Apply skips this when the ports did not change.
+  auto cur = ReadPortFlags(ports);
+  if (!cur.ok()) return cur.status();
+  for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
+    if ((*cur)[p] == flags[p]) continue;
     absl::Status st = ports.Update(p, flags[p]);
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
 }
-
-namespace {
-absl::StatusOr<std::vector<uint16_t>> PortsWith(const PortsMap& ports, uint8_t flag) {
-  std::vector<uint16_t> out;
-  for (uint32_t p = 0; p < BW_PORTS_MAX; ++p) {
-    auto v = ports.Lookup(p);
-    if (!v.ok()) return v.status();
-    if (v->has_value() && (**v & flag)) out.push_back(static_cast<uint16_t>(p));
-  }
-  return out;
-}
-}  // namespace
 
 absl::StatusOr<std::vector<uint16_t>> MapSet::WatchedPorts() const {
   return PortsWith(ports, BW_PORT_WATCHED);

@@ -636,15 +636,29 @@ TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, even
   d.Start();
   // A byte every 0.9 s on the metrics port (never a whole request), 6 idle metrics connections,
   // and 100 idle control connections (more than the 64 served at once).
-  std::atomic<bool> stop{false};
-  int loris = TcpConnectIn(t.host(), 9464);
-  std::thread dripper([&] {
-    while (!stop) {
-      (void)!send(loris, "G", 1, MSG_NOSIGNAL);
-      for (int i = 0; i < 9 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Joined and closed however the test ends (a joinable std::thread left behind by a failed
+  // REQUIRE would end the test process, and with it the clean-up of the daemon).
+  struct Clients {
+    std::atomic<bool> stop{false};
+    int loris = -1;
+    std::vector<int> idle;
+    std::thread dripper;
+    ~Clients() {
+      stop = true;
+      if (dripper.joinable()) dripper.join();
+      if (loris >= 0) close(loris);
+      for (int fd : idle) close(fd);
+    }
+  } c;
+  c.loris = TcpConnectIn(t.host(), 9464);
+  c.dripper = std::thread([&c] {
+    while (!c.stop) {
+      (void)!send(c.loris, "G", 1, MSG_NOSIGNAL);
+      for (int i = 0; i < 9 && !c.stop; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
-  std::vector<int> idle;
+  std::vector<int>& idle = c.idle;
   for (int i = 0; i < 6; ++i) idle.push_back(TcpConnectIn(t.host(), 9464));
   for (int i = 0; i < 100; ++i) idle.push_back(UnixConnect(d.control_path()));
 
@@ -704,10 +718,6 @@ TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, even
                 std::chrono::steady_clock::now() - t0).count();
   INFO("stop took " << ms << " ms");
   CHECK(ms < ScaledMs(3000));
-  stop = true;
-  dripper.join();
-  close(loris);
-  for (int fd : idle) close(fd);
 }
 
 // Sends raw bytes as one request and returns the daemon's answer up to its first newline ("" when

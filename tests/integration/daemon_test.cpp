@@ -19,6 +19,7 @@
 #include "daemon/control.hpp"
 #include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
+#include "lib/test_util.hpp"
 #include "lib/topology.hpp"
 
 namespace bw::test {
@@ -636,6 +637,38 @@ TEST_CASE("control socket: shared directories, foreign files and a live daemon's
   CHECK(!std::filesystem::exists(shared + "/bw.sock"));  // its own socket, removed at the end
   REQUIRE(stat(shared.c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 01777);
+}
+
+// Issue 13 row 14, the CLI. `block --help` once answered "unknown option --help" and the whole
+// usage; a value given twice was silently the first one's; a list name the daemon refuses came
+// back as the daemon's error about a JSON field.
+TEST_CASE("CLI: every command has its own --help and usage errors are one line and exit 2") {
+  TempDir dir;
+  auto run = [&](const std::string& args, std::string* err) {
+    int st = -1;
+    std::string out = ShOut(BannerwatchBinary() + " " + args + " 2>" + dir.path() + "/err", &st);
+    *err = ReadFile(dir.path() + "/err");
+    return std::make_pair(st, out);
+  };
+  std::string err;
+  auto [st, out] = run("block --help", &err);
+  CHECK(st == 0);
+  CHECK(err.empty());
+  CHECK(out.find("Usage: bannerwatch block [OPTIONS] CIDR") != std::string::npos);
+  CHECK(out.find("--ttl DURATION") != std::string::npos);
+  CHECK(out.find("--reason TEXT") != std::string::npos);
+
+  std::tie(st, out) = run("block 203.0.113.9 --ttl 1h --ttl 2h --control /nonexistent", &err);
+  CHECK(st == 2);
+  CHECK(out.empty());
+  CHECK(err == "bannerwatch block: --ttl given more than once; see `bannerwatch block --help`\n");
+  std::tie(st, out) = run("block 203.0.113.9 --list \"bad name\" --control /nonexistent", &err);
+  CHECK(st == 2);
+  CHECK(err == "bannerwatch block: --list 'bad name': want 1 to 64 characters of A-Z a-z 0-9 . _ -; "
+               "see `bannerwatch block --help`\n");
+  std::tie(st, out) = run("run --iface a --iface b --bpf-variant tiny", &err);  // --iface repeats
+  CHECK(st == 2);
+  CHECK(err.find("--bpf-variant 'tiny'") != std::string::npos);
 }
 
 }  // namespace

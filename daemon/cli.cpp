@@ -307,7 +307,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   ClientOptions(query, &c);
   CLI::App* events = sub("events",
                          "The recent EVE lines; with --follow, then every new one as the daemon "
-                         "writes it, until\ninterrupted.",
+                         "writes it, until\ninterrupted (exit 1 when the daemon ends the stream).",
                          "events takes no arguments");
   events->add_flag("--follow", follow, "keep printing the new lines");
   events->add_option("--count", count, "how many recent lines (default 50, at most 1000)")

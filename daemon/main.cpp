@@ -150,7 +150,7 @@ int CmdClient(const bw::CommandLine& c) {
   absl::StatusOr<json> resp;
   if (cmd == "events" && req.value("follow", false)) {
     // The recent lines first, then every new one as the daemon writes it, until interrupted
-    // (or stdout goes away).
+    // (or stdout goes away). The daemon ending the stream is an error (ControlCall's).
     resp = bw::ControlCall(
         sock, req,
         [](const std::string& line) {

@@ -671,5 +671,74 @@ TEST_CASE("CLI: every command has its own --help and usage errors are one line a
   CHECK(err.find("--bpf-variant 'tiny'") != std::string::npos);
 }
 
+// EACCES on the control socket was reported as "is `bannerwatch run` running?".
+TEST_CASE("control socket: a user who may not use it is told so and not asked whether the daemon runs") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  const std::string sock = t.dir() + "/control.sock";
+  auto as_nobody = [&](int* st) {
+    return ShOut("setpriv --reuid=65534 --regid=65534 --clear-groups " + BannerwatchBinary() +
+                     " status --control " + sock + " 2>&1",
+                 st);
+  };
+  int st = -1;
+  REQUIRE(chmod(t.dir().c_str(), 0755) == 0);
+  std::string out = as_nobody(&st);
+  CHECK(st == 1);
+  CHECK(out == "bannerwatch: permission denied on " + sock +
+                   ": the control socket is root's (mode 0600); run as root\n");
+  // The daemon's default directory is mode 0700: nothing of the socket is visible to others.
+  REQUIRE(chmod(t.dir().c_str(), 0700) == 0);
+  out = as_nobody(&st);
+  CHECK(st == 1);
+  CHECK(out == "bannerwatch: permission denied on " + sock +
+                   ": its directory is closed to this user; run as root\n");
+  REQUIRE(chmod(t.dir().c_str(), 0755) == 0);
+  CHECK(d.Cli("status", &out) == 0);  // root may
+  CHECK(d.Stop() == 0);
+  CHECK(d.Cli("status", &out) == 1);
+  CHECK(out == "bannerwatch: " + sock + ": No such file or directory (is `bannerwatch run` running?)\n");
+}
+
+// `events --follow` once exited 0 without a word when the daemon died or stopped.
+TEST_CASE("events --follow: the daemon ending the stream is exit 1 with a message but Ctrl-C is not") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  const std::string sock = t.dir() + "/control.sock";
+  auto follow = [&](const std::string& log) {
+    return std::make_unique<Process>(
+        nullptr, std::vector<std::string>{BannerwatchBinary(), "events", "--follow", "--control", sock},
+        log);
+  };
+  // A follower counts from its request on (one gone counts until the daemon next writes to it).
+  auto followers = [&] { return d.Status()["eve"]["followers"].get<int>(); };
+  const std::string closed = "bannerwatch: the daemon closed the event stream (stopped?)\n";
+
+  // Ctrl-C: the reader ends as it always did, without a complaint.
+  auto c = follow(t.dir() + "/follow-c.log");
+  REQUIRE(WaitFor([&] { return followers() == 1; }, 5000));
+  c->Signal(SIGINT);
+  CHECK(c->Wait(5000) == 128 + SIGINT);
+  CHECK(ReadFile(t.dir() + "/follow-c.log").empty());
+
+  // The daemon dies (kill -9).
+  const int before = followers();
+  auto a = follow(t.dir() + "/follow-a.log");
+  REQUIRE(WaitFor([&] { return followers() == before + 1; }, 5000));
+  d.Kill9();
+  CHECK(a->Wait(5000) == 1);
+  CHECK(ReadFile(t.dir() + "/follow-a.log") == closed);
+
+  // The daemon stops (SIGTERM).
+  d.Start();
+  auto b = follow(t.dir() + "/follow-b.log");
+  REQUIRE(WaitFor([&] { return followers() == 1; }, 5000));
+  CHECK(d.Stop() == 0);
+  CHECK(b->Wait(5000) == 1);
+  CHECK(ReadFile(t.dir() + "/follow-b.log") == closed);
+}
+
 }  // namespace
 }  // namespace bw::test

@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "daemon/attach.hpp"
 #include "daemon/control.hpp"
@@ -46,6 +47,8 @@ run these as the daemon's user, root):
   status [--json]
   block|watch|allow CIDR [--list NAME] [--reason TEXT] [--ttl DURATION]
   unlist CIDR
+  list [--json]
+        The runtime entries (block, watch, allow): list, reason, when added, expiry.
   query IP
   events [--follow] [--count N]
   reload
@@ -287,7 +290,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
                                ";\n1 to 64 of A-Z a-z 0-9 . _ -)"))
         ->type_name("NAME");
     s->add_option("--reason", reason,
-                  "why, shown in events and query")
+                  "why, shown in events, query and list")
         ->type_name("TEXT");
     s->add_option("--ttl", ttl, "expire after DURATION (90s, 30m, 12h; default: never)")
         ->type_name("DURATION");
@@ -299,6 +302,11 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
                          "unlist takes one CIDR");
   unlist->add_option("CIDR", cidr, "the prefix, as listed")->type_name("")->required();
   ClientOptions(unlist, &c);
+  CLI::App* listcmd = sub("list",
+                          "The runtime entries (made by block, watch and allow), numbered as in "
+                          "the state file:\ncidr, action, list, when added, expiry, reason.",
+                          "list takes no arguments");
+  ClientOptions(listcmd, &c);
   CLI::App* query = sub("query",
                         "Which entries cover IP, the one that decides (its list and where it is "
                         "written) and the\naction the kernel takes.",
@@ -447,6 +455,53 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
     }
   }
   return c;
+}
+
+std::string FormatRuntimeList(const json& reply, absl::Time now) {
+  const json empty = json::array();
+  const json& entries =
+      reply.contains("entries") && reply["entries"].is_array() ? reply["entries"] : empty;
+  std::string state = reply.value("state_file", "");
+  std::string out;
+  if (entries.empty()) {
+    absl::StrAppend(&out, "no runtime entries", state.empty() ? "" : " (state file ", state,
+                    state.empty() ? "" : ")", "\n");
+    return out;
+  }
+  absl::StrAppend(&out, entries.size(), " runtime entr", entries.size() == 1 ? "y" : "ies",
+                  state.empty() ? "" : ", numbered as in ", state, ":\n");
+  std::vector<std::vector<std::string>> rows = {
+      {"#", "CIDR", "ACTION", "LIST", "ADDED", "EXPIRES", "REASON"}};
+  for (const json& e : entries) {
+    if (!e.is_object()) continue;
+    std::string expires = "never";
+    if (e.contains("expires") && e["expires"].is_string()) {
+      expires = e["expires"].get<std::string>();
+      absl::Time t;
+      std::string err;
+      if (absl::ParseTime(absl::RFC3339_full, expires, &t, &err)) {
+        absl::Duration left = absl::Trunc(t - now, absl::Seconds(1));
+        absl::StrAppend(&expires, left > absl::ZeroDuration()
+                                      ? absl::StrCat(" (in ", absl::FormatDuration(left), ")")
+                                      : std::string(" (due)"));
+      }
+    }
+    rows.push_back({absl::StrCat(e.value("n", 0)), e.value("cidr", ""), e.value("action", ""),
+                    e.value("list", ""), e.value("added", ""), expires, e.value("reason", "")});
+  }
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line = absl::StrFormat("%*s", static_cast<int>(width[0]), r[0]);
+    for (size_t i = 1; i < r.size(); ++i) {
+      absl::StrAppend(&line, "  ", r[i]);
+      if (i + 1 < r.size()) line.append(width[i] - r[i].size(), ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
 }
 
 }  // namespace bw

@@ -1,5 +1,5 @@
 // cli.hpp — bannerwatch's command line: every subcommand with its options and its own --help
-// (CLI11), parsed into what main() runs.
+// (CLI11), parsed into what main() runs; and the text of the replies main() prints.
 //
 // Contract: ParseCommandLine() prints nothing and never exits. It returns either a command to run
 // (`exit_code` -1) with its options filled in, defaults applied and values checked — for the
@@ -15,13 +15,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/time/time.h"
 #include "daemon/daemon.hpp"
 #include "daemon/scan.hpp"
 
 namespace bw {
 
 struct CommandLine {
-  // run check scan detach, or a client command: status block watch allow unlist query events
+  // run check scan detach, or a client command: status block watch allow unlist list query events
   // reload. Empty when there is nothing to run (exit_code >= 0).
   std::string command;
   int exit_code = -1;  // >= 0: print `text` (stdout when 0, stderr otherwise) and exit with it
@@ -38,5 +39,9 @@ struct CommandLine {
 };
 
 CommandLine ParseCommandLine(int argc, const char* const* argv);
+
+// `bannerwatch list`: the reply's runtime entries as a table (number, cidr, action, list, added,
+// expiry or "never", reason); `now` for the time left.
+std::string FormatRuntimeList(const nlohmann::json& reply, absl::Time now);
 
 }  // namespace bw

@@ -17,7 +17,7 @@
 namespace bw {
 
 struct ControlRequest {
-  std::string cmd;          // status block watch allow unlist query events reload
+  std::string cmd;          // status block watch allow unlist list query events reload
   std::string cidr;         // block watch allow unlist: the prefix (required)
   std::string list;         // block watch allow: the runtime list (optional; 1-64 of [A-Za-z0-9._-])
   std::string reason;       // block watch allow: free text (optional; printable, <= 512 bytes)

@@ -117,6 +117,7 @@ class Daemon : public PolicyEveLookup {
   json Status();
   json RuntimeChange(const ControlRequest& req, const std::string& action);
   json Unlist(const ControlRequest& req);
+  json RuntimeList() const;
   std::string RenderMetrics();
   void Shutdown();
   void WatchFiles();
@@ -509,6 +510,18 @@ json Daemon::Unlist(const ControlRequest& req) {
   return r;
 }
 
+// `list`: the runtime entries, numbered as in the state file.
+json Daemon::RuntimeList() const {
+  json j = {{"ok", true}, {"state_file", state_file_}, {"entries", json::array()}};
+  size_t n = 0;
+  for (const RuntimeEntry& r : runtime_.entries())
+    j["entries"].push_back(json{
+        {"n", ++n}, {"cidr", r.cidr}, {"action", r.action}, {"list", r.list}, {"reason", r.reason},
+        {"added", TimeText(r.added)},
+        {"expires", r.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(r.expires))}});
+  return j;
+}
+
 ControlServer::Reply Daemon::HandleControl(const json& raw) {
   auto parsed = ParseControlRequest(raw);
   if (!parsed.ok()) return {{{"ok", false}, {"error", std::string(parsed.status().message())}}};
@@ -519,6 +532,7 @@ ControlServer::Reply Daemon::HandleControl(const json& raw) {
   if (cmd == "watch") return {RuntimeChange(req, "watch")};
   if (cmd == "allow") return {RuntimeChange(req, "safelist")};
   if (cmd == "unlist") return {Unlist(req)};
+  if (cmd == "list") return {RuntimeList()};
   if (cmd == "reload") {
     absl::Status st = Reload("control");
     if (!st.ok()) return {{{"ok", false}, {"error", std::string(st.message())}}};

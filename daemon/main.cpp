@@ -189,6 +189,8 @@ int CmdClient(const bw::CommandLine& c) {
                 j.value("removed", 0) == 1 ? "y" : "ies", j.value("summary", "").c_str());
   } else if (cmd == "reload") {
     std::printf("reloaded: %s\n", j.value("summary", "").c_str());
+  } else if (cmd == "list") {
+    std::fputs(bw::FormatRuntimeList(j, absl::Now()).c_str(), stdout);
   } else {
     std::printf("%s %s (list %s): %s\n", j.value("action", "").c_str(), j.value("cidr", "").c_str(),
                 j.value("list", "").c_str(), j.value("summary", "").c_str());

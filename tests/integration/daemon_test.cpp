@@ -16,6 +16,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/time/time.h"
 #include "daemon/control.hpp"
 #include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
@@ -657,6 +658,12 @@ TEST_CASE("CLI: every command has its own --help and usage errors are one line a
   CHECK(out.find("Usage: bannerwatch block [OPTIONS] CIDR") != std::string::npos);
   CHECK(out.find("--ttl DURATION") != std::string::npos);
   CHECK(out.find("--reason TEXT") != std::string::npos);
+  std::tie(st, out) = run("list --help", &err);
+  CHECK(st == 0);
+  CHECK(out.find("Usage: bannerwatch list") != std::string::npos);
+  std::tie(st, out) = run("--help", &err);
+  CHECK(st == 0);
+  CHECK(out.find("list [--json]") != std::string::npos);
 
   std::tie(st, out) = run("block 203.0.113.9 --ttl 1h --ttl 2h --control /nonexistent", &err);
   CHECK(st == 2);
@@ -738,6 +745,67 @@ TEST_CASE("events --follow: the daemon ending the stream is exit 1 with a messag
   CHECK(d.Stop() == 0);
   CHECK(b->Wait(5000) == 1);
   CHECK(ReadFile(t.dir() + "/follow-b.log") == closed);
+}
+
+// The runtime entries' lines of `bannerwatch list` and its JSON.
+std::string Row(const std::string& text, const std::string& cidr) {
+  auto at = text.find(cidr);
+  return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+}
+json RuntimeEntries(Daemon& d) {
+  std::string j;
+  REQUIRE(d.Cli("list --json", &j) == 0);
+  return json::parse(j)["entries"];
+}
+
+// Runtime entries could be seen with their reason and expiry only by reading state.json.
+TEST_CASE("list shows every runtime entry with its list and reason and when it was added and expires") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("list", &out) == 0);
+  CHECK(out == "no runtime entries (state file " + d.state_path() + ")\n");
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'seen beaconing' --list manual", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7 --ttl 1h", &out) == 0);
+  REQUIRE(d.Cli("list", &out) == 0);
+  INFO(out);
+  CHECK(out.find("2 runtime entries, numbered as in " + d.state_path() + ":") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("block") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("manual") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("never") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("seen beaconing") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("watch") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("runtime-watch") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("(in ") != std::string::npos);
+
+  json e = RuntimeEntries(d);
+  INFO(e.dump());
+  REQUIRE(e.size() == 2u);
+  CHECK(e[0]["n"] == 1);
+  CHECK(e[0]["cidr"] == "203.0.113.9/32");
+  CHECK(e[0]["action"] == "block");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["reason"] == "seen beaconing");
+  CHECK(e[0]["expires"].is_null());
+  CHECK(e[1]["n"] == 2);
+  CHECK(e[1]["action"] == "watch");
+  REQUIRE(e[1]["expires"].is_string());
+  absl::Time expires, added;
+  std::string perr;
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, e[1]["expires"].get<std::string>(), &expires, &perr));
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, e[1]["added"].get<std::string>(), &added, &perr));
+  CHECK(expires - added == absl::Hours(1));
+  CHECK(absl::Now() - added < absl::Minutes(1));
+
+  // A list name the daemon would refuse is refused by the CLI, naming the option.
+  CHECK(d.Cli("block 203.0.113.10 --list 'bad name'", &out) == 2);
+  CHECK(out.find("--list 'bad name': want 1 to 64 characters") != std::string::npos);
+  CHECK(RuntimeEntries(d).size() == 2u);
+  // The same after a restart: read back from the state file.
+  CHECK(d.Stop() == 0);
+  d.Start();
+  CHECK(RuntimeEntries(d) == e);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "daemon/cli.hpp"
 #include "daemon/control.hpp"
 
@@ -35,6 +36,7 @@ TEST_CASE("cli: every command has its own --help on stdout with exit 0") {
       {{"watch", "-h"}, {"bannerwatch watch", "--ttl"}},
       {{"allow", "--help"}, {"bannerwatch allow", "runtime-safelist"}},
       {{"unlist", "--help"}, {"bannerwatch unlist", "CIDR"}},
+      {{"list", "--help"}, {"bannerwatch list", "--json", "expiry"}},
       {{"query", "--help"}, {"bannerwatch query", "IP"}},
       {{"events", "--help"}, {"bannerwatch events", "--follow", "--count"}},
       {{"status", "--help"}, {"bannerwatch status", "--json"}},
@@ -54,13 +56,13 @@ TEST_CASE("cli: every command has its own --help on stdout with exit 0") {
     CHECK(r.exit_code == 0);
     for (const char* s : c.says) CHECK(absl::StrContains(r.text, s));
   }
-  // The overview lists every command.
+  // The overview lists every command, `list` too.
   for (const std::vector<std::string>& a :
        {std::vector<std::string>{"--help"}, {"help"}, {"-h"}}) {
     CommandLine r = Parse(a);
     CHECK(r.exit_code == 0);
     for (const char* cmd : {"run", "detach", "check", "scan", "status", "block|watch|allow",
-                            "unlist", "query", "events", "reload", "--help"})
+                            "unlist", "list [--json]", "query", "events", "reload", "--help"})
       CHECK(absl::StrContains(r.text, cmd));
   }
   CHECK(Parse({"--version"}).text == "bannerwatch 0.1.0\n");
@@ -210,6 +212,10 @@ TEST_CASE("cli: the requests carry only what was given") {
   CHECK(r.json);
   r = Parse({"unlist", "198.51.100.8"});
   CHECK(r.request == json{{"cmd", "unlist"}, {"cidr", "198.51.100.8"}});
+  r = Parse({"list", "--json"});
+  REQUIRE(r.exit_code == -1);
+  CHECK(r.request == json{{"cmd", "list"}});
+  CHECK(r.json);
   r = Parse({"query", "37.9.53.40"});
   CHECK(r.request == json{{"cmd", "query"}, {"ip", "37.9.53.40"}});
   r = Parse({"events", "--follow", "--count", "5"});
@@ -218,6 +224,40 @@ TEST_CASE("cli: the requests carry only what was given") {
   CHECK(r.request == json{{"cmd", "events"}, {"follow", false}});
   r = Parse({"reload"});
   CHECK(r.request == json{{"cmd", "reload"}});
+}
+
+TEST_CASE("cli: `list` prints every entry with its list and reason and added time and expiry or never") {
+  json reply = json::parse(R"({"ok":true,"state_file":"/var/lib/bannerwatch/state.json","entries":[
+    {"n":1,"cidr":"203.0.113.0/24","action":"block","list":"manual","reason":"seen beaconing",
+     "added":"2024-05-01T10:00:00.000+00:00","expires":"2024-05-01T22:00:00.000+00:00"},
+    {"n":2,"cidr":"198.51.100.7/32","action":"watch","list":"runtime-watch","reason":"",
+     "added":"2024-05-01T11:00:00.000+00:00","expires":null}]})");
+  absl::Time now = absl::FromUnixSeconds(1714557600);  // 2024-05-01T10:00:00Z
+  std::string out = FormatRuntimeList(reply, now);
+  INFO(out);
+  CHECK(absl::StrContains(out, "2 runtime entries, numbered as in /var/lib/bannerwatch/state.json:"));
+  // One row per entry, its fields in the header's order, the columns aligned.
+  auto in_order = [&](const std::string& line, const std::vector<std::string>& fields) {
+    size_t at = 0;
+    for (const std::string& f : fields) {
+      at = line.find(f, at);
+      if (at == std::string::npos) return false;
+      at += f.size();
+    }
+    return true;
+  };
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  REQUIRE(lines.size() == 4u);
+  CHECK(in_order(lines[1], {"#", "CIDR", "ACTION", "LIST", "ADDED", "EXPIRES", "REASON"}));
+  CHECK(in_order(lines[2], {"1", "203.0.113.0/24", "block", "manual", "2024-05-01T10:00:00.000+00:00",
+                            "2024-05-01T22:00:00.000+00:00 (in 12h)", "seen beaconing"}));
+  CHECK(in_order(lines[3], {"2", "198.51.100.7/32", "watch", "runtime-watch",
+                            "2024-05-01T11:00:00.000+00:00", "never"}));
+  CHECK(lines[1].find("ACTION") == lines[2].find("block"));
+  CHECK(lines[2].find("block") == lines[3].find("watch"));
+  CHECK(lines[1].find("EXPIRES") == lines[3].find("never"));
+  CHECK(FormatRuntimeList(json::parse(R"({"ok":true,"entries":[]})"), now) ==
+        "no runtime entries\n");
 }
 
 }  // namespace

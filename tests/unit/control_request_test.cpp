@@ -92,6 +92,16 @@ TEST_CASE("control requests: wrong types, sizes and fields are refused, naming t
   CHECK_FALSE(ParseControlRequest(big).ok());
 }
 
+// `bannerwatch list`: the runtime entries, which once could be seen only by reading state.json.
+TEST_CASE("control requests: list takes no fields") {
+  auto r = ParseControlRequest(json::parse(R"({"cmd":"list"})"));
+  REQUIRE(r.ok());
+  CHECK(r->cmd == "list");
+  r = ParseControlRequest(json::parse(R"({"cmd":"list","cidr":"203.0.113.0/24"})"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()) == "list: takes no field \"cidr\"");
+}
+
 TEST_CASE("control requests: the list-name rule") {
   CHECK(ValidListName("runtime-block"));
   CHECK(ValidListName("seed-2013-09"));

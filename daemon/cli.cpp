@@ -46,6 +46,8 @@ Talking to a running daemon (--control SOCK, default /run/bannerwatch/control.so
 run these as the daemon's user, root):
   status [--json]
   block|watch|allow CIDR [--list NAME] [--reason TEXT] [--ttl DURATION]
+        Again on an entry: --reason replaces its reason (kept when not given), --ttl sets
+        a new expiry (without --ttl the entry never expires).
   unlist CIDR
   list [--json]
         The runtime entries (block, watch, allow): list, reason, when added, expiry.
@@ -280,17 +282,20 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
     CLI::App* s = sub(
         name,
         absl::StrCat(k.what, " until `unlist` or its --ttl;\nkept across restarts in the state "
-                             "file."),
+                             "file. Again on an entry of the same CIDR (and list): --reason\n"
+                             "replaces its reason, which is kept when not given; --ttl sets a new "
+                             "expiry, and without\n--ttl the entry never expires."),
         absl::StrCat(name, " takes one CIDR"));
     s->add_option("CIDR", cidr, "an address or prefix (203.0.113.0/24, 2001:db8::/32)")
         ->type_name("")
         ->required();
     s->add_option("--list", list,
-                  absl::StrCat("the runtime list (default ", list_default,
+                  absl::StrCat("the runtime list (default: the entry's, else ", list_default,
                                ";\n1 to 64 of A-Z a-z 0-9 . _ -)"))
         ->type_name("NAME");
     s->add_option("--reason", reason,
-                  "why, shown in events, query and list")
+                  "why, shown in events, query and list (replaces the entry's;\nkept when not "
+                  "given)")
         ->type_name("TEXT");
     s->add_option("--ttl", ttl, "expire after DURATION (90s, 30m, 12h; default: never)")
         ->type_name("DURATION");
@@ -437,6 +442,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
                                               "': want 1 to 64 characters of A-Z a-z 0-9 . _ -"));
         c.request["list"] = list;
       }
+      // Absent and empty differ: absent keeps an existing entry's reason, "" clears it.
       if (s->count("--reason")) c.request["reason"] = reason;
       if (s->count("--ttl")) {
         auto t = ParseTtl(ttl);

@@ -453,20 +453,26 @@ json Daemon::Status() {
 
 json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action) {
   auto prefix = ParsePrefix(req.cidr, PrefixOptions{policy_.allow_default_route});
-  const std::string list = req.list.empty() ? "runtime-" + action : req.list;
+  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
+  // Again on an entry (this cidr and action, in the list given if one is): it keeps its list
+  // and, unless a reason is given ("" clears it), its reason.
+  const RuntimeEntry* was = nullptr;
+  for (const RuntimeEntry& r : runtime_.entries())
+    if (!was && r.cidr == prefix->ToString() && r.action == action &&
+        (req.list.empty() || r.list == req.list))
+      was = &r;
+  const std::string list = !req.list.empty() ? req.list : was ? was->list : "runtime-" + action;
   for (const ListSpec& l : policy_.lists) {
     if (l.name == list && ListActionName(l.action) != action)
       return {{"ok", false},
               {"error", absl::StrCat("list '", list, "' is a ", ListActionName(l.action),
                                      " list: a ", action, " entry cannot go in it")}};
   }
-  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
   RuntimeEntry e;
   e.cidr = prefix->ToString();
   e.action = action;
-  e.list = req.list;
-  if (e.list.empty()) e.list = "runtime-" + action;
-  e.reason = req.reason;
+  e.list = list;
+  e.reason = req.reason ? *req.reason : was ? was->reason : "";
   e.added = absl::Now();
   if (req.ttl_seconds > 0) e.expires = e.added + absl::Seconds(req.ttl_seconds);
   RuntimeState next = runtime_;
@@ -477,6 +483,8 @@ json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action)
   runtime_ = std::move(next);
   absl::Status saved = runtime_.Save(state_file_);
   json r = {{"ok", true}, {"cidr", e.cidr}, {"list", e.list}, {"action", action},
+            {"reason", e.reason},
+            {"expires", e.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(e.expires))},
             {"summary", last_reload_summary_}};
   if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
   return r;

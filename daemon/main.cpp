@@ -192,8 +192,14 @@ int CmdClient(const bw::CommandLine& c) {
   } else if (cmd == "list") {
     std::fputs(bw::FormatRuntimeList(j, absl::Now()).c_str(), stdout);
   } else {
-    std::printf("%s %s (list %s): %s\n", j.value("action", "").c_str(), j.value("cidr", "").c_str(),
-                j.value("list", "").c_str(), j.value("summary", "").c_str());
+    // The entry as it now stands: a reason or list kept from before shows here.
+    std::string what = absl::StrCat("list ", j.value("list", ""));
+    if (!j.value("reason", "").empty()) absl::StrAppend(&what, ", reason \"", j.value("reason", ""), "\"");
+    if (j.contains("expires"))
+      absl::StrAppend(&what, j["expires"].is_string() ? ", expires " + j["expires"].get<std::string>()
+                                                      : std::string(", no expiry"));
+    std::printf("%s %s (%s): %s\n", j.value("action", "").c_str(), j.value("cidr", "").c_str(),
+                what.c_str(), j.value("summary", "").c_str());
   }
   if (j.contains("warning")) std::fprintf(stderr, "bannerwatch: warning: %s\n", j["warning"].get<std::string>().c_str());
   return 0;

@@ -808,5 +808,47 @@ TEST_CASE("list shows every runtime entry with its list and reason and when it w
   CHECK(RuntimeEntries(d) == e);
 }
 
+// `block CIDR --ttl X` again on an entry once added a second entry (in the default list), its
+// reason empty: the daemon could not tell a reason not given from an empty one.
+TEST_CASE("block again with only --ttl keeps the entry's reason and list") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'seen beaconing' --list manual", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7", &out) == 0);
+  REQUIRE(d.Cli("block 203.0.113.9 --ttl 1h", &out) == 0);
+  CHECK(out.find("block 203.0.113.9/32 (list manual, reason \"seen beaconing\", expires ") == 0);
+  json e = RuntimeEntries(d);
+  INFO(e.dump());
+  REQUIRE(e.size() == 2u);  // the same entry, not a second one
+  CHECK(e[0]["cidr"] == "203.0.113.9/32");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["reason"] == "seen beaconing");
+  CHECK(e[0]["expires"].is_string());
+  CHECK(json::parse(ReadFile(d.state_path()))["entries"][0]["reason"] == "seen beaconing");
+  std::string q;
+  REQUIRE(d.Cli("query 203.0.113.9", &q) == 0);
+  CHECK(q.find("list 'manual'") != std::string::npos);
+  CHECK(q.find("runtime: seen beaconing") != std::string::npos);
+
+  // --reason replaces; --reason '' clears; without --ttl the entry never expires.
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'C2 confirmed'", &out) == 0);
+  e = RuntimeEntries(d);
+  CHECK(e[0]["reason"] == "C2 confirmed");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["expires"].is_null());
+  REQUIRE(d.Cli("block 203.0.113.9 --reason ''", &out) == 0);
+  CHECK(RuntimeEntries(d)[0]["reason"] == "");
+  // --list naming another list makes a second entry there; a watch entry is another entry too.
+  REQUIRE(d.Cli("block 203.0.113.9 --list other --reason x", &out) == 0);
+  REQUIRE(d.Cli("watch 203.0.113.9 --ttl 2h", &out) == 0);
+  e = RuntimeEntries(d);
+  REQUIRE(e.size() == 4u);
+  CHECK(e[2]["list"] == "other");
+  CHECK(e[3]["list"] == "runtime-watch");
+  CHECK(e[3]["reason"] == "");
+}
+
 }  // namespace
 }  // namespace bw::test

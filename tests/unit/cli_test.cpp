@@ -32,7 +32,7 @@ TEST_CASE("cli: every command has its own --help on stdout with exit 0") {
     std::vector<const char*> says;
   };
   const std::vector<Case> cases = {
-      {{"block", "--help"}, {"bannerwatch block", "CIDR", "--list", "--reason", "--ttl", "--control"}},
+      {{"block", "--help"}, {"bannerwatch block", "CIDR", "--list", "--reason", "--ttl", "--control", "kept when not given"}},
       {{"watch", "-h"}, {"bannerwatch watch", "--ttl"}},
       {{"allow", "--help"}, {"bannerwatch allow", "runtime-safelist"}},
       {{"unlist", "--help"}, {"bannerwatch unlist", "CIDR"}},
@@ -199,7 +199,7 @@ TEST_CASE("cli: defaults and values as before") {
   CHECK(!r.json);
 }
 
-TEST_CASE("cli: the requests carry only what was given") {
+TEST_CASE("cli: the requests carry only what was given (no reason: the entry's is kept)") {
   CommandLine r = Parse({"block", "203.0.113.9", "--ttl", "12h"});
   REQUIRE(r.exit_code == -1);
   CHECK(r.request == json{{"cmd", "block"}, {"cidr", "203.0.113.9"}, {"ttl_seconds", 43200}});

@@ -194,6 +194,7 @@ absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
   // policy file with the same name and action takes them, otherwise a runtime list is made.
   uint32_t state_file_idx = static_cast<uint32_t>(pol.files.size());
   pol.files.push_back(state_file_);
+  pol.numbered_file = state_file_idx;  // `line` below numbers the entries: "state.json entry N"
   PrefixOptions popts{pol.allow_default_route};
   uint32_t line = 0;
   for (const RuntimeEntry& r : runtime.entries()) {
@@ -518,7 +519,7 @@ json Daemon::Unlist(const ControlRequest& req) {
   return r;
 }
 
-// `list`: the runtime entries, numbered as in the state file.
+// `list`: the runtime entries, numbered as in the state file (and as `query` cites them).
 json Daemon::RuntimeList() const {
   json j = {{"ok", true}, {"state_file", state_file_}, {"entries", json::array()}};
   size_t n = 0;

@@ -850,5 +850,35 @@ TEST_CASE("block again with only --ttl keeps the entry's reason and list") {
   CHECK(e[3]["reason"] == "");
 }
 
+// `query` cited the Nth runtime entry as "state.json:N", a line of another entry (the file has
+// several lines per entry).
+TEST_CASE("query cites a runtime entry by its number in the state file as `list` shows it") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("block 203.0.113.0/24 --reason first", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7", &out) == 0);
+  REQUIRE(d.Cli("block 198.51.100.9 --list manual", &out) == 0);
+  REQUIRE(d.Cli("query 198.51.100.9", &out) == 0);
+  INFO(out);
+  CHECK(out.find("decided by list 'manual' entry 198.51.100.9/32 at " + d.state_path() + " entry 3)") !=
+        std::string::npos);
+  CHECK(out.find(d.state_path() + ":") == std::string::npos);
+  // What it names is true: the file's third entry, and `list`'s row 3.
+  json file = json::parse(ReadFile(d.state_path()));
+  CHECK(file["entries"][2]["cidr"] == "198.51.100.9/32");
+  REQUIRE(d.Cli("list --json", &out) == 0);
+  CHECK(json::parse(out)["entries"][2]["n"] == 3);
+  CHECK(json::parse(out)["entries"][2]["cidr"] == "198.51.100.9/32");
+  REQUIRE(d.Cli("query 198.51.100.9 --json", &out) == 0);
+  CHECK(json::parse(out)["deciding_entry"] == d.state_path() + " entry 3");
+  // Entries move up when one before them goes; the citation follows.
+  REQUIRE(d.Cli("unlist 203.0.113.0/24", &out) == 0);
+  REQUIRE(d.Cli("query 198.51.100.9", &out) == 0);
+  CHECK(out.find(d.state_path() + " entry 2)") != std::string::npos);
+  CHECK(json::parse(ReadFile(d.state_path()))["entries"][1]["cidr"] == "198.51.100.9/32");
+}
+
 }  // namespace
 }  // namespace bw::test

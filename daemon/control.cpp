@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "maps/maps.hpp"
 
 namespace bw {
@@ -169,6 +170,31 @@ ControlServer::Reply ControlServer::Serve(std::string_view line) {
   }
 }
 
+namespace {
+
+// ControlCall's connect failing, said so that the operator knows what to do: no daemon there,
+// or a socket this user may not use (it is mode 0600, in a directory of mode 0700 by default).
+absl::Status ConnectError(const std::string& path, int err) {
+  if (err == ENOENT || err == ECONNREFUSED)
+    return absl::UnavailableError(
+        absl::StrCat(path, ": ", std::strerror(err), " (is `bannerwatch run` running?)"));
+  if (err != EACCES && err != EPERM) return ErrnoStatus(path, "connect", err);
+  struct stat st {};
+  std::string whose;
+  if (::stat(path.c_str(), &st) != 0) {
+    whose = "its directory is closed to this user; run as root";
+  } else if (st.st_uid == 0) {
+    whose = absl::StrCat("the control socket is root's (mode ",
+                         absl::StrFormat("%04o", st.st_mode & 07777), "); run as root");
+  } else {
+    whose = absl::StrCat("the control socket is uid ", st.st_uid, "'s (mode ",
+                         absl::StrFormat("%04o", st.st_mode & 07777), "); run as that user or root");
+  }
+  return absl::PermissionDeniedError(absl::StrCat("permission denied on ", path, ": ", whose));
+}
+
+}  // namespace
+
 absl::StatusOr<nlohmann::json> ControlCall(
     const std::string& path, const nlohmann::json& request,
     const std::function<bool(const std::string& line)>& on_follow_line,
@@ -179,7 +205,7 @@ absl::StatusOr<nlohmann::json> ControlCall(
   if (fd < 0) return ErrnoStatus(path, "socket", errno);
   Fd owner(fd);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0)
-    return ErrnoStatus(path, "connect (is `bannerwatch run` running?)", errno);
+    return ConnectError(path, errno);
   SetTimeout(fd, 30000);
   std::string req = request.dump() + "\n";
   if (!WriteAll(fd, req.data(), req.size())) return ErrnoStatus(path, "send", errno);
@@ -193,8 +219,10 @@ absl::StatusOr<nlohmann::json> ControlCall(
     if (on_response) on_response(resp);
     SetTimeout(fd, 0);  // follow: block until the daemon goes away or the callback says stop
     while (ReadLine(fd, &line, &rest)) {
-      if (!on_follow_line(line)) break;
+      if (!on_follow_line(line)) return resp;
     }
+    // The daemon ended the stream (it stopped, died, or dropped this reader): not a normal end.
+    return absl::UnavailableError("the daemon closed the event stream (stopped?)");
   }
   return resp;
 }

@@ -70,7 +70,10 @@ class ControlServer {
 
 // Client: sends `request` and returns the (first) response. When on_follow_line is given and the
 // response is ok, on_response sees that response first, then on_follow_line gets every streamed
-// line until it returns false or the daemon closes the connection. Errors name the socket path.
+// line until it returns false (the response is returned) or the daemon ends the stream (an
+// Unavailable error: "the daemon closed the event stream"). Errors name the socket path; a
+// socket this user may not connect to is PermissionDenied ("permission denied on PATH"), one
+// nobody serves (or no socket) asks whether `bannerwatch run` is running.
 absl::StatusOr<nlohmann::json> ControlCall(
     const std::string& path, const nlohmann::json& request,
     const std::function<bool(const std::string& line)>& on_follow_line = nullptr,

@@ -37,6 +37,7 @@ const std::vector<Command>& Table() {
   static const std::vector<Command> k = {
       {"status", {}},
       {"reload", {}},
+      {"list", {}},
       {"block", kListChange},
       {"watch", kListChange},
       {"allow", kListChange},

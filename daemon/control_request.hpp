@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,10 +18,12 @@
 namespace bw {
 
 struct ControlRequest {
-  std::string cmd;          // status block watch allow unlist query events reload
+  std::string cmd;          // status block watch allow unlist list query events reload
   std::string cidr;         // block watch allow unlist: the prefix (required)
   std::string list;         // block watch allow: the runtime list (optional; 1-64 of [A-Za-z0-9._-])
-  std::string reason;       // block watch allow: free text (optional; printable, <= 512 bytes)
+  // block watch allow: free text (optional; printable, <= 512 bytes). Absent (keep an existing
+  // entry's reason) is not "" (clear it).
+  std::optional<std::string> reason;
   int64_t ttl_seconds = 0;  // block watch allow: 0 = no expiry, else 1 s .. 10 years
   std::string ip;           // query: the address (required)
   uint64_t count = 50;      // events: recent lines (0 .. 1000)

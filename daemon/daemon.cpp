@@ -96,6 +96,7 @@ class Daemon {
   json Status();
   json RuntimeChange(const ControlRequest& req, const std::string& action);
   json Unlist(const ControlRequest& req);
+  json RuntimeList() const;
   std::string RenderMetrics();
   void Shutdown();
   void WatchFiles();
@@ -167,6 +168,7 @@ absl::StatusOr<Policy> Daemon::BuildPolicy(const RuntimeState& runtime) {
   // policy file with the same name and action takes them, otherwise a runtime list is made.
   uint32_t state_file_idx = static_cast<uint32_t>(pol.files.size());
   pol.files.push_back(state_file_);
+  pol.numbered_file = state_file_idx;  // `line` below numbers the entries: "state.json entry N"
   PrefixOptions popts{pol.allow_default_route};
   uint32_t line = 0;
   for (const RuntimeEntry& r : runtime.entries()) {
@@ -441,20 +443,26 @@ json Daemon::Status() {
 
 json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action) {
   auto prefix = ParsePrefix(req.cidr, PrefixOptions{policy_.allow_default_route});
-  const std::string list = req.list.empty() ? "runtime-" + action : req.list;
+  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
+  // Again on an entry (this cidr and action, in the list given if one is): it keeps its list
+  // and, unless a reason is given ("" clears it), its reason.
+  const RuntimeEntry* was = nullptr;
+  for (const RuntimeEntry& r : runtime_.entries())
+    if (!was && r.cidr == prefix->ToString() && r.action == action &&
+        (req.list.empty() || r.list == req.list))
+      was = &r;
+  const std::string list = !req.list.empty() ? req.list : was ? was->list : "runtime-" + action;
   for (const ListSpec& l : policy_.lists) {
     if (l.name == list && ListActionName(l.action) != action)
       return {{"ok", false},
               {"error", absl::StrCat("list '", list, "' is a ", ListActionName(l.action),
                                      " list: a ", action, " entry cannot go in it")}};
   }
-  if (!prefix.ok()) return {{"ok", false}, {"error", std::string(prefix.status().message())}};
   RuntimeEntry e;
   e.cidr = prefix->ToString();
   e.action = action;
-  e.list = req.list;
-  if (e.list.empty()) e.list = "runtime-" + action;
-  e.reason = req.reason;
+  e.list = list;
+  e.reason = req.reason ? *req.reason : was ? was->reason : "";
   e.added = absl::Now();
   if (req.ttl_seconds > 0) e.expires = e.added + absl::Seconds(req.ttl_seconds);
   RuntimeState next = runtime_;
@@ -465,6 +473,8 @@ json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action)
   runtime_ = std::move(next);
   absl::Status saved = runtime_.Save(state_file_);
   json r = {{"ok", true}, {"cidr", e.cidr}, {"list", e.list}, {"action", action},
+            {"reason", e.reason},
+            {"expires", e.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(e.expires))},
             {"summary", last_reload_summary_}};
   if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
   return r;
@@ -498,6 +508,18 @@ json Daemon::Unlist(const ControlRequest& req) {
   return r;
 }
 
+// `list`: the runtime entries, numbered as in the state file (and as `query` cites them).
+json Daemon::RuntimeList() const {
+  json j = {{"ok", true}, {"state_file", state_file_}, {"entries", json::array()}};
+  size_t n = 0;
+  for (const RuntimeEntry& r : runtime_.entries())
+    j["entries"].push_back(json{
+        {"n", ++n}, {"cidr", r.cidr}, {"action", r.action}, {"list", r.list}, {"reason", r.reason},
+        {"added", TimeText(r.added)},
+        {"expires", r.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(r.expires))}});
+  return j;
+}
+
 ControlServer::Reply Daemon::HandleControl(const json& raw) {
   auto parsed = ParseControlRequest(raw);
   if (!parsed.ok()) return {{{"ok", false}, {"error", std::string(parsed.status().message())}}};
@@ -508,6 +530,7 @@ ControlServer::Reply Daemon::HandleControl(const json& raw) {
   if (cmd == "watch") return {RuntimeChange(req, "watch")};
   if (cmd == "allow") return {RuntimeChange(req, "safelist")};
   if (cmd == "unlist") return {Unlist(req)};
+  if (cmd == "list") return {RuntimeList()};
   if (cmd == "reload") {
     absl::Status st = Reload("control");
     if (!st.ok()) return {{{"ok", false}, {"error", std::string(st.message())}}};

@@ -1,16 +1,14 @@
 // bannerwatch — command-line entry point: the daemon (`run`) and the operator's subcommands.
+// The command line itself (subcommands, options, help) is daemon/cli.cpp.
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "daemon/cli.hpp"
 #include "daemon/control.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/kernel_probe.hpp"
@@ -23,132 +21,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kUsage = R"(usage: bannerwatch <command> [options]
-
-Daemon:
-  run [--config FILE] [--iface IF]... [--xdp-mode auto|native|generic] [--pin-root DIR]
-      [--eve FILE | --no-eve-file] [--eve-stdout] [--control SOCK] [--metrics ADDR|off]
-      [--state FILE] [--bpf-variant auto|full|core] [--verbose]
-        Load, attach (XDP ingress + TC egress) and serve. Defaults: policies/default.yaml,
-        the interface of the default route, pin root /sys/fs/bpf/bannerwatch, the data-plane
-        variant this kernel runs best (full; core where the kernel lacks what full needs).
-  detach [--pin-root DIR]
-        Remove every attachment and pin a daemon left (refused while one runs).
-  check [--config FILE]
-        Validate a policy and its list files; print what would be loaded, and (as root) what
-        this kernel supports: the data-plane variant, the detections it turns off, and
-        whether the kernel's verifier accepts the programs.
-  scan [--config FILE] [--local CIDR]... CAPTURE...
-        Replay pcap/pcapng captures through the data plane (BPF_PROG_TEST_RUN): EVE lines on
-        stdout, a summary on stderr. Frames from --local addresses run through TC egress, the
-        rest through XDP. Block events are rate-limited on capture time. `scan --help` for more.
-
-Talking to a running daemon (--control SOCK, default /run/bannerwatch/control.sock):
-  status [--json]
-  block|watch|allow CIDR [--list NAME] [--reason TEXT] [--ttl DURATION]
-  unlist CIDR
-  query IP
-  events [--follow] [--count N]
-  reload
-
-Exit status: 0 success, 1 failure, 2 usage error.
-)";
-
-int Usage(const std::string& why) {
-  if (!why.empty()) std::fprintf(stderr, "bannerwatch: %s\n", why.c_str());
-  std::fputs(kUsage, stderr);
-  return 2;
-}
-
-std::string DefaultPolicy() {
-  for (const char* p : {"/etc/bannerwatch/policy.yaml", BW_DEFAULT_POLICY})
-    if (access(p, R_OK) == 0) return p;
-  return BW_DEFAULT_POLICY;
-}
-
-// Minimal option parser: "--name value", "--name=value" and flags.
-struct Args {
-  std::vector<std::string> positional;
-  std::multimap<std::string, std::string> opts;
-  std::string error;
-
-  // Options that may be given more than once (their values collect, e.g. --iface); any other
-  // given twice is an error.
-  static inline const std::vector<std::string> repeatable = {"iface"};
-
-  Args(int argc, char** argv, int start, const std::vector<std::string>& with_value,
-       const std::vector<std::string>& flags) {
-    for (int i = start; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a.rfind("--", 0) != 0 || a == "--") {
-        positional.push_back(a);
-        continue;
-      }
-      std::string name = a.substr(2), value;
-      auto eq = name.find('=');
-      bool has_eq = eq != std::string::npos;
-      if (has_eq) {
-        value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      }
-      bool takes = std::find(with_value.begin(), with_value.end(), name) != with_value.end();
-      bool flag = std::find(flags.begin(), flags.end(), name) != flags.end();
-      if (!takes && !flag) {
-        error = absl::StrCat("unknown option --", name);
-        return;
-      }
-      // Given twice, which one was meant? Only the options that collect (--iface) repeat.
-      if (opts.count(name) &&
-          std::find(repeatable.begin(), repeatable.end(), name) == repeatable.end()) {
-        error = absl::StrCat("--", name, " given more than once");
-        return;
-      }
-      if (takes && !has_eq) {
-        if (i + 1 >= argc) {
-          error = absl::StrCat("--", name, " needs a value");
-          return;
-        }
-        value = argv[++i];
-      }
-      opts.emplace(name, flag ? "1" : value);
-    }
-  }
-  bool has(const std::string& n) const { return opts.count(n) > 0; }
-  std::string get(const std::string& n, const std::string& def = "") const {
-    auto it = opts.find(n);
-    return it == opts.end() ? def : it->second;
-  }
-  std::vector<std::string> all(const std::string& n) const {
-    std::vector<std::string> out;
-    auto [b, e] = opts.equal_range(n);
-    for (auto it = b; it != e; ++it) out.push_back(it->second);
-    return out;
-  }
-};
-
-int CmdRun(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {"config", "iface", "xdp-mode", "pin-root", "eve", "control", "metrics", "state",
-          "bpf-variant"},
-         {"no-eve-file", "eve-stdout", "verbose"});
-  if (!a.error.empty()) return Usage(a.error);
-  if (!a.positional.empty()) return Usage("run takes no positional arguments");
-  bw::DaemonOptions o;
-  o.config_path = a.get("config", DefaultPolicy());
-  o.ifaces = a.all("iface");
-  auto mode = bw::ParseXdpMode(a.get("xdp-mode", "auto"));
-  if (!mode.ok()) return Usage(std::string(mode.status().message()));
-  o.xdp_mode = *mode;
-  if (!bw::ParseVariant(a.get("bpf-variant", "auto"), &o.bpf_variant))
-    return Usage(absl::StrCat("--bpf-variant '", a.get("bpf-variant"), "': want auto, full or core"));
-  o.verbose = a.has("verbose");
-  if (a.has("pin-root")) o.pin_root = a.get("pin-root");
-  if (a.has("eve")) o.eve_path = a.get("eve");
-  if (a.has("no-eve-file")) o.eve_path = "";
-  if (a.has("eve-stdout")) o.eve_stdout = true;
-  if (a.has("control")) o.control_socket = a.get("control");
-  if (a.has("metrics")) o.metrics_listen = a.get("metrics");
-  if (a.has("state")) o.state_file = a.get("state");
+int CmdRun(const bw::DaemonOptions& o) {
   if (geteuid() != 0) {
     std::fprintf(stderr, "bannerwatch: run needs root (BPF programs, bpffs, interfaces)\n");
     return 1;
@@ -199,10 +72,7 @@ bool CheckKernel(const bw::Policy& p, const bw::CompiledPolicy& c) {
   return true;
 }
 
-int CmdCheck(int argc, char** argv) {
-  Args a(argc, argv, 2, {"config"}, {});
-  if (!a.error.empty()) return Usage(a.error);
-  std::string path = a.get("config", a.positional.empty() ? DefaultPolicy() : a.positional[0]);
+int CmdCheck(const std::string& path) {
   auto p = bw::LoadPolicyFile(path);
   if (!p.ok()) {
     std::fprintf(stderr, "bannerwatch: %s\n", std::string(p.status().message()).c_str());
@@ -220,14 +90,6 @@ int CmdCheck(int argc, char** argv) {
                 std::string(bw::ListActionName(l.action)).c_str(), l.entries,
                 l.expired ? " (expired)" : "");
   return CheckKernel(*p, *c) ? 0 : 1;
-}
-
-absl::StatusOr<int64_t> ParseTtl(const std::string& s) {
-  absl::Duration d;
-  if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration())
-    return absl::InvalidArgumentError(
-        absl::StrCat("--ttl '", s, "': want a positive duration such as 90s, 30m, 12h"));
-  return absl::ToInt64Seconds(d);
 }
 
 void PrintStatus(const json& j) {
@@ -277,50 +139,23 @@ void PrintStatus(const json& j) {
               r.value("ok", false) ? r.value("summary", "").c_str() : r.value("error", "").c_str());
 }
 
-int CmdClient(const std::string& cmd, int argc, char** argv) {
-  Args a(argc, argv, 2, {"control", "list", "reason", "ttl", "count"}, {"json", "follow"});
-  if (!a.error.empty()) return Usage(a.error);
-  std::string sock = a.get("control", bw::kControlSocketDefault);
-  json req = {{"cmd", cmd}};
-  if (cmd == "block" || cmd == "watch" || cmd == "allow" || cmd == "unlist") {
-    if (a.positional.size() != 1) return Usage(absl::StrCat(cmd, " needs exactly one CIDR"));
-    req["cidr"] = a.positional[0];
-    if (cmd != "unlist") {
-      if (a.has("list")) req["list"] = a.get("list");
-      if (a.has("reason")) req["reason"] = a.get("reason");
-      if (a.has("ttl")) {
-        auto t = ParseTtl(a.get("ttl"));
-        if (!t.ok()) return Usage(std::string(t.status().message()));
-        req["ttl_seconds"] = *t;
-      }
-    }
-  } else if (cmd == "query") {
-    if (a.positional.size() != 1) return Usage("query needs exactly one IP address");
-    req["ip"] = a.positional[0];
-  } else if (!a.positional.empty()) {
-    return Usage(absl::StrCat(cmd, " takes no positional arguments"));
-  }
-  if (cmd == "events") {
-    req["follow"] = a.has("follow");
-    if (a.has("count")) {
-      size_t n;
-      if (!absl::SimpleAtoi(a.get("count"), &n)) return Usage("--count wants a number");
-      req["count"] = n;
-    }
-  }
+int CmdClient(const bw::CommandLine& c) {
+  const std::string& cmd = c.command;
+  const std::string& sock = c.control;
+  const json& req = c.request;
   auto print_recent = [](const json& j) {
     for (const auto& l : j["recent"]) std::printf("%s\n", l.get<std::string>().c_str());
     std::fflush(stdout);
   };
   absl::StatusOr<json> resp;
-  if (cmd == "events" && a.has("follow")) {
-    // The recent lines first, then every new one as the daemon writes it.
+  if (cmd == "events" && req.value("follow", false)) {
+    // The recent lines first, then every new one as the daemon writes it, until interrupted
+    // (or stdout goes away). The daemon ending the stream is an error (ControlCall's).
     resp = bw::ControlCall(
         sock, req,
         [](const std::string& line) {
           std::printf("%s\n", line.c_str());
-          std::fflush(stdout);
-          return true;
+          return std::fflush(stdout) == 0;
         },
         print_recent);
     if (resp.ok() && resp->value("ok", false)) return 0;
@@ -336,7 +171,7 @@ int CmdClient(const std::string& cmd, int argc, char** argv) {
     std::fprintf(stderr, "bannerwatch: %s\n", j.value("error", "failed").c_str());
     return 1;
   }
-  if (a.has("json") || cmd == "events") {
+  if (c.json || cmd == "events") {
     if (cmd == "events") {
       print_recent(j);
     } else {
@@ -354,9 +189,17 @@ int CmdClient(const std::string& cmd, int argc, char** argv) {
                 j.value("removed", 0) == 1 ? "y" : "ies", j.value("summary", "").c_str());
   } else if (cmd == "reload") {
     std::printf("reloaded: %s\n", j.value("summary", "").c_str());
+  } else if (cmd == "list") {
+    std::fputs(bw::FormatRuntimeList(j, absl::Now()).c_str(), stdout);
   } else {
-    std::printf("%s %s (list %s): %s\n", j.value("action", "").c_str(), j.value("cidr", "").c_str(),
-                j.value("list", "").c_str(), j.value("summary", "").c_str());
+    // The entry as it now stands: a reason or list kept from before shows here.
+    std::string what = absl::StrCat("list ", j.value("list", ""));
+    if (!j.value("reason", "").empty()) absl::StrAppend(&what, ", reason \"", j.value("reason", ""), "\"");
+    if (j.contains("expires"))
+      absl::StrAppend(&what, j["expires"].is_string() ? ", expires " + j["expires"].get<std::string>()
+                                                      : std::string(", no expiry"));
+    std::printf("%s %s (%s): %s\n", j.value("action", "").c_str(), j.value("cidr", "").c_str(),
+                what.c_str(), j.value("summary", "").c_str());
   }
   if (j.contains("warning")) std::fprintf(stderr, "bannerwatch: warning: %s\n", j["warning"].get<std::string>().c_str());
   return 0;
@@ -365,25 +208,14 @@ int CmdClient(const std::string& cmd, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return Usage("");
-  std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::fputs(kUsage, stdout);
-    return 0;
+  bw::CommandLine c = bw::ParseCommandLine(argc, argv);
+  if (c.exit_code >= 0) {
+    std::fputs(c.text.c_str(), c.exit_code == 0 ? stdout : stderr);
+    return c.exit_code;
   }
-  if (cmd == "--version" || cmd == "version") {
-    std::printf("bannerwatch 0.1.0\n");
-    return 0;
-  }
-  if (cmd == "run") return CmdRun(argc, argv);
-  if (cmd == "check") return CmdCheck(argc, argv);
-  if (cmd == "scan") return bw::ScanMain(argc, argv);
-  if (cmd == "detach") {
-    Args a(argc, argv, 2, {"pin-root"}, {});
-    if (!a.error.empty()) return Usage(a.error);
-    return bw::DetachAll(a.get("pin-root", BW_PIN_ROOT_DEFAULT));
-  }
-  for (const char* c : {"status", "block", "watch", "allow", "unlist", "query", "events", "reload"})
-    if (cmd == c) return CmdClient(cmd, argc, argv);
-  return Usage(absl::StrCat("unknown command '", cmd, "'"));
+  if (c.command == "run") return CmdRun(c.run);
+  if (c.command == "check") return CmdCheck(c.config);
+  if (c.command == "scan") return bw::ScanMain(std::move(c.scan), c.verbose);
+  if (c.command == "detach") return bw::DetachAll(c.pin_root);
+  return CmdClient(c);
 }

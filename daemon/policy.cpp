@@ -989,6 +989,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.policy_path = policy.path;
   c.compiled_at = now;
   c.files = policy.files;
+  c.numbered_file = policy.numbered_file;
   c.ports = policy.ports;
   std::sort(c.ports.begin(), c.ports.end());
   c.ports.erase(std::unique(c.ports.begin(), c.ports.end()), c.ports.end());
@@ -1196,7 +1197,9 @@ const CompiledEntry* CompiledPolicy::entry(uint32_t ref) const {
 std::string CompiledPolicy::EntryLocation(uint32_t ref) const {
   const CompiledEntry* e = entry(ref);
   if (!e) return "?";
-  return absl::StrCat(e->file < files.size() ? files[e->file] : std::string("?"), ":", e->line);
+  const std::string& file = e->file < files.size() ? files[e->file] : "?";
+  if (numbered_file != 0 && e->file == numbered_file) return absl::StrCat(file, " entry ", e->line);
+  return absl::StrCat(file, ":", e->line);
 }
 
 const KernelEntry* CompiledPolicy::Lookup(const Prefix& query) const {

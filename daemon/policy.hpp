@@ -79,6 +79,9 @@ struct ListSpec {
 struct Policy {
   std::string path;                // the policy file as given
   std::vector<std::string> files;  // [0] = path, then every list file (PolicyEntry::file)
+  // A file of `files` whose entries' PolicyEntry::line is the entry's number in the file, not a
+  // line (the daemon's JSON state file): cited "FILE entry N". 0: none.
+  uint32_t numbered_file = 0;
 
   std::vector<uint16_t> ports = {443};
   // HTTP proxy ports: a CONNECT to a watched port through them is followed to the far server's
@@ -191,6 +194,7 @@ struct CompiledPolicy {
   std::string policy_path;
   absl::Time compiled_at = absl::InfinitePast();
   std::vector<std::string> files;
+  uint32_t numbered_file = 0;  // Policy::numbered_file
   std::vector<CompiledList> lists;      // policy order; list(id) finds one by id
   std::vector<CompiledEntry> entries;   // policy order; entry(ref) finds one by ref
   std::vector<KernelEntry> v4, v6;      // sorted by prefix; the tries' exact desired contents
@@ -202,7 +206,7 @@ struct CompiledPolicy {
 
   const CompiledList* list(uint32_t id) const;
   const CompiledEntry* entry(uint32_t ref) const;
-  std::string EntryLocation(uint32_t ref) const;  // "file:line"
+  std::string EntryLocation(uint32_t ref) const;  // "file:line" ("file entry N" in numbered_file)
   // The longest-prefix match a kernel lookup of `query` would return (for an address: the /32 or
   // /128 key), or nullptr.
   const KernelEntry* Lookup(const Prefix& query) const;

@@ -40,31 +40,6 @@
 namespace bw {
 namespace {
 
-constexpr const char* kScanUsage = R"(usage: bannerwatch scan [--config FILE] [--local CIDR]... [--pin-root DIR] [--bpf-variant V]
-                        [--verbose] CAPTURE...
-
-Runs every frame of the pcap / pcapng CAPTUREs ("-": stdin), in order, through the data plane's
-own XDP and TC programs (BPF_PROG_TEST_RUN; needs root and bpffs) with the policy applied as
-`run` applies it, and writes the alerts as EVE JSON lines on stdout, timestamped with the capture
-times, in_iface = the capture's file name. A summary (frames, verdicts, alerts by signature id,
-malformed frames, kernel counters) goes to stderr.
-  --local CIDR   frames FROM these addresses run through TC egress, all others through XDP
-                 ingress (repeatable; without it every frame is ingress)
-  --config FILE  the policy (default: as for run); its runtime state file is not read
-  --pin-root DIR private pin root, new or empty (default /sys/fs/bpf/bwscan-<pid>, removed at exit)
-  --bpf-variant auto|full|core  the data-plane object (default auto: the best this kernel runs)
-Block and watch events: the kernel's rate limiter runs on the kernel clock, which in a replay is
-not the capture's, so the scan turns it off in the kernel and applies the policy's
-block_event_interval itself on capture time (one such event per remote address per interval); the
-per-second
-block_event_budget, a guard for a live ring buffer, does not apply to a scan. Other time-dependent
-kernel state sees replay time. Link types: Ethernet, Linux cooked (SLL, SLL2). Frames cut by the
-snaplen or longer than BPF_PROG_TEST_RUN takes run trimmed to the bytes present. A capture
-taken on an interface bannerwatch guards lacks what it dropped there (XDP and TC egress run before
-the capture taps), so alerts for dropped frames show only live; capture upstream to see them.
-Exit status: 0 success, 1 a capture (or the policy) could not be read, 2 usage error.
-)";
-
 // ---- frames ---------------------------------------------------------------------------------------
 
 // Longest frame run whole. BPF_PROG_TEST_RUN copies the frame into one page after its headroom
@@ -268,12 +243,6 @@ uint64_t TestRun(int prog_fd, bool xdp, const std::vector<uint8_t>& frame, absl:
   return *r;
 }
 
-std::string DefaultPolicy() {
-  for (const char* p : {"/etc/bannerwatch/policy.yaml", BW_DEFAULT_POLICY})
-    if (access(p, R_OK) == 0) return p;
-  return BW_DEFAULT_POLICY;
-}
-
 }  // namespace
 
 uint64_t ScanReport::alert_count() const {
@@ -471,65 +440,9 @@ std::string FormatScanSummary(const ScanReport& r) {
 
 namespace {
 std::atomic<bool> g_stop{false};
-int ScanUsage(const std::string& why) {
-  if (!why.empty()) std::fprintf(stderr, "bannerwatch scan: %s\n", why.c_str());
-  std::fputs(kScanUsage, stderr);
-  return 2;
-}
 }  // namespace
 
-int ScanMain(int argc, char** argv) {
-  ScanOptions o;
-  o.config_path = DefaultPolicy();
-  bool verbose = false;
-  bool only_files = false;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (only_files || a == "-" || a.rfind("--", 0) != 0) {
-      if (!only_files && a.size() > 1 && a[0] == '-' && a != "-")
-        return ScanUsage(absl::StrCat("unknown option ", a));
-      o.captures.push_back(a);
-      continue;
-    }
-    if (a == "--") {
-      only_files = true;
-      continue;
-    }
-    std::string name = a.substr(2), value;
-    bool has_eq = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_eq = true;
-    }
-    if (name == "help") {
-      std::fputs(kScanUsage, stdout);
-      return 0;
-    }
-    if (name == "verbose" && !has_eq) {
-      verbose = true;
-      continue;
-    }
-    if (name != "config" && name != "local" && name != "pin-root" && name != "bpf-variant")
-      return ScanUsage(absl::StrCat("unknown option --", name));
-    if (!has_eq) {
-      if (i + 1 >= argc) return ScanUsage(absl::StrCat("--", name, " needs a value"));
-      value = argv[++i];
-    }
-    if (name == "config") {
-      o.config_path = value;
-    } else if (name == "pin-root") {
-      o.pin_root = value;
-    } else if (name == "bpf-variant") {
-      if (!ParseVariant(value, &o.variant))
-        return ScanUsage(absl::StrCat("--bpf-variant '", value, "': want auto, full or core"));
-    } else {
-      auto p = ParseLocalPrefix(value);
-      if (!p.ok()) return ScanUsage(std::string(p.status().message()));
-      o.local.push_back(*p);
-    }
-  }
-  if (o.captures.empty()) return ScanUsage("no capture files given");
+int ScanMain(ScanOptions o, bool verbose) {
   if (geteuid() != 0) {
     std::fprintf(stderr, "bannerwatch scan: needs root (BPF programs, BPF_PROG_TEST_RUN, bpffs)\n");
     return 1;

@@ -86,9 +86,8 @@ std::string FormatScanSummary(const ScanReport& r);
 // `--local CIDR`: a prefix or a single address (/0 allowed).
 absl::StatusOr<Prefix> ParseLocalPrefix(absl::string_view text);
 
-// `bannerwatch scan ARGS` (argv[1] == "scan"): EVE lines on stdout, the summary on stderr.
-// Exit status 0 success, 1 a capture (or the policy, or the data plane) could not be used,
-// 2 usage error.
-int ScanMain(int argc, char** argv);
+// `bannerwatch scan` with its options parsed (cli.hpp): EVE lines on stdout, the summary on
+// stderr. Exit status 0 success, 1 a capture (or the policy, or the data plane) could not be used.
+int ScanMain(ScanOptions o, bool verbose);
 
 }  // namespace bw

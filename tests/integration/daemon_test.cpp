@@ -20,6 +20,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/time/time.h"
 #include "daemon/attach.hpp"
 #include "daemon/control.hpp"
 #include "daemon/prog_test_run.hpp"
@@ -27,6 +28,7 @@
 #include "maps/maps.hpp"
 #include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
+#include "lib/test_util.hpp"
 #include "lib/topology.hpp"
 
 namespace bw::test {
@@ -895,6 +897,246 @@ TEST_CASE("control socket: shared directories, foreign files and a live daemon's
   CHECK(!std::filesystem::exists(shared + "/bw.sock"));  // its own socket, removed at the end
   REQUIRE(stat(shared.c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 01777);
+}
+
+// Issue 13 row 14, the CLI. `block --help` once answered "unknown option --help" and the whole
+// usage; a value given twice was silently the first one's; a list name the daemon refuses came
+// back as the daemon's error about a JSON field.
+TEST_CASE("CLI: every command has its own --help and usage errors are one line and exit 2") {
+  TempDir dir;
+  auto run = [&](const std::string& args, std::string* err) {
+    int st = -1;
+    std::string out = ShOut(BannerwatchBinary() + " " + args + " 2>" + dir.path() + "/err", &st);
+    *err = ReadFile(dir.path() + "/err");
+    return std::make_pair(st, out);
+  };
+  std::string err;
+  auto [st, out] = run("block --help", &err);
+  CHECK(st == 0);
+  CHECK(err.empty());
+  CHECK(out.find("Usage: bannerwatch block [OPTIONS] CIDR") != std::string::npos);
+  CHECK(out.find("--ttl DURATION") != std::string::npos);
+  CHECK(out.find("--reason TEXT") != std::string::npos);
+  std::tie(st, out) = run("list --help", &err);
+  CHECK(st == 0);
+  CHECK(out.find("Usage: bannerwatch list") != std::string::npos);
+  std::tie(st, out) = run("--help", &err);
+  CHECK(st == 0);
+  CHECK(out.find("list [--json]") != std::string::npos);
+
+  std::tie(st, out) = run("block 203.0.113.9 --ttl 1h --ttl 2h --control /nonexistent", &err);
+  CHECK(st == 2);
+  CHECK(out.empty());
+  CHECK(err == "bannerwatch block: --ttl given more than once; see `bannerwatch block --help`\n");
+  std::tie(st, out) = run("block 203.0.113.9 --list \"bad name\" --control /nonexistent", &err);
+  CHECK(st == 2);
+  CHECK(err == "bannerwatch block: --list 'bad name': want 1 to 64 characters of A-Z a-z 0-9 . _ -; "
+               "see `bannerwatch block --help`\n");
+  std::tie(st, out) = run("run --iface a --iface b --bpf-variant tiny", &err);  // --iface repeats
+  CHECK(st == 2);
+  CHECK(err.find("--bpf-variant 'tiny'") != std::string::npos);
+}
+
+// EACCES on the control socket was reported as "is `bannerwatch run` running?".
+TEST_CASE("control socket: a user who may not use it is told so and not asked whether the daemon runs") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  const std::string sock = t.dir() + "/control.sock";
+  auto as_nobody = [&](int* st) {
+    return ShOut("setpriv --reuid=65534 --regid=65534 --clear-groups " + BannerwatchBinary() +
+                     " status --control " + sock + " 2>&1",
+                 st);
+  };
+  int st = -1;
+  REQUIRE(chmod(t.dir().c_str(), 0755) == 0);
+  std::string out = as_nobody(&st);
+  CHECK(st == 1);
+  CHECK(out == "bannerwatch: permission denied on " + sock +
+                   ": the control socket is root's (mode 0600); run as root\n");
+  // The daemon's default directory is mode 0700: nothing of the socket is visible to others.
+  REQUIRE(chmod(t.dir().c_str(), 0700) == 0);
+  out = as_nobody(&st);
+  CHECK(st == 1);
+  CHECK(out == "bannerwatch: permission denied on " + sock +
+                   ": its directory is closed to this user; run as root\n");
+  REQUIRE(chmod(t.dir().c_str(), 0755) == 0);
+  CHECK(d.Cli("status", &out) == 0);  // root may
+  CHECK(d.Stop() == 0);
+  CHECK(d.Cli("status", &out) == 1);
+  CHECK(out == "bannerwatch: " + sock + ": No such file or directory (is `bannerwatch run` running?)\n");
+}
+
+// `events --follow` once exited 0 without a word when the daemon died or stopped.
+TEST_CASE("events --follow: the daemon ending the stream is exit 1 with a message but Ctrl-C is not") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  const std::string sock = t.dir() + "/control.sock";
+  auto follow = [&](const std::string& log) {
+    return std::make_unique<Process>(
+        nullptr, std::vector<std::string>{BannerwatchBinary(), "events", "--follow", "--control", sock},
+        log);
+  };
+  // A follower counts from its request on (one gone counts until the daemon next writes to it).
+  auto followers = [&] { return d.Status()["eve"]["followers"].get<int>(); };
+  const std::string closed = "bannerwatch: the daemon closed the event stream (stopped?)\n";
+
+  // Ctrl-C: the reader ends as it always did, without a complaint.
+  auto c = follow(t.dir() + "/follow-c.log");
+  REQUIRE(WaitFor([&] { return followers() == 1; }, 5000));
+  c->Signal(SIGINT);
+  CHECK(c->Wait(5000) == 128 + SIGINT);
+  CHECK(ReadFile(t.dir() + "/follow-c.log").empty());
+
+  // The daemon dies (kill -9).
+  const int before = followers();
+  auto a = follow(t.dir() + "/follow-a.log");
+  REQUIRE(WaitFor([&] { return followers() == before + 1; }, 5000));
+  d.Kill9();
+  CHECK(a->Wait(5000) == 1);
+  CHECK(ReadFile(t.dir() + "/follow-a.log") == closed);
+
+  // The daemon stops (SIGTERM).
+  d.Start();
+  auto b = follow(t.dir() + "/follow-b.log");
+  REQUIRE(WaitFor([&] { return followers() == 1; }, 5000));
+  CHECK(d.Stop() == 0);
+  CHECK(b->Wait(5000) == 1);
+  CHECK(ReadFile(t.dir() + "/follow-b.log") == closed);
+}
+
+// The runtime entries' lines of `bannerwatch list` and its JSON.
+std::string Row(const std::string& text, const std::string& cidr) {
+  auto at = text.find(cidr);
+  return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+}
+json RuntimeEntries(Daemon& d) {
+  std::string j;
+  REQUIRE(d.Cli("list --json", &j) == 0);
+  return json::parse(j)["entries"];
+}
+
+// Runtime entries could be seen with their reason and expiry only by reading state.json.
+TEST_CASE("list shows every runtime entry with its list and reason and when it was added and expires") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("list", &out) == 0);
+  CHECK(out == "no runtime entries (state file " + d.state_path() + ")\n");
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'seen beaconing' --list manual", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7 --ttl 1h", &out) == 0);
+  REQUIRE(d.Cli("list", &out) == 0);
+  INFO(out);
+  CHECK(out.find("2 runtime entries, numbered as in " + d.state_path() + ":") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("block") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("manual") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("never") != std::string::npos);
+  CHECK(Row(out, "203.0.113.9/32").find("seen beaconing") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("watch") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("runtime-watch") != std::string::npos);
+  CHECK(Row(out, "198.51.100.7/32").find("(in ") != std::string::npos);
+
+  json e = RuntimeEntries(d);
+  INFO(e.dump());
+  REQUIRE(e.size() == 2u);
+  CHECK(e[0]["n"] == 1);
+  CHECK(e[0]["cidr"] == "203.0.113.9/32");
+  CHECK(e[0]["action"] == "block");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["reason"] == "seen beaconing");
+  CHECK(e[0]["expires"].is_null());
+  CHECK(e[1]["n"] == 2);
+  CHECK(e[1]["action"] == "watch");
+  REQUIRE(e[1]["expires"].is_string());
+  absl::Time expires, added;
+  std::string perr;
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, e[1]["expires"].get<std::string>(), &expires, &perr));
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, e[1]["added"].get<std::string>(), &added, &perr));
+  CHECK(expires - added == absl::Hours(1));
+  CHECK(absl::Now() - added < absl::Minutes(1));
+
+  // A list name the daemon would refuse is refused by the CLI, naming the option.
+  CHECK(d.Cli("block 203.0.113.10 --list 'bad name'", &out) == 2);
+  CHECK(out.find("--list 'bad name': want 1 to 64 characters") != std::string::npos);
+  CHECK(RuntimeEntries(d).size() == 2u);
+  // The same after a restart: read back from the state file.
+  CHECK(d.Stop() == 0);
+  d.Start();
+  CHECK(RuntimeEntries(d) == e);
+}
+
+// `block CIDR --ttl X` again on an entry once added a second entry (in the default list), its
+// reason empty: the daemon could not tell a reason not given from an empty one.
+TEST_CASE("block again with only --ttl keeps the entry's reason and list") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'seen beaconing' --list manual", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7", &out) == 0);
+  REQUIRE(d.Cli("block 203.0.113.9 --ttl 1h", &out) == 0);
+  CHECK(out.find("block 203.0.113.9/32 (list manual, reason \"seen beaconing\", expires ") == 0);
+  json e = RuntimeEntries(d);
+  INFO(e.dump());
+  REQUIRE(e.size() == 2u);  // the same entry, not a second one
+  CHECK(e[0]["cidr"] == "203.0.113.9/32");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["reason"] == "seen beaconing");
+  CHECK(e[0]["expires"].is_string());
+  CHECK(json::parse(ReadFile(d.state_path()))["entries"][0]["reason"] == "seen beaconing");
+  std::string q;
+  REQUIRE(d.Cli("query 203.0.113.9", &q) == 0);
+  CHECK(q.find("list 'manual'") != std::string::npos);
+  CHECK(q.find("runtime: seen beaconing") != std::string::npos);
+
+  // --reason replaces; --reason '' clears; without --ttl the entry never expires.
+  REQUIRE(d.Cli("block 203.0.113.9 --reason 'C2 confirmed'", &out) == 0);
+  e = RuntimeEntries(d);
+  CHECK(e[0]["reason"] == "C2 confirmed");
+  CHECK(e[0]["list"] == "manual");
+  CHECK(e[0]["expires"].is_null());
+  REQUIRE(d.Cli("block 203.0.113.9 --reason ''", &out) == 0);
+  CHECK(RuntimeEntries(d)[0]["reason"] == "");
+  // --list naming another list makes a second entry there; a watch entry is another entry too.
+  REQUIRE(d.Cli("block 203.0.113.9 --list other --reason x", &out) == 0);
+  REQUIRE(d.Cli("watch 203.0.113.9 --ttl 2h", &out) == 0);
+  e = RuntimeEntries(d);
+  REQUIRE(e.size() == 4u);
+  CHECK(e[2]["list"] == "other");
+  CHECK(e[3]["list"] == "runtime-watch");
+  CHECK(e[3]["reason"] == "");
+}
+
+// `query` cited the Nth runtime entry as "state.json:N", a line of another entry (the file has
+// several lines per entry).
+TEST_CASE("query cites a runtime entry by its number in the state file as `list` shows it") {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string out;
+  REQUIRE(d.Cli("block 203.0.113.0/24 --reason first", &out) == 0);
+  REQUIRE(d.Cli("watch 198.51.100.7", &out) == 0);
+  REQUIRE(d.Cli("block 198.51.100.9 --list manual", &out) == 0);
+  REQUIRE(d.Cli("query 198.51.100.9", &out) == 0);
+  INFO(out);
+  CHECK(out.find("decided by list 'manual' entry 198.51.100.9/32 at " + d.state_path() + " entry 3)") !=
+        std::string::npos);
+  CHECK(out.find(d.state_path() + ":") == std::string::npos);
+  // What it names is true: the file's third entry, and `list`'s row 3.
+  json file = json::parse(ReadFile(d.state_path()));
+  CHECK(file["entries"][2]["cidr"] == "198.51.100.9/32");
+  REQUIRE(d.Cli("list --json", &out) == 0);
+  CHECK(json::parse(out)["entries"][2]["n"] == 3);
+  CHECK(json::parse(out)["entries"][2]["cidr"] == "198.51.100.9/32");
+  REQUIRE(d.Cli("query 198.51.100.9 --json", &out) == 0);
+  CHECK(json::parse(out)["deciding_entry"] == d.state_path() + " entry 3");
+  // Entries move up when one before them goes; the citation follows.
+  REQUIRE(d.Cli("unlist 203.0.113.0/24", &out) == 0);
+  REQUIRE(d.Cli("query 198.51.100.9", &out) == 0);
+  CHECK(out.find(d.state_path() + " entry 2)") != std::string::npos);
+  CHECK(json::parse(ReadFile(d.state_path()))["entries"][1]["cidr"] == "198.51.100.9/32");
 }
 
 }  // namespace

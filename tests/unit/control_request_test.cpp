@@ -92,6 +92,28 @@ TEST_CASE("control requests: wrong types, sizes and fields are refused, naming t
   CHECK_FALSE(ParseControlRequest(big).ok());
 }
 
+// A re-run of `block CIDR --ttl X` without --reason once cleared the entry's reason: the daemon
+// could not tell a reason not given from an empty one.
+TEST_CASE("control requests: a reason not given differs from an empty one") {
+  auto r = ParseControlRequest(json::parse(R"({"cmd":"block","cidr":"203.0.113.0/24","ttl_seconds":60})"));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->reason.has_value());
+  r = ParseControlRequest(json::parse(R"({"cmd":"watch","cidr":"203.0.113.0/24","reason":""})"));
+  REQUIRE(r.ok());
+  REQUIRE(r->reason.has_value());
+  CHECK(r->reason->empty());
+}
+
+// `bannerwatch list`: the runtime entries, which once could be seen only by reading state.json.
+TEST_CASE("control requests: list takes no fields") {
+  auto r = ParseControlRequest(json::parse(R"({"cmd":"list"})"));
+  REQUIRE(r.ok());
+  CHECK(r->cmd == "list");
+  r = ParseControlRequest(json::parse(R"({"cmd":"list","cidr":"203.0.113.0/24"})"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()) == "list: takes no field \"cidr\"");
+}
+
 TEST_CASE("control requests: the list-name rule") {
   CHECK(ValidListName("runtime-block"));
   CHECK(ValidListName("seed-2013-09"));

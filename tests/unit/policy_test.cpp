@@ -627,6 +627,34 @@ lists:
   CHECK(c.ExplainText(*ParseAddress("198.51.100.1")) == "198.51.100.1: not listed\n");
 }
 
+// The daemon's runtime entries come from a JSON state file written with an entry per several
+// lines: `query` once cited the Nth entry as "state.json:N", another entry's line.
+TEST_CASE("policy: entries of the numbered file are cited by entry number and not as a line") {
+  Policy p = MustParse(R"(
+lists:
+  - name: feed
+    action: watch
+    entries: [37.9.0.0/16]
+)");
+  const uint32_t state = static_cast<uint32_t>(p.files.size());
+  p.files.push_back("/var/lib/bannerwatch/state.json");
+  p.numbered_file = state;
+  ListSpec l;
+  l.name = "manual";
+  l.action = ListAction::kBlock;
+  for (uint32_t n : {1u, 2u})
+    l.entries.push_back(PolicyEntry{*ParsePrefix(n == 1 ? "203.0.113.0/24" : "37.9.53.12"), state, n, {}});
+  p.lists.push_back(std::move(l));
+  CompiledPolicy c = MustCompile(p);
+  std::string text = c.ExplainText(*ParseAddress("37.9.53.12"));
+  INFO(text);
+  CHECK(text.find("decided by list 'manual' entry 37.9.53.12/32 at /var/lib/bannerwatch/state.json "
+                  "entry 2)") != std::string::npos);
+  CHECK(text.find("state.json:") == std::string::npos);
+  // The policy file's own entries keep file:line.
+  CHECK(text.find("37.9.0.0/16  watch  list 'feed'  policy.yaml:5") != std::string::npos);
+}
+
 TEST_CASE("policy: expiry drops a list's entries and reports the next expiry") {
   Policy p = MustParse(R"(
 lists:

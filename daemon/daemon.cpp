@@ -614,18 +614,13 @@ std::string Daemon::RenderMetrics() {
                                                      control_ ? &control_->connections() : nullptr},
         {"metrics", metrics_ ? &metrics_->connections() : nullptr}}) {
     if (!rs) continue;
-    m.Sample("bannerwatch_connections_refused_total",
-             absl::StrCat(MetricsText::Label("server", server), ",",
-                          MetricsText::Label("reason", "busy")),
-             rs->refused_busy());
-    m.Sample("bannerwatch_connections_refused_total",
-             absl::StrCat(MetricsText::Label("server", server), ",",
-                          MetricsText::Label("reason", "evicted")),
-             rs->evicted());
-    m.Sample("bannerwatch_connections_refused_total",
-             absl::StrCat(MetricsText::Label("server", server), ",",
-                          MetricsText::Label("reason", "timeout")),
-             rs->timed_out());
+    for (const auto& [reason, n] : {std::pair<const char*, uint64_t>{"busy", rs->refused_busy()},
+                                    {"evicted", rs->evicted()},
+                                    {"timeout", rs->timed_out()}})
+      m.Sample("bannerwatch_connections_refused_total",
+               absl::StrCat(MetricsText::Label("server", server), ",",
+                            MetricsText::Label("reason", reason)),
+               n);
   }
   m.Family("bannerwatch_reloads_total", "counter", "Policy reloads by result");
   m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "ok"), reloads_ok_);

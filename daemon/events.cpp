@@ -40,12 +40,6 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-absl::StatusOr<int> EventReader::Poll(int timeout_ms) {
-  int n = ring_buffer__poll(rb_, timeout_ms);
-  if (n < 0 && n != -EINTR) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__poll", -n);
-  return n < 0 ? 0 : n;
-}
-
 absl::StatusOr<int> EventReader::Drain() {
   int n = ring_buffer__consume(rb_);
   if (n < 0) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__consume", -n);

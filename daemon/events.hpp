@@ -38,9 +38,7 @@ class EventReader {
   using V4Resolver = std::function<std::optional<bw_list_value>(const uint8_t* addr4)>;
   void set_v4_resolver(V4Resolver r) { v4_resolver_ = std::move(r); }
 
-  // Waits up to timeout_ms for records and handles all that are ready; returns how many.
-  absl::StatusOr<int> Poll(int timeout_ms);
-  // Handles every record available now, without waiting.
+  // Handles every record available now, without waiting (wait on epoll_fd() first).
   absl::StatusOr<int> Drain();
   int epoll_fd() const;
 

@@ -16,14 +16,17 @@ absl::StatusOr<V4HostTable> V4HostTable::Map(const V4HostMap& m) {
   return V4HostTable(std::move(*s));
 }
 
-volatile uint64_t* V4HostTable::Slot(V4HostKey a) const {
+volatile uint64_t* V4HostTable::Slot(V4HostKey a, uint64_t* matched) const {
   uint32_t home = bw_v4_host_home(V4HostAddr(a));
   for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
     volatile uint64_t* b = p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
     bool open = false;
     for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
       uint64_t v = b[j];
-      if (KeyOf(v) == a && Live(v)) return b + j;
+      if (KeyOf(v) == a && Live(v)) {
+        if (matched) *matched = v;
+        return b + j;
+      }
       open |= v == 0;
     }
     if (open) return nullptr;
@@ -32,22 +35,11 @@ volatile uint64_t* V4HostTable::Slot(V4HostKey a) const {
 }
 
 std::optional<uint8_t> V4HostTable::Find(V4HostKey a) const {
-  // Each slot is read once, as the kernel's bw_host_class does: a reader running beside a writer
-  // must take the class from the value it matched (reading the slot again could find it removed
-  // or cleared by then, and take that for class 0).
-  uint32_t home = bw_v4_host_home(V4HostAddr(a));
-  for (uint32_t i = 0; i < BW_V4_HOST_PROBES; ++i) {
-    const volatile uint64_t* b =
-        p_ + size_t{(home + i) & (BW_V4_HOST_BUCKETS - 1)} * BW_V4_HOST_SLOTS;
-    bool open = false;
-    for (uint32_t j = 0; j < BW_V4_HOST_SLOTS; ++j) {
-      uint64_t v = b[j];
-      if (KeyOf(v) == a && Live(v)) return static_cast<uint8_t>((v >> 32) & BW_V4_PRE_CLASS_MASK);
-      open |= v == 0;
-    }
-    if (open) return std::nullopt;
-  }
-  return std::nullopt;
+  // The class comes from the value the search matched, as in the kernel's bw_host_class: a reader
+  // beside a writer that read the slot again could find it removed by then (class 0).
+  uint64_t v;
+  if (!Slot(a, &v)) return std::nullopt;
+  return static_cast<uint8_t>((v >> 32) & BW_V4_PRE_CLASS_MASK);
 }
 
 absl::flat_hash_map<V4HostKey, uint8_t> V4HostTable::Entries() const {

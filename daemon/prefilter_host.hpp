@@ -59,8 +59,9 @@ class V4HostTable {
 
  private:
   explicit V4HostTable(SharedMapping m) : m_(std::move(m)), p_(m_.as<uint64_t>()) {}
-  // The slot holding a live entry of `a`, or nullptr.
-  volatile uint64_t* Slot(V4HostKey a) const;
+  // The slot holding a live entry of `a`, or nullptr; *matched (if given) gets the value the
+  // search read there, each slot being read once.
+  volatile uint64_t* Slot(V4HostKey a, uint64_t* matched = nullptr) const;
   SharedMapping m_;
   volatile uint64_t* p_;
 };

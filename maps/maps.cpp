@@ -158,6 +158,10 @@ absl::StatusOr<bw_config> MapSet::ReadConfig() const {
 
 absl::Status MapSet::WriteConfig(const bw_config& cfg) const { return config.Update(0, cfg); }
 
+bool BatchUnsupported(int err, bool first_call) {
+  return err == 524 /* ENOTSUPP */ || err == EOPNOTSUPP || (err == EINVAL && first_call);
+}
+
 namespace {
 using PortFlags = std::array<uint8_t, BW_PORTS_MAX>;
 
@@ -178,7 +182,7 @@ absl::StatusOr<PortFlags> ReadPortFlags(const PortsMap& ports) {
     int e = err < 0 ? errno : 0;
     first = false;
     if (err < 0 && e != ENOENT) {
-      if (got == 0 && (e == EINVAL || e == 524 /* ENOTSUPP */ || e == EOPNOTSUPP)) break;
+      if (BatchUnsupported(e, got == 0)) break;  // a lookup per port, below
       return ErrnoStatus(ports.name(), "BPF_MAP_LOOKUP_BATCH", e);
     }
     got += count;

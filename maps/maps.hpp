@@ -48,6 +48,13 @@ class Fd {
 // "name: what(): strerror(errno)"
 absl::Status ErrnoStatus(absl::string_view name, absl::string_view what, int err);
 
+// A batch map command (BPF_MAP_*_BATCH) failed with `err` because the kernel has none for this
+// map type: ENOTSUPP (524, what 5.10 answers for an LPM trie) or EOPNOTSUPP whenever; EINVAL (a
+// kernel without the command) on a map's first batch call only, where the element-wise path that
+// follows reports a real EINVAL itself. The kernel leaves `count` as it was when it refuses the
+// command, so `count` does not tell.
+bool BatchUnsupported(int err, bool first_call);
+
 // A read/write shared mapping (MAP_SHARED) of a BPF_F_MMAPABLE array map's first `bytes` bytes,
 // unmapped on destruction: the kernel reads what is stored here at once. Movable.
 class SharedMapping {

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -58,23 +59,32 @@ int Ping(Netns& from, const std::string& addr) {
 }
 
 // A UDP socket bound inside a namespace, owned by this process.
+// Runs `fn` with this thread in `ns`'s network namespace (sockets it makes stay there), then
+// back in its own. `fn` must not throw (no REQUIRE inside): check its results after.
+void InNetns(Netns& ns, const std::function<void()>& fn) {
+  int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(self >= 0);
+  REQUIRE(target >= 0);
+  REQUIRE(setns(target, CLONE_NEWNET) == 0);
+  fn();
+  REQUIRE(setns(self, CLONE_NEWNET) == 0);
+  close(self);
+  close(target);
+}
+
 class UdpReceiver {
  public:
   UdpReceiver(Netns& ns, const char* addr, uint16_t port) {
-    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(self >= 0);
-    REQUIRE(target >= 0);
-    REQUIRE(setns(target, CLONE_NEWNET) == 0);
-    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, addr, &a.sin_addr);
-    int b = bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    REQUIRE(setns(self, CLONE_NEWNET) == 0);
-    close(self);
-    close(target);
+    int b = -1;
+    InNetns(ns, [&] {
+      fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      inet_pton(AF_INET, addr, &a.sin_addr);
+      b = bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    });
     REQUIRE(b == 0);
   }
   ~UdpReceiver() { close(fd_); }
@@ -581,20 +591,15 @@ TEST_CASE("a list file rewritten slowly is applied once, whole, when its writer 
 
 // A TCP connection to 127.0.0.1:port made inside `ns` (the socket keeps that namespace).
 int TcpConnectIn(Netns& ns, uint16_t port) {
-  int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
-  REQUIRE(self >= 0);
-  REQUIRE(target >= 0);
-  REQUIRE(setns(target, CLONE_NEWNET) == 0);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  int c = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  REQUIRE(setns(self, CLONE_NEWNET) == 0);
-  close(self);
-  close(target);
+  int fd = -1, c = -1;
+  InNetns(ns, [&] {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    c = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  });
   REQUIRE(c == 0);
   return fd;
 }

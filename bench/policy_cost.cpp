@@ -661,17 +661,17 @@ absl::Status PolicyCost::Run() {
     if (!rd.ok()) return rd.status();
     rs.push_back(*rd);
   }
-  nlohmann::json daemon_mem, daemon_mem_lean;
+  nlohmann::json daemon_mem, daemon_mem_keep;
   if (absl::GetFlag(FLAGS_daemon)) {
-    st = DaemonMemory(policy_path_, &daemon_mem);
+    st = DaemonMemory(policy_path_, &daemon_mem);  // the default settings
     if (!st.ok()) return st;
-    // The same with keep_reload_buffers: false (the replaced policy's tables handed back).
-    std::string lean = dir_ + "/policy-lean.yaml";
+    // The same with keep_reload_buffers: true (spare tables held for the next reload).
+    std::string keep = dir_ + "/policy-keep.yaml";
     auto yaml = ReadWholeFile(policy_path_);
     if (!yaml.ok()) return yaml.status();
-    st = WriteFileAtomically(lean, absl::StrCat(*yaml, "keep_reload_buffers: false\n"));
+    st = WriteFileAtomically(keep, absl::StrCat(*yaml, "keep_reload_buffers: true\n"));
     if (!st.ok()) return st;
-    st = DaemonMemory(lean, &daemon_mem_lean);
+    st = DaemonMemory(keep, &daemon_mem_keep);
     if (!st.ok()) return st;
   }
 
@@ -789,15 +789,25 @@ absl::Status PolicyCost::Run() {
   if (!daemon_mem.is_null()) {
     const auto& a = daemon_mem["after_start_kib"];
     const auto& b = daemon_mem["after_reload_kib"];
-    section.rows.push_back({absl::StrCat("daemon `bannerwatch run` with ", nl, ": VmRSS after start"),
+    // The issue 13 target: under 256 MiB resident with the default settings.
+    auto held = [](double kib) { return kib < 256.0 * 1024 ? "< 256 MiB holds" : "< 256 MiB MISSED"; };
+    section.rows.push_back({absl::StrCat("daemon `bannerwatch run` with ", nl,
+                                         ", default settings: VmRSS after start"),
                             MiB(a["rss"].get<double>() * 1024), "",
-                            absl::StrCat("VmHWM ", MiB(a["hwm"].get<double>() * 1024)), "", ""});
-    section.rows.push_back({"daemon: VmRSS after the 1 % reload", MiB(b["rss"].get<double>() * 1024),
-                            "", absl::StrCat("VmHWM ", MiB(b["hwm"].get<double>() * 1024)), "", ""});
-    const auto& c = daemon_mem_lean["after_reload_kib"];
-    section.rows.push_back({"daemon: VmRSS after the 1 % reload, keep_reload_buffers: false",
+                            absl::StrCat("VmHWM ", MiB(a["hwm"].get<double>() * 1024)), "",
+                            held(a["rss"].get<double>())});
+    section.rows.push_back({"daemon, default settings: VmRSS after the 1 % reload",
+                            MiB(b["rss"].get<double>() * 1024), "",
+                            absl::StrCat("VmHWM ", MiB(b["hwm"].get<double>() * 1024)), "",
+                            held(b["rss"].get<double>())});
+    const auto& c = daemon_mem_keep["after_start_kib"];
+    const auto& d = daemon_mem_keep["after_reload_kib"];
+    section.rows.push_back({"daemon, keep_reload_buffers: true: VmRSS after start",
                             MiB(c["rss"].get<double>() * 1024), "",
                             absl::StrCat("VmHWM ", MiB(c["hwm"].get<double>() * 1024)), "", ""});
+    section.rows.push_back({"daemon, keep_reload_buffers: true: VmRSS after the 1 % reload",
+                            MiB(d["rss"].get<double>() * 1024), "",
+                            absl::StrCat("VmHWM ", MiB(d["hwm"].get<double>() * 1024)), "", ""});
   }
 
   FeedShape fs = Shape(all_, n_);
@@ -843,18 +853,23 @@ absl::Status PolicyCost::Run() {
       "applied (the kernel's own accounting; bpftool map show prints the same); maps under 64 KiB "
       "are only in the total");
   if (!daemon_mem.is_null()) {
-    std::string lines;
-    for (const auto& l : daemon_mem["log_applied"]) {
-      std::string s = l.get<std::string>();
-      size_t at = s.find("bannerwatch: ");
-      absl::StrAppend(&lines, lines.empty() ? "" : " | ", at == std::string::npos ? s : s.substr(at + 13));
-    }
+    auto log_lines = [](const nlohmann::json& mem) {
+      std::string lines;
+      for (const auto& l : mem["log_applied"]) {
+        std::string s = l.get<std::string>();
+        size_t at = s.find("bannerwatch: ");
+        absl::StrAppend(&lines, lines.empty() ? "" : " | ",
+                        at == std::string::npos ? s : s.substr(at + 13));
+      }
+      return lines;
+    };
     section.notes.push_back(absl::StrFormat(
         "daemon: `bannerwatch run` (this build) in the benchmark's namespace with the same policy, "
         "no EVE file, running %.1f s after exec; then the list file rewritten (1 %% replaced) "
-        "and reloaded through its inotify watch (then once more, from the start, with "
-        "keep_reload_buffers: false added to the policy); its log: %s",
-        daemon_mem["startup_seconds"].get<double>(), lines));
+        "and reloaded through its inotify watch; its log: %s. Then once more, from the start, with "
+        "keep_reload_buffers: true added to the policy; its log: %s",
+        daemon_mem["startup_seconds"].get<double>(), log_lines(daemon_mem),
+        log_lines(daemon_mem_keep)));
   }
   nlohmann::json rounds_j = nlohmann::json::array();
   for (const Round& r : rs) rounds_j.push_back(r.ToJson());
@@ -895,7 +910,7 @@ absl::Status PolicyCost::Run() {
       {"maps", maps_j},
       {"maps_memlock_total", map_total},
       {"daemon", daemon_mem},
-      {"daemon_keep_reload_buffers_false", daemon_mem_lean}};
+      {"daemon_keep_reload_buffers_true", daemon_mem_keep}};
   return absl::OkStatus();
 }
 

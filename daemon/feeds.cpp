@@ -727,7 +727,8 @@ absl::StatusOr<std::shared_ptr<const Feed>> LoadFeedCached(const std::string& pa
   std::shared_ptr<const Feed> shared = std::make_shared<Feed>(std::move(*parsed));
   std::shared_ptr<const std::string> text;
   bool big_plain = shared->format == FeedFormat::kPlain && content->size() >= kDiffMinBytes;
-  if (big_plain) text = std::make_shared<const std::string>(std::move(*content));
+  if (big_plain && g_keep_spares.load())
+    text = std::make_shared<const std::string>(std::move(*content));
   before_text.reset();
   absl::MutexLock l(&c.mu);
   ++(by_diff ? c.stats.diffs : c.stats.parses);
@@ -766,7 +767,10 @@ void KeepFeedSpares(bool keep) {
   if (keep) return;
   FeedCache& c = Cache();
   absl::MutexLock l(&c.mu);
-  for (auto& [path, cf] : c.by_path) cf.spare.reset();
+  for (auto& [path, cf] : c.by_path) {
+    cf.spare.reset();
+    cf.content.reset();
+  }
 }
 
 void PrepareFeedSpares() {

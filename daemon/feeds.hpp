@@ -116,8 +116,10 @@ struct FeedCacheStats {
   uint64_t spare_bytes = 0;  // now: entry storage kept from replaced feeds for the next parse
 };
 FeedCacheStats GetFeedCacheStats();
-// Whether a big plain list's replaced Feed is kept for the next parse of the file to write its
-// entries into (default true); false also drops the ones kept (policy key keep_reload_buffers).
+// Whether the cache keeps, for big plain lists, the replaced Feed (for the next parse of the file
+// to write its entries into) and the text parsed (to parse the next change as a diff). Default
+// true; false also drops the ones kept, and changed files are then parsed whole (policy key
+// keep_reload_buffers).
 void KeepFeedSpares(bool keep);
 // Storage made ahead for a reload's tables (here and in policy.hpp's ReloadBuffers): room for the
 // next version's growth, an eighth more (a table that overflows is copied into fresh memory, the

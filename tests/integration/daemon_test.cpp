@@ -440,11 +440,16 @@ TEST_CASE("Prometheus metrics: kernel counters, per-list hits and drops, EVE lin
   CHECK(m.find("# TYPE bannerwatch_reload_buffers_bytes gauge") != std::string::npos);
 }
 
-TEST_CASE("reload buffers: made after the start, kept across reloads, handed back on request") {
+TEST_CASE("reload buffers: off by default; when asked for, made after the start, kept across reloads, handed back on request") {
   Topology t;
   Daemon d(t, kBlockServerPolicy);
   d.Start();
-  json s;
+  json s = d.Status();
+  CHECK(s["reload_buffers"]["keep"] == false);
+  CHECK(s["reload_buffers"]["held_bytes"] == 0);
+  d.WritePolicy(std::string(kBlockServerPolicy) + "keep_reload_buffers: true\n");
+  REQUIRE(d.Stop() == 0);
+  d.Start();
   // Made on a thread after the start; the daemon takes them once they are ready.
   CHECK(WaitFor([&] {
     s = d.Status();

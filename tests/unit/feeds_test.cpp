@@ -397,16 +397,20 @@ TEST_CASE("feeds: a changed big plain list parsed as a diff equals a full parse"
   CHECK(GetFeedCacheStats().diffs - s0.diffs == 1);
   CheckSameEntries(**ok, MustParse(p, good));
 
-  // The replaced feed's storage is kept for the next parse, unless the policy says not to.
+  // The replaced feed's storage is kept for the next parse, unless the policy says not to; then
+  // the text is not kept either, and a change is parsed whole.
   CHECK(GetFeedCacheStats().spare_bytes > 0);
   KeepFeedSpares(false);
   CHECK(GetFeedCacheStats().spare_bytes == 0);
   lines.push_back("203.0.113.78");
   std::string again = JoinLines(lines, true);
   d.Write("feed.txt", again);
+  FeedCacheStats s1 = GetFeedCacheStats();
   auto no_spare = LoadFeedCached(p);
   REQUIRE(no_spare.ok());
   CHECK(GetFeedCacheStats().spare_bytes == 0);
+  CHECK(GetFeedCacheStats().diffs == s1.diffs);
+  CHECK(GetFeedCacheStats().parses == s1.parses + 1);
   CheckSameEntries(**no_spare, MustParse(p, again));
   KeepFeedSpares(true);
 

@@ -244,29 +244,14 @@ absl::StatusOr<MapSet> DataPlane::Maps() const {
     if (f < 0) return ErrnoStatus(bpf_map__name(m), "fcntl(F_DUPFD_CLOEXEC)", errno);
     return Fd(f);
   };
-#define BW_DUP(field, map)                                       \
-  {                                                              \
-    auto fd = dup_raw(skel_->maps.map);                          \
-    if (!fd.ok()) return fd.status();                            \
-    s.field = decltype(s.field)(std::move(*fd), #map);           \
+#define BW_DUP(field, type, ident, abi_name)     \
+  {                                               \
+    auto fd = dup_raw(skel_->maps.ident);         \
+    if (!fd.ok()) return fd.status();             \
+    s.field = type(std::move(*fd), abi_name);     \
   }
-  BW_DUP(watch_v4, bw_watch_v4)
-  BW_DUP(watch_v6, bw_watch_v6)
-  BW_DUP(config, bw_config)
-  BW_DUP(ports, bw_ports)
-  BW_DUP(flows, bw_flows)
-  BW_DUP(counters, bw_counters)
-  BW_DUP(block_rl, bw_block_rl)
-  BW_DUP(block_bud, bw_block_bud)
-  BW_DUP(v4_pre, bw_v4_pre)
-  BW_DUP(v4_sum, bw_v4_sum)
-  BW_DUP(v4_host, bw_v4_host)
-  BW_DUP(v4_class, bw_v4_class)
-  BW_DUP(v4_cls_cnt, bw_v4_cls_cnt)
+  BW_MAPSET_MAPS(BW_DUP)
 #undef BW_DUP
-  auto ev = dup_raw(skel_->maps.bw_events);
-  if (!ev.ok()) return ev.status();
-  s.events = std::move(*ev);
   return s;
 }
 

@@ -68,29 +68,14 @@ absl::StatusOr<Fd> OpenPinnedObject(const std::string& path) {
 absl::StatusOr<MapSet> MapSet::OpenPinned(const std::string& pin_root) {
   MapSet s;
   auto open = [&](const char* name) { return OpenPinnedObject(absl::StrCat(pin_root, "/", name)); };
-#define BW_OPEN(field, name, ...)                    \
-  {                                                  \
-    auto fd = open(name);                            \
-    if (!fd.ok()) return fd.status();                \
-    s.field = decltype(s.field)(std::move(*fd), name); \
+#define BW_OPEN(field, type, ident, abi_name)     \
+  {                                                \
+    auto fd = open(abi_name);                      \
+    if (!fd.ok()) return fd.status();              \
+    s.field = type(std::move(*fd), abi_name);      \
   }
-  BW_OPEN(watch_v4, BW_MAP_WATCH_V4)
-  BW_OPEN(watch_v6, BW_MAP_WATCH_V6)
-  BW_OPEN(config, BW_MAP_CONFIG)
-  BW_OPEN(ports, BW_MAP_PORTS)
-  BW_OPEN(flows, BW_MAP_FLOWS)
-  BW_OPEN(counters, BW_MAP_COUNTERS)
-  BW_OPEN(block_rl, BW_MAP_BLOCK_RL)
-  BW_OPEN(block_bud, BW_MAP_BLOCK_BUD)
-  BW_OPEN(v4_pre, BW_MAP_V4_PRE)
-  BW_OPEN(v4_sum, BW_MAP_V4_SUM)
-  BW_OPEN(v4_host, BW_MAP_V4_HOST)
-  BW_OPEN(v4_class, BW_MAP_V4_CLASS)
-  BW_OPEN(v4_cls_cnt, BW_MAP_V4_CLS_CNT)
+  BW_MAPSET_MAPS(BW_OPEN)
 #undef BW_OPEN
-  auto ev = open(BW_MAP_EVENTS);
-  if (!ev.ok()) return ev.status();
-  s.events = std::move(*ev);
   return s;
 }
 

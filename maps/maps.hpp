@@ -134,22 +134,37 @@ static_assert(sizeof(bw_counters) == BW_CNT__MAX * sizeof(uint64_t));
 using CounterArray = std::array<uint64_t, BW_CNT__MAX>;
 CounterArray ToArray(const bw_counters& c);
 
+// The maps userspace holds a handle to, written once: MapSet's field, its C++ type, the map's
+// identifier in bpf/ (the skeleton's field and the pinned file's name) and the ABI header's name
+// for it. MapSet, MapSet::OpenPinned and DataPlane::Maps are made from this list; a map missing
+// from the object fails the build (the skeleton has no such field), and an ABI name that differs
+// from the identifier fails the static_assert below. Maps only the kernel uses (flow state,
+// scratch) are not here, nor the ring buffer (DataPlane::events_fd: the event reader's).
+#define BW_MAPSET_MAPS(X)                                                  \
+  X(watch_v4, WatchV4Map, bw_watch_v4, BW_MAP_WATCH_V4)                    \
+  X(watch_v6, WatchV6Map, bw_watch_v6, BW_MAP_WATCH_V6)                    \
+  X(config, ConfigMap, bw_config, BW_MAP_CONFIG)                           \
+  X(ports, PortsMap, bw_ports, BW_MAP_PORTS)                               \
+  X(flows, FlowsMap, bw_flows, BW_MAP_FLOWS)                               \
+  X(counters, PerCpuArray<bw_counters>, bw_counters, BW_MAP_COUNTERS)      \
+  X(block_rl, PerCpuArray<bw_block_rl_slot>, bw_block_rl, BW_MAP_BLOCK_RL) \
+  X(block_bud, PerCpuArray<bw_block_budget>, bw_block_bud, BW_MAP_BLOCK_BUD) \
+  X(v4_pre, V4PreMap, bw_v4_pre, BW_MAP_V4_PRE)                            \
+  X(v4_sum, V4SumMap, bw_v4_sum, BW_MAP_V4_SUM)                            \
+  X(v4_host, V4HostMap, bw_v4_host, BW_MAP_V4_HOST)                        \
+  X(v4_class, V4ClassMap, bw_v4_class, BW_MAP_V4_CLASS)                    \
+  X(v4_cls_cnt, PerCpuArray<bw_v4_cls_cnt>, bw_v4_cls_cnt, BW_MAP_V4_CLS_CNT)
+
+#define BW_MAPSET_NAME_CHECK(field, type, ident, abi_name) \
+  static_assert(std::string_view(abi_name) == #ident, "ABI name of " #ident);
+BW_MAPSET_MAPS(BW_MAPSET_NAME_CHECK)
+#undef BW_MAPSET_NAME_CHECK
+
 // All maps of the data plane, by name.
 struct MapSet {
-  WatchV4Map watch_v4;
-  WatchV6Map watch_v6;
-  ConfigMap config;
-  PortsMap ports;
-  FlowsMap flows;
-  PerCpuArray<bw_counters> counters;
-  PerCpuArray<bw_block_rl_slot> block_rl;
-  PerCpuArray<bw_block_budget> block_bud;
-  V4PreMap v4_pre;  // the IPv4 pre-filter (see daemon/prefilter.hpp)
-  V4SumMap v4_sum;  // its summary (see daemon/prefilter_sum.hpp)
-  V4HostMap v4_host;
-  V4ClassMap v4_class;
-  PerCpuArray<bw_v4_cls_cnt> v4_cls_cnt;
-  Fd events;  // the ring buffer
+#define BW_MAPSET_FIELD(field, type, ident, abi_name) type field;
+  BW_MAPSET_MAPS(BW_MAPSET_FIELD)
+#undef BW_MAPSET_FIELD
 
   // Opens every map pinned under `pin_root` (BPF_OBJ_GET).
   static absl::StatusOr<MapSet> OpenPinned(const std::string& pin_root);

@@ -53,6 +53,21 @@ class Tmpfs {
   std::string path_;
 };
 
+// Writes zeros to `path` until the file system is full; returns the bytes it took.
+uint64_t FillDisk(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  static const char zeros[4096] = {};
+  uint64_t n = 0;
+  for (;;) {
+    ssize_t w = ::write(fd, zeros, sizeof(zeros));
+    if (w <= 0) break;
+    n += static_cast<uint64_t>(w);
+  }
+  ::close(fd);
+  return n;
+}
+
 uint64_t FreeBytes(const std::string& dir) {
   struct statvfs v {};
   REQUIRE(statvfs(dir.c_str(), &v) == 0);
@@ -65,6 +80,14 @@ uint64_t EventsCommitted(const json& s) {
          s["counters"]["egress"]["events"].get<uint64_t>();
 }
 
+// The daemon's word on one address (`bannerwatch query`): its "effective action: ..." line.
+std::string EffectiveAction(Daemon& d, const std::string& ip) {
+  std::string out;
+  d.Cli("query " + ip, &out);
+  auto at = out.find("effective action: ");
+  return at == std::string::npos ? out : out.substr(at + 18, out.find('\n', at) - at - 18);
+}
+
 const char* kBlockServerPolicy = R"(ports: [443]
 banner: {server: alert, client: alert}
 lists:
@@ -72,6 +95,11 @@ lists:
     action: block
     reason: "integration test"
     entries: [198.51.100.2/32, 2001:db8:100::2/128]
+)";
+
+const char* kEmptyPolicy = R"(ports: [443]
+banner: {server: alert, client: alert}
+lists: []
 )";
 
 // Issue 13 row 7, live: a write to the EVE file that stops part of the way (a full disk) once left
@@ -157,6 +185,82 @@ TEST_CASE("EVE file on a full disk: whole lines only, counts exact, lines again 
   CHECK(sent > 1000u);
   CHECK(rx.Drain() == 0);  // the block held throughout
   CHECK(d.Stop() == 0);
+}
+
+// A runtime `block` on a full disk was applied to the kernel and then not saved: the client said
+// "warning: not persisted" with exit status 0, and the next start forgot the block; an `unlist`
+// likewise removed a block from the kernel that the state file kept. A change is now saved first
+// and applied only once saved, so a request that cannot be persisted changes nothing.
+TEST_CASE("state file on a full disk: block and unlist are refused with the reason and change nothing", "[adversarial]") {
+  Topology t;
+  const std::string fs = t.dir() + "/statefs";
+  Tmpfs tmpfs(fs, "64k");
+  const std::string state = fs + "/state.json";
+  // A second address for the prober, so that the server's own one can be the address blocked.
+  const char* kProber = "198.51.100.3";
+  REQUIRE(t.server().Run(std::string("ip addr add ") + kProber + "/24 dev " + kServerIf) == 0);
+  Daemon d(t, kEmptyPolicy, {"--state", state});
+  UdpReceiver rx_prober(t.host(), kHostV4, 9999), rx_server(t.host(), kHostV4, 9998);
+  auto server_gets_through = [&] {
+    rx_server.Drain();
+    UdpFlood flood(t.server(), kHostV4, 9998, t.dir() + "/sent-server");
+    Settle(300);
+    REQUIRE(flood.Stop() > 100u);
+    return rx_server.Drain();
+  };
+  d.Start();
+  // Control: nothing blocked, both arrive.
+  {
+    UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0", kProber);
+    Settle(300);
+    REQUIRE(flood.Stop() > 100u);
+    REQUIRE(rx_prober.Drain() > 50);
+  }
+  REQUIRE(server_gets_through() > 50);
+
+  std::string out;
+  REQUIRE(d.Cli(std::string("block ") + kProber + " --reason prober", &out) == 0);
+  rx_prober.Drain();
+  UdpFlood prober(t.server(), kHostV4, 9999, t.dir() + "/sent1", kProber);
+  const std::string before = ReadFile(state);
+  REQUIRE(before.find(std::string(kProber) + "/32") != std::string::npos);
+
+  REQUIRE(FillDisk(fs + "/filler") > 0u);
+  CHECK(d.Cli("block 198.51.100.2 --reason server", &out) == 1);
+  INFO(out);
+  CHECK(out.find(state) != std::string::npos);
+  CHECK(out.find("No space left on device") != std::string::npos);
+  CHECK(ReadFile(state) == before);
+  CHECK(server_gets_through() > 50);  // not blocked in the kernel
+  CHECK(EffectiveAction(d, "198.51.100.2") == "none");
+  // Removing the prober's block cannot be saved either: it stays, in the file and the kernel.
+  CHECK(d.Cli(std::string("unlist ") + kProber, &out) == 1);
+  CHECK(out.find(state) != std::string::npos);
+  CHECK(ReadFile(state) == before);
+  CHECK(EffectiveAction(d, kProber) == "block");
+  REQUIRE(d.Cli("list --json", &out) == 0);
+  CHECK(json::parse(out)["entries"].size() == 1u);
+  CHECK(d.Status()["ok"] == true);
+  // No leftover temporary file on the full disk.
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(fs)) files += e.is_regular_file();
+  CHECK(files == 3u);  // state.json, its lock, the filler
+
+  // Room again: the same request works.
+  std::filesystem::remove(fs + "/filler");
+  REQUIRE(d.Cli("block 198.51.100.2 --reason server", &out) == 0);
+  CHECK(out.find("warning") == std::string::npos);
+  CHECK(server_gets_through() == 0);
+  CHECK(ReadFile(state).find("198.51.100.2/32") != std::string::npos);
+
+  const uint64_t sent = prober.Stop();
+  CHECK(sent > 1000u);
+  CHECK(rx_prober.Drain() == 0);
+  // Both blocks are the state file's: a restart keeps them.
+  CHECK(d.Stop() == 0);
+  d.Start();
+  CHECK(EffectiveAction(d, "198.51.100.2") == "block");
+  CHECK(EffectiveAction(d, kProber) == "block");
 }
 
 }  // namespace

@@ -658,6 +658,13 @@ void Daemon::WatchFiles() {
     std::string abs = std::filesystem::absolute(f, ec).lexically_normal().string();
     watched_files_.insert(abs);
     dirs.insert(std::filesystem::path(abs).parent_path().string());
+    // A symlink's target too (operators link a list to a feed's current file): a write or a
+    // rename there is the list's change, and the link's directory sees nothing of it.
+    std::string target = std::filesystem::canonical(abs, ec).string();
+    if (!ec && target != abs) {
+      watched_files_.insert(target);
+      dirs.insert(std::filesystem::path(target).parent_path().string());
+    }
   }
   // Directories, not files: editors and config management replace files by rename. Only a
   // finished write (close after writing) or a rename into place reloads: a file being created or

@@ -263,5 +263,109 @@ TEST_CASE("state file on a full disk: block and unlist are refused with the reas
   CHECK(EffectiveAction(d, kProber) == "block");
 }
 
+// Points `link` at `target` atomically (a new symlink renamed over the old one, as `ln -sfn`
+// with a temporary name or config management does).
+void Repoint(const std::string& link, const std::string& target) {
+  const std::string tmp = link + ".new";
+  std::filesystem::remove(tmp);
+  std::filesystem::create_symlink(target, tmp);
+  std::filesystem::rename(tmp, link);
+}
+
+// Operators keep list files behind symlinks (a feed's current version, a shared directory). A
+// symlink to a regular file is read; one to a FIFO, a device or nothing is refused at reload with
+// the file named, and the policy in force stays; so is a list file past the size cap.
+TEST_CASE("list files behind symlinks: followed to regular files, refused otherwise, rewrites of the target reload", "[adversarial]") {
+  Topology t;
+  const std::string lists = t.dir() + "/lists", data = t.dir() + "/data";
+  std::filesystem::create_directories(lists);
+  std::filesystem::create_directories(data);
+  const std::string link = lists + "/feed.txt", v1 = data + "/feed-v1.txt";
+  WriteFile(v1, "198.51.100.2/32\n203.0.113.0/24\n");
+  std::filesystem::create_symlink(v1, link);
+  REQUIRE(mkfifo((data + "/fifo").c_str(), 0600) == 0);
+  Daemon d(t, "ports: [443]\nlists:\n  - name: feed\n    action: block\n    files: [" + link + "]\n");
+  UdpReceiver rx(t.host(), kHostV4, 9999);
+  {
+    UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
+    Settle(300);
+    REQUIRE(flood.Stop() > 100u);
+    REQUIRE(rx.Drain() > 50);
+  }
+  d.Start();
+  rx.Drain();
+  UdpFlood prober(t.server(), kHostV4, 9999, t.dir() + "/sent1");
+  CHECK(EffectiveAction(d, kServerV4) == "block");
+  CHECK(d.Status()["prefixes"]["v4"] == 2);
+  auto reloads = [&](const char* which) { return d.Status()["last_reload"][which].get<int>(); };
+
+  struct Bad {
+    std::string target, why;
+  };
+  const std::vector<Bad> bad = {
+      {data + "/fifo", "is a FIFO"},
+      {"/dev/zero", "is a character device"},
+      {data + "/missing.txt", "cannot open: No such file or directory"},
+  };
+  for (const Bad& b : bad) {
+    INFO("symlink to " << b.target);
+    const int failed = reloads("reloads_failed");
+    Repoint(link, b.target);
+    // The link's directory is watched: its re-pointing is a change, and refused.
+    CHECK(WaitFor([&] { return reloads("reloads_failed") == failed + 1; }, 3000));
+    std::string out;
+    CHECK(d.Cli("reload", &out) == 1);
+    CHECK(out.find(link + ": " + b.why) != std::string::npos);
+    json s = d.Status();
+    CHECK(s["ok"] == true);
+    CHECK(s["last_reload"]["error"].get<std::string>().find(link) != std::string::npos);
+    CHECK(s["prefixes"]["v4"] == 2);
+    CHECK(EffectiveAction(d, kServerV4) == "block");
+  }
+  // Back to a regular file: re-pointing the link reloads by itself.
+  int ok = reloads("reloads_ok");
+  Repoint(link, v1);
+  CHECK(WaitFor([&] { return reloads("reloads_ok") == ok + 1; }, 3000));
+  CHECK(d.Status()["last_reload"]["ok"] == true);
+
+  // The target rewritten in place (the link's directory sees nothing of it), then replaced by a
+  // rename: each is reloaded.
+  ok = reloads("reloads_ok");
+  WriteFile(v1, "198.51.100.2/32\n203.0.113.0/24\n198.51.100.77/32\n");
+  CHECK(WaitFor([&] { return reloads("reloads_ok") == ok + 1; }, 3000));
+  CHECK(EffectiveAction(d, "198.51.100.77") == "block");
+  ok = reloads("reloads_ok");
+  WriteFile(data + "/feed-v1.txt.new", "198.51.100.2/32\n203.0.113.0/24\n198.51.100.78/32\n");
+  std::filesystem::rename(data + "/feed-v1.txt.new", v1);
+  CHECK(WaitFor([&] { return reloads("reloads_ok") == ok + 1; }, 3000));
+  CHECK(EffectiveAction(d, "198.51.100.78") == "block");
+  CHECK(EffectiveAction(d, "198.51.100.77") == "none");
+
+  // The target replaced by a file past the size cap (sparse: 300 MiB of nothing, over the
+  // default 256 MiB): refused, the last good list stays.
+  const int failed = reloads("reloads_failed");
+  const std::string huge = data + "/huge.txt";
+  {
+    int fd = ::open(huge.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(ftruncate(fd, off_t{300} << 20) == 0);
+    ::close(fd);
+  }
+  std::filesystem::rename(huge, v1);
+  CHECK(WaitFor([&] { return reloads("reloads_failed") == failed + 1; }, 3000));
+  std::string out;
+  CHECK(d.Cli("reload", &out) == 1);
+  INFO(out);
+  CHECK(out.find(link + ": 314572800 bytes or more, over the limit") != std::string::npos);
+  CHECK(EffectiveAction(d, kServerV4) == "block");
+  CHECK(EffectiveAction(d, "198.51.100.78") == "block");
+
+  const uint64_t sent = prober.Stop();
+  CHECK(sent > 1000u);
+  CHECK(rx.Drain() == 0);
+  CHECK(d.Status()["ok"] == true);
+  CHECK(d.Stop() == 0);
+}
+
 }  // namespace
 }  // namespace bw::test

@@ -93,6 +93,9 @@ class Daemon {
   // Validates everything, then applies as a diff. On error nothing changes.
   absl::Status Reload(const std::string& why, const RuntimeState* runtime_override = nullptr);
   absl::StatusOr<Policy> BuildPolicy(const RuntimeState& runtime);
+  // A runtime change (block/watch/allow/unlist): saved to the state file first, then applied; on
+  // either error nothing changes (neither the file nor the kernel).
+  absl::Status CommitRuntime(RuntimeState next, const std::string& why);
   ControlServer::Reply HandleControl(const json& req);
   json Status();
   json RuntimeChange(const ControlRequest& req, const std::string& action);
@@ -474,17 +477,31 @@ json Daemon::RuntimeChange(const ControlRequest& req, const std::string& action)
   if (req.ttl_seconds > 0) e.expires = e.added + absl::Seconds(req.ttl_seconds);
   RuntimeState next = runtime_;
   next.Upsert(e);
-  absl::Status st = Reload(absl::StrCat(action, " ", e.cidr), &next);
+  absl::Status st = CommitRuntime(std::move(next), absl::StrCat(action, " ", e.cidr));
   if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
-  // Applied: persist (atomic write + rename). A failed save is reported, the change stays live.
+  return {{"ok", true}, {"cidr", e.cidr}, {"list", e.list}, {"action", action},
+          {"reason", e.reason},
+          {"expires", e.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(e.expires))},
+          {"summary", last_reload_summary_}};
+}
+
+absl::Status Daemon::CommitRuntime(RuntimeState next, const std::string& why) {
+  // The file first: a change applied and then not saved (a full disk) was live until the next
+  // start silently undid it, and an unlist that could not be saved lifted a block meanwhile.
+  if (absl::Status saved = next.Save(state_file_); !saved.ok())
+    return absl::Status(saved.code(), absl::StrCat("state file ", state_file_,
+                                                   " not written, nothing changed: ",
+                                                   saved.message()));
+  absl::Status st = Reload(why, &next);
+  if (!st.ok()) {
+    // Refused (the reload logged why): the file goes back to the entries in force.
+    if (absl::Status back = runtime_.Save(state_file_); !back.ok())
+      Log(absl::StrCat("state file ", state_file_, " still holds the refused change (", why,
+                       "): ", back.message()));
+    return st;
+  }
   runtime_ = std::move(next);
-  absl::Status saved = runtime_.Save(state_file_);
-  json r = {{"ok", true}, {"cidr", e.cidr}, {"list", e.list}, {"action", action},
-            {"reason", e.reason},
-            {"expires", e.expires == absl::InfiniteFuture() ? json(nullptr) : json(TimeText(e.expires))},
-            {"summary", last_reload_summary_}};
-  if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
-  return r;
+  return absl::OkStatus();
 }
 
 json Daemon::Unlist(const ControlRequest& req) {
@@ -506,13 +523,9 @@ json Daemon::Unlist(const ControlRequest& req) {
                                      "); edit the file there, then `bannerwatch reload`")}};
     return {{"ok", false}, {"error", absl::StrCat(prefix->ToString(), " is not listed")}};
   }
-  absl::Status st = Reload(absl::StrCat("unlist ", prefix->ToString()), &next);
+  absl::Status st = CommitRuntime(std::move(next), absl::StrCat("unlist ", prefix->ToString()));
   if (!st.ok()) return {{"ok", false}, {"error", std::string(st.message())}};
-  runtime_ = std::move(next);
-  absl::Status saved = runtime_.Save(state_file_);
-  json r = {{"ok", true}, {"removed", n}, {"summary", last_reload_summary_}};
-  if (!saved.ok()) r["warning"] = absl::StrCat("not persisted: ", saved.message());
-  return r;
+  return {{"ok", true}, {"removed", n}, {"summary", last_reload_summary_}};
 }
 
 // `list`: the runtime entries, numbered as in the state file (and as `query` cites them).
@@ -652,6 +665,13 @@ void Daemon::WatchFiles() {
     std::string abs = std::filesystem::absolute(f, ec).lexically_normal().string();
     watched_files_.insert(abs);
     dirs.insert(std::filesystem::path(abs).parent_path().string());
+    // A symlink's target too (operators link a list to a feed's current file): a write or a
+    // rename there is the list's change, and the link's directory sees nothing of it.
+    std::string target = std::filesystem::canonical(abs, ec).string();
+    if (!ec && target != abs) {
+      watched_files_.insert(target);
+      dirs.insert(std::filesystem::path(target).parent_path().string());
+    }
   }
   // Directories, not files: editors and config management replace files by rename. Only a
   // finished write (close after writing) or a rename into place reloads: a file being created or

@@ -30,6 +30,7 @@
 #include "maps/maps.hpp"
 #include "maps/bannerwatch_abi.h"
 #include "lib/netns.hpp"
+#include "lib/probe.hpp"
 #include "lib/test_util.hpp"
 #include "lib/topology.hpp"
 
@@ -57,94 +58,6 @@ std::vector<json> AlertsWithSid(Daemon& d, int sid) {
 int Ping(Netns& from, const std::string& addr) {
   return from.Run("ping -c 2 -W 1 -i 0.2 " + addr + " >/dev/null 2>&1");
 }
-
-// A UDP socket bound inside a namespace, owned by this process.
-// Runs `fn` with this thread in `ns`'s network namespace (sockets it makes stay there), then
-// back in its own. `fn` must not throw (no REQUIRE inside): check its results after.
-void InNetns(Netns& ns, const std::function<void()>& fn) {
-  int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-  int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY | O_CLOEXEC);
-  REQUIRE(self >= 0);
-  REQUIRE(target >= 0);
-  REQUIRE(setns(target, CLONE_NEWNET) == 0);
-  fn();
-  REQUIRE(setns(self, CLONE_NEWNET) == 0);
-  close(self);
-  close(target);
-}
-
-class UdpReceiver {
- public:
-  UdpReceiver(Netns& ns, const char* addr, uint16_t port) {
-    int b = -1;
-    InNetns(ns, [&] {
-      fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      inet_pton(AF_INET, addr, &a.sin_addr);
-      b = bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    });
-    REQUIRE(b == 0);
-  }
-  ~UdpReceiver() { close(fd_); }
-  // Datagrams waiting now (drains them).
-  int Drain() {
-    char buf[2048];
-    int n = 0;
-    while (recv(fd_, buf, sizeof(buf), 0) >= 0) ++n;
-    return n;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-// A child process in `ns` sending UDP datagrams to addr:port as fast as it can until stopped;
-// Stop() returns how many it sent.
-class UdpFlood {
- public:
-  UdpFlood(Netns& ns, const char* addr, uint16_t port, const std::string& count_file)
-      : count_file_(count_file) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int target = open(("/var/run/netns/" + ns.name()).c_str(), O_RDONLY);
-      if (target < 0 || setns(target, CLONE_NEWNET) != 0) _exit(3);
-      static volatile sig_atomic_t stop = 0;
-      signal(SIGTERM, [](int) { stop = 1; });
-      int fd = socket(AF_INET, SOCK_DGRAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      inet_pton(AF_INET, addr, &a.sin_addr);
-      uint64_t sent = 0;
-      while (!stop) {
-        if (sendto(fd, "bannerwatch", 11, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 11)
-          ++sent;
-        usleep(100);
-      }
-      FILE* f = fopen(count_file_.c_str(), "w");
-      if (f) {
-        fprintf(f, "%llu\n", static_cast<unsigned long long>(sent));
-        fclose(f);
-      }
-      _exit(0);
-    }
-  }
-  uint64_t Stop() {
-    if (pid_ <= 0) return 0;
-    kill(pid_, SIGTERM);
-    int st;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return std::stoull("0" + ReadFile(count_file_));
-  }
-  ~UdpFlood() { Stop(); }
-
- private:
-  pid_t pid_ = -1;
-  std::string count_file_;
-};
 
 const char* kBlockServerPolicy = R"(ports: [443]
 banner: {server: alert, client: alert}
@@ -616,27 +529,6 @@ int UnixConnect(const std::string& path) {
   std::snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
   REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
   return fd;
-}
-
-// Runs an SSH banner from 203.0.113.7:443 through the daemon's own XDP program (from its pinned
-// link) `runs` times: each run is one 1000146 event offered to the ring buffer.
-void ProduceBannerEvents(Daemon& d, uint32_t runs) {
-  auto link = OpenPinnedObject(XdpLinkPin(d.pin_root(), kHostIf));
-  REQUIRE(link.ok());
-  bpf_link_info info{};
-  uint32_t len = sizeof(info);
-  REQUIRE(bpf_obj_get_info_by_fd(link->get(), &info, &len) == 0);
-  Fd prog(bpf_prog_get_fd_by_id(info.prog_id));
-  REQUIRE(prog.valid());
-  Bytes frame = PacketBuilder()
-                    .ipv4("203.0.113.7", kHostV4)
-                    .tcp(443, 41000)
-                    .payload("SSH-2.0-OpenSSH_9.2p1\r\n")
-                    .build();
-  for (uint32_t i = 0; i < runs; ++i) {
-    auto r = RunFrame(prog.get(), /*xdp=*/true, frame);
-    REQUIRE(r.ok());
-  }
 }
 
 // Issue 13 row 2: one slow or idle client on the control socket or the metrics port held the

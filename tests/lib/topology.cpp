@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace bw::test {
 
@@ -262,12 +263,18 @@ Daemon::Daemon(Topology& t, const std::string& policy_yaml, const std::vector<st
   state_ = t.dir() + "/state.json";
   pin_root_ = "/sys/fs/bpf/bwt-" + std::to_string(getpid());
   log_ = t.dir() + "/daemon.log";
-  // A control socket named in `extra` replaces the default one (the CLI refuses an option twice).
-  for (size_t i = 0; i + 1 < extra_.size(); ++i) {
-    if (extra_[i] == "--control") {
-      sock_ = extra_[i + 1];
-      extra_.erase(extra_.begin() + static_cast<long>(i), extra_.begin() + static_cast<long>(i) + 2);
-      break;
+  // A control socket, EVE file or state file named in `extra` replaces the default one (the CLI
+  // refuses an option twice).
+  for (auto [opt, path] : {std::pair<const char*, std::string*>{"--control", &sock_},
+                           {"--eve", &eve_},
+                           {"--state", &state_}}) {
+    for (size_t i = 0; i + 1 < extra_.size(); ++i) {
+      if (extra_[i] == opt) {
+        *path = extra_[i + 1];
+        extra_.erase(extra_.begin() + static_cast<long>(i),
+                     extra_.begin() + static_cast<long>(i) + 2);
+        break;
+      }
     }
   }
   WritePolicy(policy_yaml);

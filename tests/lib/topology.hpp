@@ -108,6 +108,7 @@ ScanRun ScanCapture(const std::string& policy, const std::string& capture,
 class Daemon {
  public:
   // Writes `policy_yaml` to <dir>/policy.yaml (list files may be written beside it first).
+  // `--control`, `--eve` or `--state` in `extra` replace the default path of that file.
   Daemon(Topology& t, const std::string& policy_yaml, const std::vector<std::string>& extra = {});
   ~Daemon();
   void Start();   // returns once the control socket answers

@@ -59,11 +59,11 @@
 #include "bench/lib/report.hpp"
 #include "bench/lib/sys.hpp"
 #include "bench/lib/traffic.hpp"
-#include "daemon/apply.hpp"
-#include "daemon/feeds.hpp"
-#include "daemon/libbpf_log.hpp"
-#include "daemon/loader.hpp"
-#include "daemon/policy.hpp"
+#include "daemon/dataplane/apply.hpp"
+#include "daemon/policy/feeds.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
+#include "daemon/dataplane/loader.hpp"
+#include "daemon/policy/policy.hpp"
 #include "maps/maps.hpp"
 
 ABSL_FLAG(std::string, out, "", "write the result fragment (JSON) here");

@@ -45,8 +45,8 @@
 #include "bench/lib/report.hpp"
 #include "bench/lib/sys.hpp"
 #include "bench/lib/traffic.hpp"
-#include "daemon/libbpf_log.hpp"
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
+#include "daemon/dataplane/loader.hpp"
 #include "maps/maps.hpp"
 
 ABSL_FLAG(std::string, out, "", "write the result fragment (JSON) here");

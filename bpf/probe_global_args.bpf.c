@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * probe_global_args.bpf.c — a feature probe, loaded (and closed) by daemon/kernel_probe.cpp: does
+ * probe_global_args.bpf.c — a feature probe, loaded (and closed) by daemon/dataplane/kernel_probe.cpp: does
  * the verifier take a pointer to memory as an argument of a global function (Linux 5.12)? The full
  * data plane passes its parsed packet to its banner stage that way; where this fails to load, the
  * daemon loads the core object, which inlines the stage.

@@ -119,7 +119,7 @@ using PortsMap = Map<uint32_t, uint8_t>;
 using FlowsMap = Map<bw_flow_key, bw_flow_value>;
 using V4PreMap = Map<uint32_t, uint64_t>;       // BPF_F_MMAPABLE: written through a mapping
 using V4SumMap = Map<uint32_t, uint64_t>;       // BPF_F_MMAPABLE too
-using V4HostMap = Map<uint32_t, bw_v4_host_bucket>;  // key: bucket; daemon/prefilter_host.hpp
+using V4HostMap = Map<uint32_t, bw_v4_host_bucket>;  // key: bucket; daemon/dataplane/prefilter_host.hpp
 using V4ClassMap = Map<uint32_t, bw_v4_class>;
 
 // Counter names in enum bw_counter order.

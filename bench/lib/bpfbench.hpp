@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "bench/bwbench_abi.h"
 #include "bench/lib/traffic.hpp"
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/loader.hpp"
 #include "maps/maps.hpp"
 
 struct bwbench;  // generated skeleton

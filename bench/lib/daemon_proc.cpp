@@ -18,7 +18,7 @@
 #include "absl/strings/strip.h"
 #include "bench/lib/bpfbench.hpp"
 #include "bench/lib/sys.hpp"
-#include "daemon/feeds.hpp"
+#include "daemon/policy/feeds.hpp"
 #include "maps/maps.hpp"
 
 #ifndef BW_BANNERWATCH_BIN

@@ -19,8 +19,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "daemon/apply.hpp"
-#include "daemon/policy.hpp"
+#include "daemon/dataplane/apply.hpp"
+#include "daemon/policy/policy.hpp"
 #include "maps/maps.hpp"
 
 namespace bw::bench {

@@ -13,7 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench/lib/sys.hpp"
-#include "daemon/libbpf_log.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
 
 namespace bw::bench {
 

@@ -1,4 +1,4 @@
-// Applying a compiled policy to the real maps (daemon/apply.hpp), on the loaded object's tries.
+// Applying a compiled policy to the real maps (daemon/dataplane/apply.hpp), on the loaded object's tries.
 //
 // Test that: a first apply writes exactly the compiled tables, the ports and bw_config; a re-apply
 // adds, updates and removes only what changed and keeps the counters of what stays; a concurrent
@@ -23,12 +23,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/apply.hpp"
-#include "daemon/feeds.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/prefilter_host.hpp"
-#include "daemon/prefilter.hpp"
-#include "daemon/prefilter_sum.hpp"
+#include "daemon/dataplane/apply.hpp"
+#include "daemon/policy/feeds.hpp"
+#include "daemon/policy/policy.hpp"
+#include "daemon/dataplane/prefilter_host.hpp"
+#include "daemon/dataplane/prefilter.hpp"
+#include "daemon/dataplane/prefilter_sum.hpp"
 #include "lib/bpf_harness.hpp"
 #include "lib/test_util.hpp"
 

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "bannerwatch_reject.skel.h"
-#include "daemon/kernel_probe.hpp"
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/kernel_probe.hpp"
+#include "daemon/dataplane/loader.hpp"
 #include "lib/bpf_harness.hpp"
 
 namespace bw::test {

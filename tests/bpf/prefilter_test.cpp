@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/apply.hpp"
-#include "daemon/loader.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/prefilter.hpp"
-#include "daemon/prefilter_sum.hpp"
+#include "daemon/dataplane/apply.hpp"
+#include "daemon/dataplane/loader.hpp"
+#include "daemon/policy/policy.hpp"
+#include "daemon/dataplane/prefilter.hpp"
+#include "daemon/dataplane/prefilter_sum.hpp"
 #include "lib/bpf_harness.hpp"
 #include "lib/test_util.hpp"
 #include "lib/packet.hpp"

@@ -27,7 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "daemon/scan.hpp"
+#include "daemon/scan/scan.hpp"
 #include "lib/netns.hpp"
 #include "lib/packet.hpp"
 #include "lib/topology.hpp"

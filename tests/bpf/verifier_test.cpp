@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "bannerwatch.skel.h"
-#include "daemon/kernel_probe.hpp"
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/kernel_probe.hpp"
+#include "daemon/dataplane/loader.hpp"
 
 namespace bw::test {
 namespace {

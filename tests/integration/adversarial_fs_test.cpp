@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/prog_test_run.hpp"
+#include "daemon/dataplane/prog_test_run.hpp"
 #include "lib/netns.hpp"
 #include "lib/packet.hpp"
 #include "lib/probe.hpp"

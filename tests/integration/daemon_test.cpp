@@ -23,9 +23,9 @@
 #include <thread>
 
 #include "absl/time/time.h"
-#include "daemon/attach.hpp"
-#include "daemon/control.hpp"
-#include "daemon/prog_test_run.hpp"
+#include "daemon/dataplane/attach.hpp"
+#include "daemon/control/control.hpp"
+#include "daemon/dataplane/prog_test_run.hpp"
 #include "lib/packet.hpp"
 #include "maps/maps.hpp"
 #include "maps/bannerwatch_abi.h"

@@ -16,7 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "daemon/prog_test_run.hpp"
+#include "daemon/dataplane/prog_test_run.hpp"
 
 namespace bw::test {
 namespace {

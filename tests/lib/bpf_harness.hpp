@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/loader.hpp"
 #include "lib/packet.hpp"
 #include "maps/maps.hpp"
 

@@ -13,8 +13,8 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 
-#include "daemon/attach.hpp"
-#include "daemon/prog_test_run.hpp"
+#include "daemon/dataplane/attach.hpp"
+#include "daemon/dataplane/prog_test_run.hpp"
 #include "lib/packet.hpp"
 #include "maps/maps.hpp"
 

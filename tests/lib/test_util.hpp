@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "daemon/policy.hpp"
+#include "daemon/policy/policy.hpp"
 
 namespace bw::test {
 

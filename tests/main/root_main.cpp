@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "daemon/libbpf_log.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
 
 int main(int argc, char** argv) {
   bool listing = false;

@@ -4,7 +4,7 @@
 #include <cstddef>
 
 #include "maps/bannerwatch_abi.h"
-#include "daemon/loader.hpp"
+#include "daemon/dataplane/loader.hpp"
 #include "maps/maps.hpp"
 
 #define CHECK_FIELD(type, field, off, size)          \

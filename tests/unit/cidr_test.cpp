@@ -1,4 +1,4 @@
-// Strict prefix parsing (daemon/cidr.hpp): every accepted form, every rejected one with the reason
+// Strict prefix parsing (daemon/policy/cidr.hpp): every accepted form, every rejected one with the reason
 // its message must give, IPv4-mapped IPv6, ordering, containment, kernel keys.
 #include <catch2/catch.hpp>
 #include <random>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "daemon/cidr.hpp"
+#include "daemon/policy/cidr.hpp"
 
 namespace bw {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "daemon/cli.hpp"
-#include "daemon/control.hpp"
+#include "daemon/cli/cli.hpp"
+#include "daemon/control/control.hpp"
 
 namespace bw::test {
 namespace {

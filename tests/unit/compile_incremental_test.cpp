@@ -1,4 +1,4 @@
-// The incremental Compile (daemon/policy.hpp): a reload compiled against the previous CompiledPolicy
+// The incremental Compile (daemon/policy/policy.hpp): a reload compiled against the previous CompiledPolicy
 // merges the previous sorted IPv4 items with what changed instead of sorting again; the result must
 // be the full compile's, field by field, over many random reloads (adds, removes, duplicates, moves
 // within and between lists, nested prefixes of every length, precedence ties, the same prefix in
@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "daemon/policy.hpp"
+#include "daemon/policy/policy.hpp"
 
 namespace bw {
 namespace {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "daemon/control.hpp"
+#include "daemon/control/control.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw::test {

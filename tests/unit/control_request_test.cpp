@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/control_request.hpp"
+#include "daemon/control/control_request.hpp"
 
 namespace bw::test {
 namespace {

@@ -25,8 +25,8 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/eve_writer.hpp"
-#include "daemon/signatures.hpp"
+#include "daemon/events/eve_writer.hpp"
+#include "daemon/events/signatures.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// List file parsers (daemon/feeds.hpp): each format, detection, and every error naming file:line.
+// List file parsers (daemon/policy/feeds.hpp): each format, detection, and every error naming file:line.
 // All addresses are documentation ranges except the seed's own subnet.
 #include <stdlib.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/feeds.hpp"
+#include "daemon/policy/feeds.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw {

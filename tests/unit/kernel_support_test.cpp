@@ -4,8 +4,8 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "daemon/kernel_probe.hpp"
-#include "daemon/libbpf_log.hpp"
+#include "daemon/dataplane/kernel_probe.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
 
 namespace bw::test {
 namespace {

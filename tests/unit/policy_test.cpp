@@ -1,4 +1,4 @@
-// The YAML policy (daemon/policy.hpp): the shipped policy loads, every key parses, every error names
+// The YAML policy (daemon/policy/policy.hpp): the shipped policy loads, every key parses, every error names
 // file:line, and compilation gets precedence, specificity, policy order, expiry and IPv4-mapped
 // entries right (checked against a brute-force model on random policies too).
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "daemon/policy.hpp"
+#include "daemon/policy/policy.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw {

@@ -1,4 +1,4 @@
-// The IPv4 pre-filter's contents (daemon/prefilter.hpp), without the kernel.
+// The IPv4 pre-filter's contents (daemon/dataplane/prefilter.hpp), without the kernel.
 //
 // Test that: for random nested policies, the pre-filter's answer for any address (byte, host
 // entry, class) is the (action, list) of the compiled table's longest match, or "ask the trie"
@@ -10,8 +10,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/policy.hpp"
-#include "daemon/prefilter.hpp"
+#include "daemon/policy/policy.hpp"
+#include "daemon/dataplane/prefilter.hpp"
 
 namespace bw {
 namespace {

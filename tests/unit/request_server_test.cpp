@@ -1,10 +1,10 @@
-// RequestServer (daemon/request_server.hpp), the connection handling under the control socket and
+// RequestServer (daemon/control/request_server.hpp), the connection handling under the control socket and
 // the metrics endpoint: a client that sends slowly, or nothing, never holds up the caller nor the
 // other clients; the connection limit, the request size limit, the deadline and the hand-over of a
 // kept connection. Driven the way the daemon drives it: OnReadable() when the epoll fd is
 // readable, ExpireDeadlines() from a timer. The live daemon with slow clients is
 // tests/integration/daemon_test.cpp.
-#include "daemon/request_server.hpp"
+#include "daemon/control/request_server.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "daemon/state.hpp"
+#include "daemon/policy/state.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw {

@@ -1,11 +1,11 @@
-// V4Match (daemon/v4_match.hpp) against a brute-force longest-prefix match, over random nested
+// V4Match (daemon/dataplane/v4_match.hpp) against a brute-force longest-prefix match, over random nested
 // IPv4 tables, and on a compiled policy against CompiledPolicy::Lookup.
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <random>
 #include <vector>
 
-#include "daemon/v4_match.hpp"
+#include "daemon/dataplane/v4_match.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw {

@@ -1,0 +1,858 @@
+#include "daemon/events/eve_writer.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/events/signatures.hpp"
+#include "maps/maps.hpp"
+
+namespace bw {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+constexpr uint64_t kFlowIdMask = 0x7ffffffffffffULL;  // 51 bits, as Suricata's FlowGetId
+
+// ---- low-level writers: each appends at `p` and returns the new end. The caller has reserved
+// room (see the bound computed in FormatAt). ---------------------------------------------------------
+
+template <size_t N>
+inline char* Lit(char* p, const char (&s)[N]) {
+  std::memcpy(p, s, N - 1);
+  return p + N - 1;
+}
+
+inline char* Str(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+constexpr std::array<char, 200> MakeDigitPairs() {
+  std::array<char, 200> t{};
+  for (int i = 0; i < 100; ++i) {
+    t[2 * i] = static_cast<char>('0' + i / 10);
+    t[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}
+constexpr std::array<char, 200> kDigitPairs = MakeDigitPairs();
+
+inline char* U64(char* p, uint64_t v) {
+  char tmp[20];
+  char* e = tmp + sizeof(tmp);
+  char* s = e;
+  while (v >= 100) {
+    const unsigned r = static_cast<unsigned>(v % 100);
+    v /= 100;
+    s -= 2;
+    std::memcpy(s, &kDigitPairs[2 * r], 2);
+  }
+  if (v >= 10) {
+    s -= 2;
+    std::memcpy(s, &kDigitPairs[2 * v], 2);
+  } else {
+    *--s = static_cast<char>('0' + v);
+  }
+  std::memcpy(p, s, static_cast<size_t>(e - s));
+  return p + (e - s);
+}
+
+inline char* Dec2(char* p, unsigned v) {  // v < 100, zero-padded
+  std::memcpy(p, &kDigitPairs[2 * v], 2);
+  return p + 2;
+}
+
+inline char* U8(char* p, unsigned v) {  // 0..255 without padding
+  if (v >= 100) {
+    *p++ = static_cast<char>('0' + v / 100);
+    return Dec2(p, v % 100);
+  }
+  if (v >= 10) return Dec2(p, v);
+  *p++ = static_cast<char>('0' + v);
+  return p;
+}
+
+inline char* Ipv4(char* p, const uint8_t* a) {
+  p = U8(p, a[0]);
+  *p++ = '.';
+  p = U8(p, a[1]);
+  *p++ = '.';
+  p = U8(p, a[2]);
+  *p++ = '.';
+  return U8(p, a[3]);
+}
+
+inline char* Hex16(char* p, unsigned w) {  // lowercase, no leading zeros
+  bool started = false;
+  for (int shift = 12; shift >= 0; shift -= 4) {
+    const unsigned d = (w >> shift) & 0xf;
+    if (d || started || shift == 0) {
+      *p++ = kHex[d];
+      started = true;
+    }
+  }
+  return p;
+}
+
+// RFC 5952 text, byte-for-byte what glibc's inet_ntop(AF_INET6) prints: the longest run of >= 2
+// zero groups (the first on a tie) becomes "::", and ::ffff:a.b.c.d and ::a.b.c.d (IPv4-mapped
+// and -compatible, but not ::1 style short forms) end in a dotted quad.
+char* Ipv6(char* p, const uint8_t* a) {
+  unsigned w[8];
+  for (int i = 0; i < 8; ++i) w[i] = (unsigned{a[2 * i]} << 8) | a[2 * i + 1];
+  int best_base = -1, best_len = 0, cur_base = -1, cur_len = 0;
+  for (int i = 0; i < 8; ++i) {
+    if (w[i] == 0) {
+      if (cur_base == -1) {
+        cur_base = i;
+        cur_len = 1;
+      } else {
+        ++cur_len;
+      }
+    } else if (cur_base != -1) {
+      if (best_base == -1 || cur_len > best_len) {
+        best_base = cur_base;
+        best_len = cur_len;
+      }
+      cur_base = -1;
+    }
+  }
+  if (cur_base != -1 && (best_base == -1 || cur_len > best_len)) {
+    best_base = cur_base;
+    best_len = cur_len;
+  }
+  if (best_base != -1 && best_len < 2) best_base = -1;
+  for (int i = 0; i < 8; ++i) {
+    if (best_base != -1 && i >= best_base && i < best_base + best_len) {
+      if (i == best_base) *p++ = ':';
+      continue;
+    }
+    if (i != 0) *p++ = ':';
+    if (i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
+      return Ipv4(p, a + 12);
+    }
+    p = Hex16(p, w[i]);
+  }
+  if (best_base != -1 && best_base + best_len == 8) *p++ = ':';
+  return p;
+}
+
+inline char* Addr(char* p, uint8_t family, const uint8_t* a) {
+  return family == BW_FAMILY_V4 ? Ipv4(p, a) : Ipv6(p, a);
+}
+
+// Escape class of a byte in a JSON string: 0 verbatim, else the character after '\' for the short
+// escapes, or 'u' for \u00xx.
+constexpr std::array<char, 256> MakeEscapes() {
+  std::array<char, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = (c < 0x20 || c >= 0x7f) ? 'u' : 0;
+  t['"'] = '"';
+  t['\\'] = '\\';
+  t['\b'] = 'b';
+  t['\t'] = 't';
+  t['\n'] = 'n';
+  t['\f'] = 'f';
+  t['\r'] = 'r';
+  return t;
+}
+constexpr std::array<char, 256> kEscape = MakeEscapes();
+
+inline char* EscapeByte(char* p, uint8_t c) {
+  const char e = kEscape[c];
+  *p++ = '\\';
+  if (e != 'u') {
+    *p++ = e;
+    return p;
+  }
+  p = Lit(p, "u00");
+  *p++ = kHex[c >> 4];
+  *p++ = kHex[c & 0xf];
+  return p;
+}
+
+// The banner mapping (header): every byte is one code point U+0000..U+00FF. At most 6 bytes out
+// per byte in.
+char* JsonBanner(char* p, const uint8_t* b, size_t n) {
+  *p++ = '"';
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t c = b[i];
+    if (kEscape[c] == 0) {
+      *p++ = static_cast<char>(c);
+    } else {
+      p = EscapeByte(p, c);
+    }
+  }
+  *p++ = '"';
+  return p;
+}
+
+// Length of the well-formed UTF-8 sequence (Unicode Table 3-7) starting at s[i] with a lead byte
+// >= 0x80, or 0 if it is not one.
+inline size_t Utf8SeqLen(const uint8_t* s, size_t i, size_t n) {
+  const uint8_t c = s[i];
+  auto cont = [&](size_t k, uint8_t lo = 0x80, uint8_t hi = 0xbf) {
+    return i + k < n && s[i + k] >= lo && s[i + k] <= hi;
+  };
+  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+  if (c == 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
+  if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
+  if (c == 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// UTF-8 text: well-formed multi-byte sequences verbatim, ASCII as for the banner, any other byte
+// as \u00xx. At most 6 bytes out per byte in.
+char* JsonText(char* p, std::string_view text) {
+  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
+  const size_t n = text.size();
+  *p++ = '"';
+  for (size_t i = 0; i < n;) {
+    const uint8_t c = s[i];
+    if (c < 0x80) {
+      if (kEscape[c] == 0) {
+        *p++ = static_cast<char>(c);
+      } else {
+        p = EscapeByte(p, c);
+      }
+      ++i;
+      continue;
+    }
+    const size_t len = Utf8SeqLen(s, i, n);
+    if (len == 0) {
+      p = EscapeByte(p, c);
+      ++i;
+    } else {
+      std::memcpy(p, s + i, len);
+      p += len;
+      i += len;
+    }
+  }
+  *p++ = '"';
+  return p;
+}
+
+// ---- time ------------------------------------------------------------------------------------------
+
+// Howard Hinnant's civil_from_days: days since 1970-01-01 -> proleptic Gregorian y/m/d.
+inline void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2);
+}
+
+// "YYYY-MM-DDTHH:MM:SS" (19 bytes) for a second since the epoch.
+void DateTime(int64_t sec, char out[19]) {
+  int64_t days = sec / 86400;
+  int64_t rem = sec % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    --days;
+  }
+  int64_t y;
+  unsigned m, d;
+  CivilFromDays(days, &y, &m, &d);
+  const unsigned yy = static_cast<unsigned>(y < 0 ? 0 : (y > 9999 ? 9999 : y));
+  char* p = out;
+  p = Dec2(p, yy / 100);
+  p = Dec2(p, yy % 100);
+  *p++ = '-';
+  p = Dec2(p, m);
+  *p++ = '-';
+  p = Dec2(p, d);
+  *p++ = 'T';
+  const unsigned r = static_cast<unsigned>(rem);
+  p = Dec2(p, r / 3600);
+  *p++ = ':';
+  p = Dec2(p, r / 60 % 60);
+  *p++ = ':';
+  Dec2(p, r % 60);
+}
+
+inline void SplitNs(int64_t wall_ns, int64_t* sec, unsigned* usec) {
+  int64_t s = wall_ns / 1000000000;
+  int64_t ns = wall_ns % 1000000000;
+  if (ns < 0) {
+    ns += 1000000000;
+    --s;
+  }
+  *sec = s;
+  *usec = static_cast<unsigned>(ns / 1000);
+}
+
+inline char* Micros(char* p, unsigned usec) {  // ".uuuuuu+0000"
+  *p++ = '.';
+  p = Dec2(p, usec / 10000);
+  p = Dec2(p, usec / 100 % 100);
+  p = Dec2(p, usec % 100);
+  return Lit(p, "+0000");
+}
+
+// ---- event helpers ---------------------------------------------------------------------------------
+
+inline uint16_t Port(__be16 p) { return ntohs(p); }
+
+inline bool HasPorts(const bw_event& ev) {
+  return ev.l4proto == IPPROTO_TCP || ev.l4proto == IPPROTO_UDP;
+}
+
+inline bool IsV4Mapped(const uint8_t* a) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a, kPrefix, sizeof(kPrefix)) == 0;
+}
+
+// Appends "a/len" for the event's matched prefix; returns p unchanged if there is none.
+char* Prefix(char* p, const bw_event& ev) {
+  const uint8_t* remote = ev.direction == BW_DIR_EGRESS ? ev.daddr : ev.saddr;
+  uint8_t masked[16];
+  unsigned bits;
+  uint8_t family;
+  if (ev.family == BW_FAMILY_V4 ||
+      (ev.family == BW_FAMILY_V6 && IsV4Mapped(remote) && ev.prefixlen <= 32)) {
+    if (ev.prefixlen > 32) return p;
+    std::memcpy(masked, ev.family == BW_FAMILY_V4 ? remote : remote + 12, 4);
+    bits = 32;
+    family = BW_FAMILY_V4;
+  } else if (ev.family == BW_FAMILY_V6) {
+    if (ev.prefixlen > 128) return p;
+    std::memcpy(masked, remote, 16);
+    bits = 128;
+    family = BW_FAMILY_V6;
+  } else {
+    return p;
+  }
+  const unsigned len = ev.prefixlen;
+  for (unsigned i = 0; i < bits / 8; ++i) {
+    const unsigned lo = i * 8;
+    if (len >= lo + 8) continue;
+    masked[i] = len <= lo ? 0 : static_cast<uint8_t>(masked[i] & (0xff00u >> (len - lo)));
+  }
+  p = Addr(p, family, masked);
+  *p++ = '/';
+  return U8(p, len);
+}
+
+inline std::string_view ActionName(uint8_t action) {
+  if (action & BW_ACTION_SAFELIST) return "safelist";
+  if (action & BW_ACTION_BLOCK) return "block";
+  if (action & BW_ACTION_WATCH) return "watch";
+  return {};
+}
+
+inline std::string_view KindName(uint8_t kind) {
+  switch (kind) {
+    case BW_EV_BANNER:
+      return "banner";
+    case BW_EV_BLOCK:
+      return "block";
+    case BW_EV_WATCH:
+      return "watch";
+    case BW_EV_NON_TLS:
+      return "non_tls";
+  }
+  return {};
+}
+
+inline std::string_view MatchName(uint8_t match) {
+  switch (match) {
+    case BW_MATCH_SPLIT:
+      return "split";
+    case BW_MATCH_PRELINES:
+      return "after_lines";
+    case BW_MATCH_CONNECT:
+      return "connect_tunnel";
+    default:
+      return "direct";
+  }
+}
+
+inline char* Proto(char* p, uint8_t proto) {
+  switch (proto) {
+    case IPPROTO_TCP:
+      return Lit(p, "\"TCP\"");
+    case IPPROTO_UDP:
+      return Lit(p, "\"UDP\"");
+    case IPPROTO_ICMP:
+      return Lit(p, "\"ICMP\"");
+    case IPPROTO_ICMPV6:
+      return Lit(p, "\"IPV6-ICMP\"");
+  }
+  *p++ = '"';
+  p = U8(p, proto);
+  *p++ = '"';
+  return p;
+}
+
+inline uint64_t LoadLe64(const uint8_t* b) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
+  return v;
+}
+
+inline uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+absl::Status Validate(const bw_event& ev) {
+  if (ev.kind != BW_EV_BANNER && ev.kind != BW_EV_BLOCK && ev.kind != BW_EV_WATCH &&
+      ev.kind != BW_EV_NON_TLS)
+    return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown kind ", unsigned{ev.kind}));
+  if (ev.family != BW_FAMILY_V4 && ev.family != BW_FAMILY_V6)
+    return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown family ", unsigned{ev.family}));
+  if (ev.kind == BW_EV_BANNER && ev.banner_side >= BW_SIDE__MAX)
+    return absl::InvalidArgumentError(
+        absl::StrCat("bw_event: unknown banner side ", unsigned{ev.banner_side}));
+  if (ev.banner_len > BW_BANNER_MAX)
+    return absl::InvalidArgumentError(
+        absl::StrCat("bw_event: banner_len ", unsigned{ev.banner_len}, " > ", BW_BANNER_MAX));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---- EveFormatter ----------------------------------------------------------------------------------
+
+EveFormatter::EveFormatter(const EveLookup* lookup, int64_t clock_offset_ns)
+    : lookup_(lookup), clock_offset_ns_(clock_offset_ns), buf_(4096, '\0'),
+      cached_sec_(INT64_MIN), cached_date_{} {}
+
+char* EveFormatter::Reserve(size_t n) {
+  if (buf_.size() < n) buf_.resize(std::max(n, 2 * buf_.size()));
+  return buf_.data();
+}
+
+absl::StatusOr<std::string_view> EveFormatter::Format(const bw_event& ev) {
+  return FormatAt(ev, static_cast<int64_t>(ev.ts_ns) + clock_offset_ns_);
+}
+
+absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int64_t wall_ns) {
+  if (absl::Status st = Validate(ev); !st.ok()) return st;
+  const Signature* sig = SignatureForEvent(ev.kind, ev.banner_side);
+
+  // Metadata first, so the whole line's size is bounded before writing.
+  std::string_view ifname, source_id;
+  EveListInfo list;
+  bool list_known = false;
+  if (lookup_ != nullptr) {
+    ifname = lookup_->IfName(ev.ifindex);
+    if (ev.list_id != 0) list_known = lookup_->List(ev.list_id, &list);
+    if (ev.entry_ref != 0) source_id = lookup_->EntrySourceId(ev.entry_ref);
+  }
+  // Fixed text and numbers stay well under 1024 bytes; each escaped byte takes at most 6.
+  size_t bound = 1024 + 6 * (sig->msg.size() + sig->category.size() + size_t{ev.banner_len} +
+                            ifname.size() + source_id.size());
+  if (list_known) {
+    bound += 6 * (list.name.size() + list.reason.size());
+    for (const std::string& t : list.tags) bound += 6 * t.size() + 3;
+  }
+  char* const start = Reserve(bound);
+  char* p = start;
+
+  int64_t sec;
+  unsigned usec;
+  SplitNs(wall_ns, &sec, &usec);
+  if (sec != cached_sec_) {
+    DateTime(sec, cached_date_);
+    cached_sec_ = sec;
+  }
+  p = Lit(p, "{\"timestamp\":\"");
+  p = Str(p, std::string_view(cached_date_, 19));
+  p = Micros(p, usec);
+  p = Lit(p, "\",\"flow_id\":");
+  p = U64(p, EveFlowId(ev));
+  if (!ifname.empty()) {
+    p = Lit(p, ",\"in_iface\":");
+    p = JsonText(p, ifname);
+  }
+  p = Lit(p, ",\"event_type\":\"alert\",\"src_ip\":\"");
+  p = Addr(p, ev.family, ev.saddr);
+  const bool ports = HasPorts(ev);
+  if (ports) {
+    p = Lit(p, "\",\"src_port\":");
+    p = U64(p, Port(ev.sport));
+    p = Lit(p, ",\"dest_ip\":\"");
+  } else {
+    p = Lit(p, "\",\"dest_ip\":\"");
+  }
+  p = Addr(p, ev.family, ev.daddr);
+  if (ports) {
+    p = Lit(p, "\",\"dest_port\":");
+    p = U64(p, Port(ev.dport));
+    p = Lit(p, ",\"proto\":");
+  } else {
+    p = Lit(p, "\",\"proto\":");
+  }
+  p = Proto(p, ev.l4proto);
+  p = EveToServer(ev, lookup_) ? Lit(p, ",\"direction\":\"to_server\"")
+                               : Lit(p, ",\"direction\":\"to_client\"");
+
+  p = ev.verdict == BW_VERDICT_DROP ? Lit(p, ",\"alert\":{\"action\":\"blocked\",\"gid\":")
+                                    : Lit(p, ",\"alert\":{\"action\":\"allowed\",\"gid\":");
+  p = U64(p, sig->gid);
+  p = Lit(p, ",\"signature_id\":");
+  p = U64(p, sig->signature_id);
+  p = Lit(p, ",\"rev\":");
+  p = U64(p, sig->rev);
+  p = Lit(p, ",\"signature\":");
+  p = JsonText(p, sig->msg);
+  p = Lit(p, ",\"category\":");
+  p = JsonText(p, sig->category);
+  p = Lit(p, ",\"severity\":");
+  p = U64(p, sig->severity);
+
+  p = Lit(p, "},\"bannerwatch\":{\"kind\":\"");
+  p = Str(p, KindName(ev.kind));
+  p = ev.direction == BW_DIR_EGRESS ? Lit(p, "\",\"direction\":\"egress\"")
+                                    : Lit(p, "\",\"direction\":\"ingress\"");
+  if (ev.kind == BW_EV_BANNER) {
+    p = ev.banner_side == BW_SIDE_CLIENT ? Lit(p, ",\"banner_side\":\"client\",\"banner\":")
+                                         : Lit(p, ",\"banner_side\":\"server\",\"banner\":");
+    p = JsonBanner(p, ev.banner, ev.banner_len);
+    p = Lit(p, ",\"match\":\"");
+    p = Str(p, MatchName(ev.match));
+    *p++ = '"';
+  } else if (ev.kind == BW_EV_NON_TLS) {
+    p = Lit(p, ",\"payload\":");
+    p = JsonBanner(p, ev.banner, ev.banner_len);
+  }
+  if (ev.l4proto == IPPROTO_TCP) {
+    p = Lit(p, ",\"tcp_flags\":\"");
+    *p++ = kHex[ev.tcp_flags >> 4];
+    *p++ = kHex[ev.tcp_flags & 0xf];
+    *p++ = '"';
+  }
+  if (ev.list_id != 0) {
+    if (list_known) {
+      p = Lit(p, ",\"list\":");
+      p = JsonText(p, list.name);
+    } else {
+      p = Lit(p, ",\"list_id\":");
+      p = U64(p, ev.list_id);
+    }
+  }
+  if (const std::string_view action = ActionName(ev.list_action); !action.empty()) {
+    p = Lit(p, ",\"list_action\":\"");
+    p = Str(p, action);
+    *p++ = '"';
+    // No entry and no length: the reader could not complete a pre-filter event (a reload came
+    // in between), so there is no prefix to name, rather than 0.0.0.0/0.
+    const bool have_prefix = ev.entry_ref != 0 || ev.prefixlen != 0;
+    char* const before = p;
+    p = Lit(p, ",\"prefix\":\"");
+    char* const addr = p;
+    if (have_prefix) p = Prefix(p, ev);
+    if (p == addr) {
+      p = before;
+    } else {
+      *p++ = '"';
+    }
+  }
+  if (list_known) {
+    p = Lit(p, ",\"tags\":[");
+    for (size_t i = 0; i < list.tags.size(); ++i) {
+      if (i) *p++ = ',';
+      p = JsonText(p, list.tags[i]);
+    }
+    *p++ = ']';
+    if (!list.reason.empty()) {
+      p = Lit(p, ",\"reason\":");
+      p = JsonText(p, list.reason);
+    }
+  }
+  if (!source_id.empty()) {
+    p = Lit(p, ",\"source_id\":");
+    p = JsonText(p, source_id);
+  }
+  if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) {
+    p = Lit(p, ",\"suppressed\":");
+    p = U64(p, ev.suppressed);
+  }
+  p = Lit(p, "}}");
+  return std::string_view(start, static_cast<size_t>(p - start));
+}
+
+// ---- free functions --------------------------------------------------------------------------------
+
+int64_t MonotonicToRealtimeNs() {
+  // Bracket the monotonic read with two realtime reads and take their midpoint.
+  timespec r1, m, r2;
+  clock_gettime(CLOCK_REALTIME, &r1);
+  clock_gettime(CLOCK_MONOTONIC, &m);
+  clock_gettime(CLOCK_REALTIME, &r2);
+  auto ns = [](const timespec& t) { return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec; };
+  return ns(r1) + (ns(r2) - ns(r1)) / 2 - ns(m);
+}
+
+std::string FormatEveTimestamp(int64_t wall_ns) {
+  int64_t sec;
+  unsigned usec;
+  SplitNs(wall_ns, &sec, &usec);
+  char out[32];
+  DateTime(sec, out);
+  char* p = Micros(out + 19, usec);
+  return std::string(out, static_cast<size_t>(p - out));
+}
+
+std::string FormatEveAddress(uint8_t family, const uint8_t addr[16]) {
+  char out[64];
+  char* p = Addr(out, family, addr);
+  return std::string(out, static_cast<size_t>(p - out));
+}
+
+std::string FormatEvePrefix(const bw_event& ev) {
+  if (ActionName(ev.list_action).empty()) return {};
+  char out[64];
+  char* p = Prefix(out, ev);
+  return std::string(out, static_cast<size_t>(p - out));
+}
+
+uint64_t EveFlowId(const bw_event& ev) {
+  const size_t alen = ev.family == BW_FAMILY_V4 ? 4 : 16;
+  uint8_t s[16] = {}, d[16] = {};
+  std::memcpy(s, ev.saddr, alen);
+  std::memcpy(d, ev.daddr, alen);
+  uint16_t sp = 0, dp = 0;
+  if (HasPorts(ev)) {
+    sp = Port(ev.sport);
+    dp = Port(ev.dport);
+  }
+  const uint8_t* a = s;
+  const uint8_t* b = d;
+  uint16_t ap = sp, bp = dp;
+  const int c = std::memcmp(s, d, 16);
+  if (c > 0 || (c == 0 && sp > dp)) {
+    a = d;
+    b = s;
+    ap = dp;
+    bp = sp;
+  }
+  const uint64_t words[5] = {
+      LoadLe64(a), LoadLe64(a + 8), LoadLe64(b), LoadLe64(b + 8),
+      (uint64_t{ap} << 48) | (uint64_t{bp} << 32) | (uint64_t{ev.family} << 8) | ev.l4proto};
+  uint64_t h = 0x6a09e667f3bcc908ULL;
+  for (uint64_t w : words) h = (h ^ Mix64(w)) * 0x9e3779b97f4a7c15ULL;
+  return Mix64(h) & kFlowIdMask;
+}
+
+bool EveToServer(const bw_event& ev, const EveLookup* lookup) {
+  if (ev.kind == BW_EV_BANNER) return ev.banner_side == BW_SIDE_CLIENT;
+  if (ev.kind == BW_EV_NON_TLS) return false;  // a server's payload
+  constexpr uint8_t kSyn = 0x02, kAck = 0x10;
+  if (ev.l4proto == IPPROTO_TCP && (ev.tcp_flags & kSyn)) return !(ev.tcp_flags & kAck);
+  if (!HasPorts(ev)) return true;
+  const uint16_t sp = Port(ev.sport), dp = Port(ev.dport);
+  if (lookup != nullptr && ev.l4proto == IPPROTO_TCP) {
+    const bool sw = lookup->IsWatchedPort(sp), dw = lookup->IsWatchedPort(dp);
+    if (sw != dw) return dw;
+  }
+  if (sp != dp) return dp < sp;
+  return true;
+}
+
+absl::StatusOr<std::string> BannerBytesFromJson(std::string_view utf8) {
+  std::string out;
+  out.reserve(utf8.size());
+  const auto* s = reinterpret_cast<const uint8_t*>(utf8.data());
+  for (size_t i = 0; i < utf8.size();) {
+    const uint8_t c = s[i];
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if ((c == 0xc2 || c == 0xc3) && i + 1 < utf8.size() && (s[i + 1] & 0xc0) == 0x80) {
+      out.push_back(static_cast<char>(((c & 0x1f) << 6) | (s[i + 1] & 0x3f)));
+      i += 2;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("banner: byte offset ", i, " is not a code point U+0000..U+00FF"));
+    }
+  }
+  return out;
+}
+
+// ---- EveSink ---------------------------------------------------------------------------------------
+
+namespace {
+
+int64_t CoarseNowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec;
+}
+
+// mkdir -p of the directories above `path`, mode 0750.
+absl::Status MakeParents(const std::string& path) {
+  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
+    const std::string dir = path.substr(0, pos);
+    if (dir.empty() || dir.back() == '/') continue;
+    if (mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) continue;
+    const int err = errno;
+    struct stat st;  // an existing directory may still answer EACCES/EROFS: that is fine
+    if (stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+    return ErrnoStatus(dir, "mkdir", err);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+EveSink::EveSink(const EveSinkOptions& opts) : opts_(opts) {}
+
+absl::StatusOr<std::unique_ptr<EveSink>> EveSink::Open(const EveSinkOptions& opts) {
+  if (opts.path.empty() && !opts.to_stdout)
+    return absl::InvalidArgumentError("eve sink: neither a path nor stdout");
+  EveSinkOptions o = opts;
+  o.buffer_bytes = std::max<size_t>(o.buffer_bytes, 4096);
+  std::unique_ptr<EveSink> sink(new EveSink(o));
+  absl::MutexLock lock(&sink->mu_);
+  sink->buf_ = std::make_unique<char[]>(o.buffer_bytes);
+  if (!o.path.empty()) {
+    if (absl::Status st = MakeParents(o.path); !st.ok()) return st;
+    if (absl::Status st = sink->OpenFileLocked(); !st.ok()) return st;
+  }
+  return sink;
+}
+
+EveSink::~EveSink() {
+  absl::MutexLock lock(&mu_);
+  (void)FlushLocked();
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status EveSink::OpenFileLocked() {
+  const int fd = open(opts_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return ErrnoStatus(opts_.path, "open", errno);
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+  return absl::OkStatus();
+}
+
+absl::Status EveSink::Write(std::string_view line) {
+  absl::MutexLock lock(&mu_);
+  absl::Status st = MaybeReopenLocked();
+  const size_t need = line.size() + 1;
+  if (used_ + need > opts_.buffer_bytes) {
+    if (absl::Status f = FlushLocked(); st.ok()) st = f;
+  }
+  if (need > opts_.buffer_bytes) {  // longer than the whole buffer: write it on its own
+    std::string tmp;
+    tmp.reserve(need);
+    tmp.append(line.data(), line.size());
+    tmp.push_back('\n');
+    pending_lines_ = 1;
+    absl::Status f = WriteAllLocked(tmp.data(), tmp.size());
+    pending_lines_ = 0;
+    return st.ok() ? f : st;
+  }
+  std::memcpy(buf_.get() + used_, line.data(), line.size());
+  buf_[used_ + line.size()] = '\n';
+  used_ += need;
+  if (pending_lines_++ == 0) {
+    oldest_ns_ = CoarseNowNs();
+  } else if (CoarseNowNs() - oldest_ns_ >= absl::ToInt64Nanoseconds(opts_.flush_interval)) {
+    if (absl::Status f = FlushLocked(); st.ok()) st = f;
+  }
+  return st;
+}
+
+absl::Status EveSink::Flush() {
+  absl::MutexLock lock(&mu_);
+  absl::Status st = MaybeReopenLocked();
+  if (absl::Status f = FlushLocked(); st.ok()) st = f;
+  return st;
+}
+
+absl::Status EveSink::Reopen() {
+  absl::MutexLock lock(&mu_);
+  reopen_requested_.store(false, std::memory_order_relaxed);
+  return ReopenLocked();
+}
+
+absl::Status EveSink::MaybeReopenLocked() {
+  if (!reopen_requested_.load(std::memory_order_relaxed)) return absl::OkStatus();
+  reopen_requested_.store(false, std::memory_order_relaxed);
+  return ReopenLocked();
+}
+
+absl::Status EveSink::ReopenLocked() {
+  absl::Status st = FlushLocked();
+  if (opts_.path.empty()) return st;
+  if (absl::Status o = OpenFileLocked(); !o.ok()) return o;  // the old file stays in use
+  reopens_.fetch_add(1, std::memory_order_relaxed);
+  return st;
+}
+
+absl::Status EveSink::FlushLocked() {
+  if (used_ == 0) return absl::OkStatus();
+  absl::Status st = WriteAllLocked(buf_.get(), used_);
+  used_ = 0;
+  pending_lines_ = 0;
+  return st;
+}
+
+// Writes to every output; counts the lines in flight (pending_lines_) as written if at least one
+// output took them all, else as dropped. The file only ever holds whole lines: when a write stops
+// part of the way (a full disk, a file size limit), the lines it finished count as written and
+// the cut one is taken off again (ftruncate to the last '\n'), so the next line starts afresh.
+absl::Status EveSink::WriteAllLocked(const char* data, size_t n) {
+  absl::Status first;
+  bool any_ok = false;
+  uint64_t partial_lines = 0;  // lines a failed file write still got out whole
+  auto write_fd = [&](int fd, absl::string_view name, bool is_file) {
+    off_t start = is_file ? lseek(fd, 0, SEEK_END) : -1;
+    size_t off = 0;
+    while (off < n) {
+      const ssize_t w = write(fd, data + off, n - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        if (first.ok()) first = ErrnoStatus(name, "write", err);
+        if (is_file && off > 0 && start >= 0) {
+          const char* last_nl = static_cast<const char*>(memrchr(data, '\n', off));
+          size_t whole = last_nl ? static_cast<size_t>(last_nl - data) + 1 : 0;
+          partial_lines = static_cast<uint64_t>(std::count(data, data + whole, '\n'));
+          if (whole < off && ftruncate(fd, start + static_cast<off_t>(whole)) != 0) {
+            // Cannot take the cut line off: end it, so that the next line stands on its own.
+            (void)!write(fd, "\n", 1);
+          }
+        }
+        return;
+      }
+      off += static_cast<size_t>(w);
+    }
+    any_ok = true;
+  };
+  if (fd_ >= 0) write_fd(fd_, opts_.path, true);
+  if (opts_.to_stdout) write_fd(STDOUT_FILENO, "stdout", false);
+  if (any_ok) {
+    lines_written_.fetch_add(pending_lines_, std::memory_order_relaxed);
+  } else {
+    lines_written_.fetch_add(partial_lines, std::memory_order_relaxed);
+    lines_dropped_.fetch_add(pending_lines_ - std::min(partial_lines, pending_lines_),
+                             std::memory_order_relaxed);
+  }
+  return first;
+}
+
+}  // namespace bw

@@ -1,0 +1,191 @@
+#include "daemon/events/event_pipeline.hpp"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace bw {
+namespace {
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// NTP steps move CLOCK_REALTIME, not the kernel's CLOCK_MONOTONIC event stamps.
+constexpr int64_t kClockResyncNs = 10'000'000'000;
+// How long the thread sleeps with nothing in the ring (then it flushes the sink).
+constexpr int kIdleWaitMs = 100;
+
+}  // namespace
+
+std::string_view EventPipeline::Lookup::IfName(uint32_t ifindex) const {
+  auto it = ifnames_.find(ifindex);
+  if (it != ifnames_.end()) return it->second;
+  char buf[IF_NAMESIZE] = {};
+  if (!if_indextoname(ifindex, buf)) return {};
+  return ifnames_.emplace(ifindex, buf).first->second;
+}
+
+absl::StatusOr<std::unique_ptr<EventPipeline>> EventPipeline::Create(
+    int ringbuf_fd, std::unique_ptr<EveSink> sink) {
+  std::unique_ptr<EventPipeline> p(new EventPipeline());
+  p->sink_ = std::move(sink);
+  p->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->wake_fd_ < 0) return ErrnoStatus("event pipeline", "eventfd", errno);
+  EventPipeline* self = p.get();
+  auto reader = EventReader::Create(ringbuf_fd, [self](const bw_event& e) { self->OnEvent(e); });
+  if (!reader.ok()) return reader.status();
+  p->reader_ = std::move(*reader);
+  // Events the pre-filter decided get their entry from the applied policy in memory, not from a
+  // trie lookup (a syscall) per event.
+  p->reader_->set_v4_resolver([self](const uint8_t* a) { return self->ResolveV4(a); });
+  p->clock_resync_ns_ = MonotonicNs();
+  return p;
+}
+
+EventPipeline::~EventPipeline() {
+  Stop();
+  std::lock_guard<std::mutex> l(out_mu_);
+  for (int f : followers_) ::close(f);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void EventPipeline::SetPolicy(const CompiledPolicy* policy) {
+  std::lock_guard<std::mutex> l(policy_mu_);
+  lookup_.set_policy(policy);
+  v4_match_.reset();  // built from the new one's table when an event first needs it
+}
+
+std::optional<bw_list_value> EventPipeline::ResolveV4(const uint8_t* addr4) {
+  std::lock_guard<std::mutex> l(policy_mu_);
+  const CompiledPolicy* c = lookup_.policy();
+  if (!c) return std::nullopt;
+  if (!v4_match_) v4_match_ = std::make_unique<V4Match>(c->v4);
+  uint32_t a;
+  std::memcpy(&a, addr4, 4);
+  const KernelEntry* e = v4_match_->Find(ntohl(a));
+  if (!e) return std::nullopt;
+  return e->value.ToMap();
+}
+
+void EventPipeline::OnEvent(const bw_event& ev) {
+  std::string_view line;
+  {
+    std::lock_guard<std::mutex> l(policy_mu_);
+    auto formatted = formatter_.Format(ev);
+    if (!formatted.ok()) {
+      format_errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    line = *formatted;  // the formatter's buffer: only this thread formats
+  }
+  if (sink_) (void)sink_->Write(line);  // errors are counted by the sink
+  std::lock_guard<std::mutex> l(out_mu_);
+  if (!followers_.empty()) {
+    std::string with_nl(line);
+    with_nl.push_back('\n');
+    for (size_t i = 0; i < followers_.size();) {
+      ssize_t w = ::send(followers_[i], with_nl.data(), with_nl.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w != static_cast<ssize_t>(with_nl.size())) {
+        // Gone, or too slow (a partial line would corrupt the stream): dropped.
+        ::close(followers_[i]);
+        followers_[i] = followers_.back();
+        followers_.pop_back();
+        continue;
+      }
+      ++i;
+    }
+    follower_count_.store(followers_.size(), std::memory_order_relaxed);
+  }
+  recent_[recent_next_].assign(line.data(), line.size());
+  recent_next_ = (recent_next_ + 1) % kRecent;
+  recent_count_ = std::min(recent_count_ + 1, kRecent);
+}
+
+absl::StatusOr<int> EventPipeline::DrainNow() { return reader_->Drain(); }
+
+absl::Status EventPipeline::Start() {
+  if (thread_.joinable()) return absl::OkStatus();
+  stop_.store(false);
+  try {
+    thread_ = std::thread([this] { Loop(); });
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("event pipeline thread: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void EventPipeline::Loop() {
+  pollfd fds[2] = {{reader_->epoll_fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  while (!stop_.load(std::memory_order_relaxed)) {
+    int n = ::poll(fds, 2, kIdleWaitMs);
+    if (n < 0 && errno != EINTR) {
+      std::fprintf(stderr, "bannerwatch: event pipeline: poll: %s\n", std::strerror(errno));
+      ::usleep(kIdleWaitMs * 1000);  // keep reading on the timeout rather than spin
+    }
+    auto handled = reader_->Drain();
+    if (handled.ok() && *handled == 0 && sink_) (void)sink_->Flush();  // quiet: nothing waits
+    int64_t now = MonotonicNs();
+    if (now - clock_resync_ns_ > kClockResyncNs) {
+      std::lock_guard<std::mutex> l(policy_mu_);
+      formatter_.set_clock_offset_ns(MonotonicToRealtimeNs());
+      clock_resync_ns_ = now;
+    }
+  }
+}
+
+void EventPipeline::Stop() {
+  if (thread_.joinable()) {
+    stop_.store(true);
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  if (reader_) (void)reader_->Drain();
+  if (sink_) (void)sink_->Flush();
+}
+
+void EventPipeline::AddFollower(int fd) {
+  int big = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+  std::lock_guard<std::mutex> l(out_mu_);
+  followers_.push_back(fd);
+  follower_count_.store(followers_.size(), std::memory_order_relaxed);
+}
+
+std::vector<std::string> EventPipeline::Recent(size_t n) const {
+  std::lock_guard<std::mutex> l(out_mu_);
+  n = std::min(n, recent_count_);
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (size_t k = 0; k < n; ++k) out.push_back(recent_[(recent_next_ + kRecent - n + k) % kRecent]);
+  return out;
+}
+
+EventPipeline::Stats EventPipeline::stats() const {
+  Stats s;
+  s.delivered = reader_->delivered();
+  s.malformed = reader_->malformed();
+  s.format_errors = format_errors_.load(std::memory_order_relaxed);
+  if (sink_) {
+    s.has_sink = true;
+    s.sink_path = sink_->path();
+    s.lines_written = sink_->lines_written();
+    s.lines_dropped = sink_->lines_dropped();
+  }
+  s.followers = follower_count_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace bw

@@ -1,0 +1,516 @@
+#include "daemon/service/daemon.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/control/control.hpp"
+#include "daemon/control/control_request.hpp"
+#include "daemon/control/metrics.hpp"
+#include "daemon/dataplane/libbpf_log.hpp"
+#include "daemon/dataplane/list_counters.hpp"
+#include "daemon/dataplane/loader.hpp"
+#include "daemon/dataplane/pin_root.hpp"
+#include "daemon/events/eve_writer.hpp"
+#include "daemon/events/event_pipeline.hpp"
+#include "daemon/policy/policy.hpp"
+#include "daemon/policy/state.hpp"
+#include "daemon/service/file_watch.hpp"
+#include "daemon/service/log.hpp"
+#include "daemon/service/reloader.hpp"
+#include "daemon/service/runtime_lists.hpp"
+#include "maps/maps.hpp"
+
+namespace bw {
+namespace {
+
+using json = nlohmann::json;
+
+// `bannerwatch run`: takes the locks, opens the sockets, loads the data plane, applies the policy,
+// attaches, then runs one loop of signals, a 100 ms timer, file changes and the two servers. The
+// parts do the work: Reloader (the policy in force), RuntimeLists (the state file's entries),
+// EventPipeline (its own thread), ControlServer and MetricsServer (deadlines and limits per
+// connection), FileWatch, ListCounters. The Daemon wires them and answers status and metrics
+// from them.
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions o) : opts_(std::move(o)) {}
+  int Run();
+
+ private:
+  absl::Status Start();
+  void Shutdown();
+  ControlServer::Reply HandleControl(const json& req);
+  json Status();
+  std::string RenderMetrics();
+  void OnTimer();
+  // The policy's files as the file watch should see them (not the state file: the daemon writes
+  // it itself).
+  void WatchPolicyFiles();
+
+  DaemonOptions opts_;
+  std::string pin_root_, state_file_;
+  bool keep_on_exit_ = false;
+  std::optional<PinRootLock> lock_;
+  std::optional<StateFileLock> state_lock_;
+
+  std::unique_ptr<DataPlane> dp_;
+  MapSet maps_;
+  std::vector<Attachment> attached_;
+  std::unique_ptr<Reloader> reloader_;
+  std::unique_ptr<RuntimeLists> runtime_;
+  std::unique_ptr<ListCounters> counters_;
+  std::optional<FileWatch> files_;
+  // Ring buffer -> EVE file, followers and the recent lines, on its own thread; told of every
+  // applied policy (SetPolicy) before the one it replaces is reused or freed.
+  std::unique_ptr<EventPipeline> events_;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<MetricsServer> metrics_;
+
+  Fd epoll_, sigfd_, timerfd_;
+  absl::Time started_ = absl::Now();
+  bool stop_ = false;
+};
+
+json Daemon::Status() {
+  json j;
+  j["ok"] = true;
+  j["pid"] = getpid();
+  j["pin_root"] = pin_root_;
+  j["policy"] = opts_.config_path;
+  j["state_file"] = state_file_;
+  j["uptime_s"] = absl::ToInt64Seconds(absl::Now() - started_);
+  j["adopted"] = dp_->adopted();
+  const CompiledPolicy& compiled = *reloader_->compiled();
+  {
+    json off = json::array(), lacks = json::array();
+    for (const auto& f : AllFeatures())
+      if (!(dp_->features() & f.bit)) off.push_back(f.name);
+    for (const std::string& m : dp_->kernel().Missing()) lacks.push_back(m);
+    j["data_plane"] = {{"variant", VariantName(dp_->variant())},
+                       {"kernel", dp_->kernel().release},
+                       {"features_off", off},
+                       {"kernel_lacks", lacks}};
+  }
+  j["interfaces"] = json::array();
+  for (const Attachment& a : attached_)
+    j["interfaces"].push_back({{"name", a.ifname}, {"ifindex", a.ifindex},
+                               {"xdp_mode", XdpModeOf(a.ifindex)}, {"tc_egress", true},
+                               {"adopted", a.xdp_adopted}});
+  j["ports"] = compiled.ports;
+  j["proxy_ports"] = compiled.proxy_ports;
+  j["banner"] = {{"server", BannerActionName(static_cast<bw_banner_action>(
+                                compiled.config.banner_action[BW_SIDE_SERVER]))},
+                 {"client", BannerActionName(static_cast<bw_banner_action>(
+                                compiled.config.banner_action[BW_SIDE_CLIENT]))},
+                 {"non_tls", (compiled.config.flags & BW_CFG_NON_TLS) ? "alert" : "off"}};
+  ListCounters::ByList stats = counters_->Get(compiled.v4.size() + compiled.v6.size());
+  // How old the hits and drops are (0: read for this answer; large tries: the last read on its
+  // thread, null before the first is done).
+  j["list_counts_age_s"] = counters_->read_at() == absl::InfinitePast()
+                               ? json(nullptr)
+                               : json(absl::ToDoubleSeconds(absl::Now() - counters_->read_at()));
+  j["lists"] = json::array();
+  for (const CompiledList& l : compiled.lists) {
+    json e = {{"name", l.name}, {"action", ListActionName(l.action)}, {"entries", l.entries},
+              {"expired", l.expired}, {"hits", stats[l.id].hits}, {"drops", stats[l.id].drops}};
+    if (l.expires) e["expires"] = TimeText(*l.expires);
+    j["lists"].push_back(std::move(e));
+  }
+  j["prefixes"] = {{"v4", compiled.v4.size()}, {"v6", compiled.v6.size()}};
+  for (int d = 0; d < BW_DIR__MAX; ++d) {
+    auto c = maps_.ReadCounters(static_cast<bw_direction>(d));
+    if (!c.ok()) continue;
+    json cj;
+    for (int i = 0; i < BW_CNT__MAX; ++i) cj[kCounterNames[i]] = (*c)[i];
+    j["counters"][d == BW_DIR_INGRESS ? "ingress" : "egress"] = cj;
+  }
+  EventPipeline::Stats es = events_->stats();
+  j["eve"] = {{"path", es.sink_path},
+              {"lines_written", es.lines_written},
+              {"lines_dropped", es.lines_dropped},
+              {"format_errors", es.format_errors},
+              {"followers", es.followers}};
+  auto conns = [](const RequestServer& r) {
+    return json{{"open", r.open_connections()}, {"refused_busy", r.refused_busy()},
+                {"evicted_idle", r.evicted()}, {"timed_out", r.timed_out()}};
+  };
+  if (control_) j["connections"]["control"] = conns(control_->connections());
+  if (metrics_) j["connections"]["metrics"] = conns(metrics_->connections());
+  j["reload_buffers"] = {{"keep", reloader_->policy().keep_reload_buffers},
+                         {"making", reloader_->making_buffers()},
+                         {"held_bytes", reloader_->BufferBytes()}};
+  const Reloader::Record& r = reloader_->record();
+  j["last_reload"] = {{"time", TimeText(r.last)}, {"ok", r.last_ok}, {"error", r.error},
+                      {"summary", r.summary}, {"reloads_ok", r.ok}, {"reloads_failed", r.failed}};
+  return j;
+}
+
+ControlServer::Reply Daemon::HandleControl(const json& raw) {
+  auto parsed = ParseControlRequest(raw);
+  if (!parsed.ok()) return {{{"ok", false}, {"error", std::string(parsed.status().message())}}};
+  const ControlRequest& req = *parsed;
+  const std::string& cmd = req.cmd;
+  if (cmd == "status") return {Status()};
+  if (cmd == "block") return {runtime_->Add(req, "block")};
+  if (cmd == "watch") return {runtime_->Add(req, "watch")};
+  if (cmd == "allow") return {runtime_->Add(req, "safelist")};
+  if (cmd == "unlist") return {runtime_->Unlist(req)};
+  if (cmd == "list") return {runtime_->List()};
+  if (cmd == "reload") {
+    absl::Status st = reloader_->Reload("control", runtime_->state());
+    if (!st.ok()) return {{{"ok", false}, {"error", std::string(st.message())}}};
+    return {{{"ok", true}, {"summary", reloader_->record().summary}}};
+  }
+  if (cmd == "query") {
+    auto addr = ParseAddress(req.ip);
+    if (!addr.ok()) return {{{"ok", false}, {"error", std::string(addr.status().message())}}};
+    const CompiledPolicy& compiled = *reloader_->compiled();
+    Explanation ex = compiled.Explain(*addr);
+    json j = {{"ok", true}, {"query", addr->HumanString()},
+              {"text", compiled.ExplainText(*addr)}};
+    if (ex.match) {
+      const CompiledList* l = compiled.list(ex.match->value.list_id);
+      j["effective_action"] = ListActionName(static_cast<ListAction>(
+          ex.match->value.action & BW_ACTION_SAFELIST   ? BW_ACTION_SAFELIST
+          : ex.match->value.action & BW_ACTION_BLOCK    ? BW_ACTION_BLOCK
+                                                        : BW_ACTION_WATCH));
+      j["list"] = l ? l->name : "";
+      j["kernel_key"] = ex.match->prefix.ToString();
+      j["deciding_entry"] = compiled.EntryLocation(ex.deciding_entry);
+    } else {
+      j["effective_action"] = "none";
+    }
+    return {j};
+  }
+  // "events": the command table knows no other.
+  json j = {{"ok", true}, {"recent", json::array()}};
+  for (std::string& l : events_->Recent(req.count)) j["recent"].push_back(std::move(l));
+  return {j, req.follow};
+}
+
+std::string Daemon::RenderMetrics() {
+  MetricsText m;
+  m.Family("bannerwatch_data_plane_info", "gauge",
+           "The data-plane object variant loaded and the kernel it runs on (always 1)");
+  m.Sample("bannerwatch_data_plane_info",
+           absl::StrCat(MetricsText::Label("variant", VariantName(dp_->variant())), ",",
+                        MetricsText::Label("kernel", dp_->kernel().release)),
+           uint64_t{1});
+  m.Family("bannerwatch_feature_enabled", "gauge",
+           "1 when the loaded data plane has the detection, 0 when this kernel cannot run it");
+  for (const auto& f : AllFeatures())
+    m.Sample("bannerwatch_feature_enabled", MetricsText::Label("feature", f.name),
+             uint64_t{(dp_->features() & f.bit) ? 1u : 0u});
+  for (int i = 0; i < BW_CNT__MAX; ++i) {
+    std::string name = absl::StrCat("bannerwatch_", kCounterNames[i], "_total");
+    m.Family(name, "counter", absl::StrCat("Data-plane counter ", kCounterNames[i], ", by direction"));
+    for (int d = 0; d < BW_DIR__MAX; ++d) {
+      auto c = maps_.ReadCounters(static_cast<bw_direction>(d));
+      if (!c.ok()) continue;
+      m.Sample(name, MetricsText::Label("direction", d == BW_DIR_INGRESS ? "ingress" : "egress"),
+               (*c)[i]);
+    }
+  }
+  const CompiledPolicy& compiled = *reloader_->compiled();
+  ListCounters::ByList stats = counters_->Get(compiled.v4.size() + compiled.v6.size());
+  m.Family("bannerwatch_list_entries", "gauge", "Entries of each list in the applied policy");
+  for (const CompiledList& l : compiled.lists)
+    m.Sample("bannerwatch_list_entries",
+             absl::StrCat(MetricsText::Label("list", l.name), ",",
+                          MetricsText::Label("action", ListActionName(l.action))),
+             static_cast<uint64_t>(l.expired ? 0 : l.entries));
+  m.Family("bannerwatch_list_hits_total", "counter", "Connection starts with a watched address, by list (cached up to 10 s)");
+  for (const CompiledList& l : compiled.lists)
+    m.Sample("bannerwatch_list_hits_total", MetricsText::Label("list", l.name), stats[l.id].hits);
+  m.Family("bannerwatch_list_drops_total", "counter", "Packets dropped for a blocked address, by list (cached up to 10 s)");
+  for (const CompiledList& l : compiled.lists)
+    m.Sample("bannerwatch_list_drops_total", MetricsText::Label("list", l.name), stats[l.id].drops);
+  EventPipeline::Stats es = events_->stats();
+  m.Family("bannerwatch_eve_lines_written_total", "counter", "EVE lines written");
+  m.Sample("bannerwatch_eve_lines_written_total", "", es.lines_written);
+  m.Family("bannerwatch_eve_lines_dropped_total", "counter", "EVE lines lost to write errors");
+  m.Sample("bannerwatch_eve_lines_dropped_total", "", es.lines_dropped);
+  m.Family("bannerwatch_events_read_total", "counter", "Event records read from the ring buffer");
+  m.Sample("bannerwatch_events_read_total", "", es.delivered);
+  m.Family("bannerwatch_connections_refused_total", "counter",
+           "Connections closed unserved, by server and reason (busy: at the limit, all being "
+           "answered; evicted: the oldest idle one, for a new one at the limit; timeout: no whole "
+           "request, or the answer not taken, within 2 s)");
+  for (const auto& [server, rs] :
+       {std::pair<const char*, const RequestServer*>{"control",
+                                                     control_ ? &control_->connections() : nullptr},
+        {"metrics", metrics_ ? &metrics_->connections() : nullptr}}) {
+    if (!rs) continue;
+    for (const auto& [reason, n] : {std::pair<const char*, uint64_t>{"busy", rs->refused_busy()},
+                                    {"evicted", rs->evicted()},
+                                    {"timeout", rs->timed_out()}})
+      m.Sample("bannerwatch_connections_refused_total",
+               absl::StrCat(MetricsText::Label("server", server), ",",
+                            MetricsText::Label("reason", reason)),
+               n);
+  }
+  m.Family("bannerwatch_reloads_total", "counter", "Policy reloads by result");
+  const Reloader::Record& r = reloader_->record();
+  m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "ok"), r.ok);
+  m.Sample("bannerwatch_reloads_total", MetricsText::Label("result", "error"), r.failed);
+  m.Family("bannerwatch_last_reload_success", "gauge", "1 if the last reload was applied");
+  m.Sample("bannerwatch_last_reload_success", "", uint64_t{r.last_ok ? 1u : 0u});
+  m.Family("bannerwatch_reload_buffers_bytes", "gauge",
+           "Memory held for the next reload to write its tables into (keep_reload_buffers)");
+  m.Sample("bannerwatch_reload_buffers_bytes", "", reloader_->BufferBytes());
+  m.Family("bannerwatch_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload");
+  m.Sample("bannerwatch_last_reload_timestamp_seconds", "", absl::ToDoubleSeconds(r.last - absl::UnixEpoch()));
+  return m.str();
+}
+
+void Daemon::OnTimer() {
+  uint64_t ticks;
+  (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
+  absl::Time now = absl::Now();
+  // Clients that have not sent a whole request, or not taken their answer, within their time.
+  if (control_) control_->ExpireDeadlines(now);
+  if (metrics_) metrics_->ExpireDeadlines(now);
+  reloader_->TakePremade();  // the buffers made after the start, once ready
+  if (files_->TakeDue(now)) (void)reloader_->Reload("file changed", runtime_->state());
+  if (now >= runtime_->NextExpiry()) runtime_->Expire(now);
+}
+
+void Daemon::WatchPolicyFiles() {
+  std::vector<std::string> files;
+  for (const std::string& f : reloader_->policy().files)
+    if (f != state_file_) files.push_back(f);
+  if (files_) files_->Watch(files);
+}
+
+absl::Status Daemon::Start() {
+  // The policy first: an invalid one at start is fatal, before anything is touched.
+  auto probe = LoadPolicyFile(opts_.config_path);
+  if (!probe.ok()) return probe.status();
+  const Policy& p0 = *probe;
+  pin_root_ = opts_.pin_root.value_or(p0.pin_root);
+  state_file_ = opts_.state_file.value_or(p0.state_file);
+  keep_on_exit_ = p0.keep_on_exit;
+
+  auto lock = PinRootLock::Take(pin_root_);
+  if (!lock.ok()) return lock.status();
+  lock_.emplace(std::move(*lock));
+
+  auto state_lock = StateFileLock::Take(state_file_);
+  if (!state_lock.ok()) return state_lock.status();
+  state_lock_.emplace(std::move(*state_lock));
+  auto loaded = RuntimeState::Load(state_file_);
+  if (!loaded.ok()) return loaded.status();
+
+  // The sockets before the kernel is touched: a control socket or metrics port another daemon
+  // serves fails the start here, with nothing loaded, attached or replaced. Requests wait in the
+  // backlog until the loop runs.
+  std::string ctl = opts_.control_socket.value_or(p0.control_socket);
+  if (!ctl.empty()) {
+    auto c = ControlServer::Listen(
+        ctl, [this](const json& r) { return HandleControl(r); },
+        [this](int fd) { events_->AddFollower(fd); });
+    if (!c.ok()) return c.status();
+    control_ = std::move(*c);
+  }
+  std::string ml = opts_.metrics_listen.value_or(p0.metrics_listen);
+  if (!ml.empty() && ml != "off") {
+    auto m = MetricsServer::Listen(ml, [this] { return RenderMetrics(); });
+    if (!m.ok()) return m.status();
+    metrics_ = std::move(*m);
+    Log(absl::StrCat("metrics on http://", ml, "/metrics"));
+  }
+
+  // The interfaces, checked before anything is loaded: programs of another bannerwatch daemon
+  // (another pin root) or of another tool are refused, not replaced.
+  std::vector<std::string> ifaces = opts_.ifaces;
+  if (ifaces.empty()) ifaces = p0.interfaces;
+  if (ifaces.empty()) {
+    auto def = DefaultRouteInterface();
+    if (!def.ok()) return def.status();
+    ifaces.push_back(*def);
+  }
+  for (const std::string& ifn : ifaces) {
+    absl::Status free = CheckInterfaceFree(pin_root_, ifn);
+    if (!free.ok()) return free;
+  }
+
+  LoadOptions lo;
+  lo.pin_root = pin_root_;
+  lo.v4_entries = p0.v4_entries;
+  lo.v6_entries = p0.v6_entries;
+  lo.variant = opts_.bpf_variant;
+  auto dp = DataPlane::Load(lo);
+  if (!dp.ok()) return dp.status();
+  dp_ = std::move(*dp);
+  Log(DescribeDataPlane(dp_->variant(), dp_->kernel()));
+  auto maps = dp_->Maps();
+  if (!maps.ok()) return maps.status();
+  maps_ = std::move(*maps);
+  Log(dp_->adopted() ? absl::StrCat("adopted the maps pinned under ", pin_root_)
+                     : absl::StrCat("created and pinned maps under ", pin_root_));
+
+  auto files = FileWatch::Create();
+  if (!files.ok()) return files.status();
+  files_ = std::move(*files);
+  counters_ = std::make_unique<ListCounters>(maps_);
+  reloader_ = std::make_unique<Reloader>(opts_.config_path, state_file_, *dp_, maps_);
+  reloader_->OnApplied([this](const CompiledPolicy* c) {
+    // The event thread moves to the new policy before the old one is freed or written over.
+    if (events_) events_->SetPolicy(c);
+    WatchPolicyFiles();
+  });
+  runtime_ = std::make_unique<RuntimeLists>(state_file_, std::move(*loaded), *reloader_);
+  absl::Status st = reloader_->Reload("start", runtime_->state());
+  if (!st.ok()) return st;
+
+  // Output before attaching, so the first events have somewhere to go.
+  EveSinkOptions so;
+  so.path = opts_.eve_path.value_or(reloader_->policy().eve_path);
+  so.to_stdout = opts_.eve_stdout.value_or(reloader_->policy().eve_stdout);
+  std::unique_ptr<EveSink> sink;
+  if (!so.path.empty() || so.to_stdout) {
+    auto opened = EveSink::Open(so);
+    if (!opened.ok()) return opened.status();
+    sink = std::move(*opened);
+  }
+  auto events = EventPipeline::Create(dp_->events_fd(), std::move(sink));
+  if (!events.ok()) return events.status();
+  events_ = std::move(*events);
+  events_->SetPolicy(reloader_->compiled());
+  // Events the kernel buffered while no daemon was running (the thread starts once the signals
+  // are blocked, below).
+  auto drained = events_->DrainNow();
+  if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));
+
+  for (const std::string& ifn : ifaces) {
+    auto a = AttachInterface(pin_root_, dp_->xdp_fd(), dp_->tc_fd(), ifn, opts_.xdp_mode);
+    if (!a.ok()) return a.status();
+    Log(absl::StrCat(a->xdp_adopted ? "took over " : "attached to ", ifn, " (XDP ", a->xdp_mode,
+                     ", TC egress)"));
+    attached_.push_back(*a);
+  }
+  // Interfaces a previous daemon attached to and this one does not want: let them go.
+  for (const std::string& old : PinnedInterfaces(pin_root_)) {
+    if (std::find(ifaces.begin(), ifaces.end(), old) != ifaces.end()) continue;
+    absl::Status d = DetachInterface(pin_root_, old);
+    Log(d.ok() ? absl::StrCat("detached from ", old, " (no longer configured)")
+               : absl::StrCat("detaching from ", old, ": ", d.message()));
+  }
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  sigfd_ = Fd(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  timerfd_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  itimerspec its{{0, 100'000'000}, {0, 100'000'000}};
+  timerfd_settime(timerfd_.get(), 0, &its, nullptr);
+
+  epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+  auto add = [&](int fd) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &e);
+  };
+  add(sigfd_.get());
+  add(timerfd_.get());
+  add(files_->fd());
+  if (control_) add(control_->fd());
+  if (metrics_) add(metrics_->fd());
+  absl::Status started = events_->Start();  // after the mask: the thread inherits it
+  if (!started.ok()) return started;
+  EventPipeline::Stats es = events_->stats();
+  Log(absl::StrCat("running: policy ", opts_.config_path, ", EVE ",
+                   es.has_sink ? (es.sink_path.empty() ? "stdout" : es.sink_path) : "off",
+                   control_ ? absl::StrCat(", control ", ctl) : ""));
+  reloader_->StartPremade();
+  return absl::OkStatus();
+}
+
+void Daemon::Shutdown() {
+  counters_->Stop();
+  events_->Stop();  // every event that reached the ring is written
+  if (keep_on_exit_) {
+    Log("stopping; keep_on_exit: programs stay attached and maps pinned");
+    return;
+  }
+  for (const Attachment& a : attached_) {
+    absl::Status st = DetachInterface(pin_root_, a.ifname);
+    if (!st.ok()) Log(absl::StrCat("detach ", a.ifname, ": ", st.message()));
+  }
+  absl::Status st = dp_->UnpinMaps();
+  if (!st.ok()) Log(absl::StrCat("unpin: ", st.message()));
+  Log("stopped; detached and unpinned");
+}
+
+int Daemon::Run() {
+  absl::Status st = Start();
+  if (!st.ok()) {
+    Log(absl::StrCat("cannot start: ", st.message()));
+    // Attachments made before the failure must not stay behind a dead daemon, unless adopted.
+    if (dp_ && !keep_on_exit_ && !dp_->adopted()) {
+      for (const Attachment& a : attached_) (void)DetachInterface(pin_root_, a.ifname);
+      (void)dp_->UnpinMaps();
+    }
+    // A pin root this start made and left empty (refused before loading) goes too.
+    if (lock_ && lock_->created()) ::rmdir(pin_root_.c_str());
+    return 1;
+  }
+  epoll_event evs[16];
+  while (!stop_) {
+    int n = epoll_wait(epoll_.get(), evs, 16, 1000);
+    if (n < 0 && errno != EINTR) {
+      Log(absl::StrCat("epoll_wait: ", std::strerror(errno)));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == sigfd_.get()) {
+        signalfd_siginfo si;
+        while (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
+          if (si.ssi_signo == SIGHUP) {
+            absl::Status rs = events_->ReopenSink();
+            if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()));
+            (void)reloader_->Reload("SIGHUP", runtime_->state());
+          } else {
+            Log(absl::StrCat("signal ", si.ssi_signo, ": stopping"));
+            stop_ = true;
+          }
+        }
+      } else if (fd == timerfd_.get()) {
+        OnTimer();
+      } else if (files_ && fd == files_->fd()) {
+        files_->OnReadable();
+      } else if (control_ && fd == control_->fd()) {
+        control_->OnReadable();
+      } else if (metrics_ && fd == metrics_->fd()) {
+        metrics_->OnReadable();
+      }
+    }
+  }
+  Shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& opts) {
+  InstallLibbpfLog(opts.verbose);
+  Daemon d(opts);
+  return d.Run();
+}
+
+}  // namespace bw

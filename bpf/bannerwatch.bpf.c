@@ -4,9 +4,12 @@
  * egress, sharing every map, the counters and the ring buffer.
  *
  * For each frame: parse (parse.bpf.h); look the remote address up in the watchlists (the source on
- * ingress, the destination on egress); safelist -> pass, block -> drop; then, on watched TCP ports,
- * drop the rest of banner-dropped flows and match "SSH-" at payload offset zero. The verdict is
- * decided before any event is written; a full ring buffer only bumps events_lost.
+ * ingress, the destination on egress); safelist -> pass, block -> drop; frames with more VLAN tags
+ * or IPv6 extension headers than parsed -> the policy's `unparsed` action (pass, alert, drop);
+ * then, on watched TCP ports, drop the rest of banner-dropped flows and look for "SSH-": at payload
+ * offset zero, split over segments, after other lines in a server's first payload, through HTTP
+ * CONNECT tunnels; a server's first payload that is neither TLS nor HTTP may be reported. The
+ * verdict is decided before any event is written; a full ring buffer only bumps events_lost.
  *
  * Built twice (see "object variants" in bannerwatch_abi.h): as is, and with BW_CORE=1 for kernels
  * without bpf_loop, bpf_xdp_load_bytes, bpf_ktime_get_coarse_ns or pointer arguments to global
@@ -1138,6 +1141,10 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 	struct bw_match m = { .ifindex = ifindex, .dir = dir };
 	struct bw_list_value *entry;
 
+	__u32 zero = 0;
+	/* Read once: the unparsed action and pre-filter switch here, the event limits below. */
+	const struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
+
 	if (!cnt)
 		return BW_VERDICT_PASS;
 	cnt->packets++;
@@ -1148,6 +1155,15 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 	case BW_PARSE_BAD_L3:
 	case BW_PARSE_NEED_PULL:
 		cnt->malformed++;
+		return BW_VERDICT_PASS;
+	case BW_PARSE_VLAN_LIMIT:
+		/* More tags than walked: no address to check, so the policy decides (fail closed under
+		 * unparsed: drop; an alert needs addresses, so it is the counter alone here). */
+		cnt->vlan_limit++;
+		if (cfg && cfg->unparsed == BW_UNPARSED_DROP) {
+			cnt->unparsed_drops++;
+			return BW_VERDICT_DROP;
+		}
 		return BW_VERDICT_PASS;
 	}
 	if (p->family == BW_FAMILY_V4)
@@ -1173,9 +1189,6 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 	__u32 cls = BW_V4_PRE_TRIE;
 	struct bw_v4_cls_cnt *cc = 0;
 	__u8 act = 0;
-	__u32 zero = 0;
-	/* Read once: the pre-filter switch here, the block-event limits below. */
-	const struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
 
 	if (p->family == BW_FAMILY_V4 && cfg && (cfg->flags & BW_CFG_PREFILTER))
 		cls = bw_pre_class(p, dir);
@@ -1212,6 +1225,16 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 			cc->drops++;
 		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_BLOCK, BW_VERDICT_DROP);
 		return BW_VERDICT_DROP;
+	}
+	/* A longer IPv6 header chain than walked: the transport header, ports and payload are unknown
+	 * (a banner could hide behind it), so the policy decides. */
+	if (parsed == BW_PARSE_EXT_LIMIT && cfg && cfg->unparsed != BW_UNPARSED_PASS) {
+		if (cfg->unparsed == BW_UNPARSED_DROP) {
+			cnt->unparsed_drops++;
+			return BW_VERDICT_DROP;
+		}
+		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_UNPARSED, BW_VERDICT_PASS);
+		return BW_VERDICT_PASS;
 	}
 	if (parsed != BW_PARSE_OK || p->l4proto != IPPROTO_TCP)
 		return BW_VERDICT_PASS;

@@ -3,7 +3,9 @@
  * parse.bpf.h — header parsing shared by the XDP and TC programs.
  *
  * A cursor walks Ethernet (up to BW_VLAN_MAX tags), IPv4 (IHL) or IPv6 (up to BW_V6_EXT_MAX
- * extension headers), then TCP (doff) or UDP. Each helper checks its header against the end of the
+ * extension headers), then TCP (doff) or UDP. A frame with more tags or extension headers than
+ * that says so (BW_PARSE_VLAN_LIMIT, BW_PARSE_EXT_LIMIT): the program then applies the policy's
+ * `unparsed` action rather than treat it as harmless. Each helper checks its header against the end of the
  * directly readable data and against the lengths the headers themselves claim, and returns what
  * comes next or why it stopped. Offsets come from IHL, extension lengths and doff; payload length
  * comes from the IP length fields, never from the frame end (Ethernet pads short frames).
@@ -34,6 +36,7 @@ enum bw_parse_result {
 	BW_PARSE_BAD_L4,        /* addresses are good, the TCP/UDP header is not */
 	BW_PARSE_EXT_LIMIT,     /* addresses are good, more IPv6 extension headers than we walk */
 	BW_PARSE_NEED_PULL,     /* a header lies past the linear data but inside the packet (TC) */
+	BW_PARSE_VLAN_LIMIT,    /* more VLAN tags than we walk: addresses unknown */
 };
 
 /* What the programs need to know about a packet, in the packet's own byte order. */
@@ -98,6 +101,8 @@ static __always_inline int bw_parse_eth(struct bw_cursor *c, __u16 *proto)
 		type = bpf_ntohs(vlan[1]);
 		bw_cursor_advance(c, 4);
 	}
+	if (type == ETH_P_8021Q || type == ETH_P_8021AD)
+		return BW_PARSE_VLAN_LIMIT;
 	*proto = type;
 	return BW_PARSE_OK;
 }

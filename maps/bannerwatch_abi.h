@@ -46,8 +46,10 @@
                                             * reader held up by a slow disk loses none */
 #define BW_BLOCK_RL_SLOTS 1024U            /* per-CPU slots of the block-event rate limiter */
 #define BW_BANNER_MAX 64U                  /* banner bytes copied into an event */
-#define BW_VLAN_MAX 2                      /* 802.1Q / 802.1ad tags parsed */
-#define BW_V6_EXT_MAX 6                    /* IPv6 extension headers walked */
+#define BW_VLAN_MAX 3                      /* 802.1Q / 802.1ad tags parsed (beyond: vlan_limit):
+                                            * QinQ and one more; each tag walked costs the
+                                            * verifier a copy of everything after the parse */
+#define BW_V6_EXT_MAX 8                    /* IPv6 extension headers walked (beyond: v6_ext_limit) */
 #define BW_PORTS_MAX 65536U                /* bw_ports is indexed by the TCP port number */
 #define BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT 1000000000ULL
 #define BW_BLOCK_EVENT_BUDGET_DEFAULT 1000U /* block events per second per CPU */
@@ -163,6 +165,17 @@ enum bw_event_kind {
 	BW_EV_BLOCK = 2,   /* packet dropped because the remote address is blocked (rate-limited) */
 	BW_EV_WATCH = 3,   /* connection start (SYN or SYN-ACK) with a watched remote address */
 	BW_EV_NON_TLS = 4, /* a server's first payload on a watched port is neither TLS nor HTTP */
+	BW_EV_UNPARSED = 5, /* a packet with more IPv6 extension headers than the program walks
+			     * (bw_config.unparsed: alert; rate-limited as block events are) */
+};
+
+/* What happens to a frame the program cannot parse to its transport header because it has more
+ * headers than it walks (bw_config.unparsed). A blocked or safelisted source is decided first
+ * wherever its address could be read. */
+enum bw_unparsed_action {
+	BW_UNPARSED_PASS = 0,  /* counted only */
+	BW_UNPARSED_ALERT = 1, /* counted; an event where the addresses are known (IPv6 chains) */
+	BW_UNPARSED_DROP = 2,  /* counted and dropped */
 };
 
 /* How a banner was found. */
@@ -212,7 +225,7 @@ enum bw_config_flags {
  * per direction (enum bw_direction). */
 #define BW_COUNTERS(X)                                                                             \
 	X(packets)           /* frames the program ran on */                                   \
-	X(non_ip)            /* not IPv4/IPv6 after up to two VLAN tags */                     \
+	X(non_ip)            /* not IPv4/IPv6 after the VLAN tags */                           \
 	X(ipv4)                                                                                    \
 	X(ipv6)                                                                                    \
 	X(tcp)                                                                                     \
@@ -236,7 +249,9 @@ enum bw_config_flags {
 	X(events)            /* records committed to the ring buffer */                        \
 	X(events_lost)       /* bpf_ringbuf_reserve failures (verdict unchanged) */            \
 	X(events_suppressed) /* block events held back by the per-source rate limit */         \
-	X(events_budget)     /* block events not written: this CPU's budget for the second spent */
+	X(events_budget)     /* block events not written: this CPU's budget for the second spent */ \
+	X(vlan_limit)        /* more VLAN tags than BW_VLAN_MAX: addresses unknown */          \
+	X(unparsed_drops)    /* vlan_limit and v6_ext_limit frames dropped (unparsed: drop) */
 
 #define BW_COUNTER_FIELD(name) __u64 name;
 struct bw_counters {
@@ -310,7 +325,7 @@ struct bw_v4_cls_cnt {
 struct bw_config {
 	__u8 banner_action[BW_SIDE__MAX]; /* enum bw_banner_action, by enum bw_banner_side */
 	__u8 flags;                       /* enum bw_config_flags */
-	__u8 _pad0;
+	__u8 unparsed;                    /* enum bw_unparsed_action */
 	/* At most this many block events per second on each CPU (0: no budget). A flood of spoofed
 	 * blocked sources then costs a counter, not an event, per packet: the drop stays cheap and the
 	 * ring buffer keeps room for banner alerts. */

@@ -365,6 +365,8 @@ inline std::string_view KindName(uint8_t kind) {
       return "watch";
     case BW_EV_NON_TLS:
       return "non_tls";
+    case BW_EV_UNPARSED:
+      return "unparsed";
   }
   return {};
 }
@@ -416,7 +418,7 @@ inline uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
 
 absl::Status Validate(const bw_event& ev) {
   if (ev.kind != BW_EV_BANNER && ev.kind != BW_EV_BLOCK && ev.kind != BW_EV_WATCH &&
-      ev.kind != BW_EV_NON_TLS)
+      ev.kind != BW_EV_NON_TLS && ev.kind != BW_EV_UNPARSED)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown kind ", unsigned{ev.kind}));
   if (ev.family != BW_FAMILY_V4 && ev.family != BW_FAMILY_V6)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown family ", unsigned{ev.family}));

@@ -13,7 +13,7 @@ namespace {
 //   misc-attack      "Misc Attack"                           2
 //   bad-unknown      "Potentially Bad Traffic"               2
 //   protocol-command-decode "Generic Protocol Command Decode" 3
-constexpr std::array<Signature, 5> kTable = {{
+constexpr std::array<Signature, 6> kTable = {{
     {1, kSidSshServerBanner, 1, "ET POLICY SSH banner detected on TCP 443 likely proxy evasion",
      "misc-activity", "Misc activity", 3, true},
     {1, kSidSshClientBanner, 1,
@@ -25,6 +25,9 @@ constexpr std::array<Signature, 5> kTable = {{
      "bad-unknown", "Potentially Bad Traffic", 2, true},
     {1, kSidNonTlsOnWatchedPort, 1, "BANNERWATCH non-TLS payload on watched TCP port",
      "protocol-command-decode", "Generic Protocol Command Decode", 3, true},
+    {1, kSidUnparsed, 1,
+     "BANNERWATCH IPv6 extension header chain longer than inspected, transport not checked",
+     "bad-unknown", "Potentially Bad Traffic", 2, true},
 }};
 
 }  // namespace
@@ -41,6 +44,8 @@ const Signature* SignatureForEvent(uint8_t kind, uint8_t banner_side) {
       return &kTable[3];
     case BW_EV_NON_TLS:
       return &kTable[4];
+    case BW_EV_UNPARSED:
+      return &kTable[5];
     default:
       return nullptr;
   }

@@ -18,6 +18,7 @@ inline constexpr uint32_t kSidSshClientBanner = 1000147;
 inline constexpr uint32_t kSidBlockedAddress = 1000148;
 inline constexpr uint32_t kSidWatchedAddress = 1000149;
 inline constexpr uint32_t kSidNonTlsOnWatchedPort = 1000150;  // banner.non_tls: alert
+inline constexpr uint32_t kSidUnparsed = 1000151;             // unparsed: alert
 
 struct Signature {
   uint32_t gid;

@@ -583,7 +583,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
   p.files.push_back(path_);
   auto fields = MapFields(root, "",
                           {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit",
-                           "keep_reload_buffers", "limits",
+                           "keep_reload_buffers", "limits", "unparsed",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
                            "metrics", "state_file", "pin_root"});
   if (!fields.ok()) return fields.status();
@@ -609,6 +609,10 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = Bool(v, key, &p.keep_on_exit);
     } else if (key == "keep_reload_buffers") {
       st = Bool(v, key, &p.keep_reload_buffers);
+    } else if (key == "unparsed") {
+      const std::vector<std::pair<absl::string_view, bw_unparsed_action>> values = {
+          {"pass", BW_UNPARSED_PASS}, {"alert", BW_UNPARSED_ALERT}, {"drop", BW_UNPARSED_DROP}};
+      st = Enum(v, key, values, &p.unparsed);
     } else if (key == "limits") {
       limits_line_ = LineOf(v, &k);
       st = Limits(v, p);
@@ -996,6 +1000,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.config.banner_action[BW_SIDE_SERVER] = static_cast<uint8_t>(policy.banner_server);
   c.config.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(policy.banner_client);
   c.config.flags = policy.non_tls ? BW_CFG_NON_TLS : 0;
+  c.config.unparsed = static_cast<uint8_t>(policy.unparsed);
   c.proxy_ports = policy.proxy_ports;
   std::sort(c.proxy_ports.begin(), c.proxy_ports.end());
   c.proxy_ports.erase(std::unique(c.proxy_ports.begin(), c.proxy_ports.end()), c.proxy_ports.end());

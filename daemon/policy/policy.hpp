@@ -90,6 +90,10 @@ struct Policy {
   bw_banner_action banner_server = BW_BANNER_ALERT;  // sid 1000146: "SSH-" from a watched port
   bw_banner_action banner_client = BW_BANNER_ALERT;  // sid 1000147: "SSH-" to a watched port
   bool non_tls = false;  // sid 1000150: a server's first payload neither TLS nor HTTP
+  // Frames with more VLAN tags or IPv6 extension headers than the programs walk (their transport
+  // header unread): counted (pass), also reported where the addresses are known (alert, sid
+  // 1000151), or dropped. Blocked and safelisted sources are decided first where readable.
+  bw_unparsed_action unparsed = BW_UNPARSED_ALERT;
   bool allow_default_route = false;
   bool keep_on_exit = false;  // leave programs attached and maps pinned when the daemon exits
   // Keep the tables of the policy a reload replaced for the next reload to write into, and a big

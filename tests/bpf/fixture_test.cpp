@@ -106,6 +106,29 @@ auto Prefixes(std::vector<std::tuple<std::string, uint8_t, uint32_t>> v) {
 auto NoSetup() {
   return [](BpfHarness&) {};
 }
+// bw_config.unparsed (the harness's reset leaves it at pass), then `more`.
+auto Unparsed(uint8_t action, std::function<void(BpfHarness&)> more = NoSetup()) {
+  return [=](BpfHarness& h) {
+    auto cfg = h.maps().ReadConfig();
+    REQUIRE(cfg.ok());
+    cfg->unparsed = action;
+    REQUIRE(h.maps().WriteConfig(*cfg).ok());
+    more(h);
+  };
+}
+// A banner from the remote server inside `tags` VLAN tags (802.1ad outside, 802.1Q inside).
+Bytes TaggedBanner(int tags, const char* src = kRemote4) {
+  PacketBuilder b;
+  for (int i = 0; i < tags; ++i) b.vlan(static_cast<uint16_t>(i + 1), i == 0 ? 0x88a8 : 0x8100);
+  return b.ipv4(src, kLocal4).tcp(443, 51000).payload(kBanner).build();
+}
+// A banner from the remote server behind a hop-by-hop header and `dstopts` destination options.
+Bytes ChainedBanner6(int dstopts) {
+  PacketBuilder b;
+  b.ipv6(kRemote6, kLocal6).v6_ext(kIpprotoHopopts);
+  for (int i = 0; i < dstopts; ++i) b.v6_ext(kIpprotoDstopts);
+  return b.tcp(443, 40000).payload(kBanner).build();
+}
 
 std::string AddrStr(const uint8_t* b, uint8_t family) {
   char buf[INET6_ADDRSTRLEN];
@@ -185,9 +208,36 @@ std::vector<Row> Rows() {
   add({"two tags: 802.1ad outer, 802.1Q inner", Prog::kXdp,
        [] { return V4ServerBanner().vlan(10, 0x88a8).vlan(20).build(); }, NoSetup(), kPass,
        {ServerBannerEv()}, ServerHit4()});
-  add({"three tags: beyond what is parsed, counted as non-IP", Prog::kXdp,
-       [] { return V4ServerBanner().vlan(1, 0x88a8).vlan(2).vlan(3).build(); }, NoSetup(), kPass,
-       {}, {{BW_CNT_packets, 1}, {BW_CNT_non_ip, 1}}});
+  add({"three tags (802.1ad, 802.1Q, 802.1Q): the banner inside is found", Prog::kXdp, [] { return TaggedBanner(3); },
+       NoSetup(), kPass, {ServerBannerEv()}, ServerHit4()});
+  add({"as many tags as walked (BW_VLAN_MAX): the banner inside is found", Prog::kXdp,
+       [] { return TaggedBanner(BW_VLAN_MAX); }, NoSetup(), kPass, {ServerBannerEv()},
+       ServerHit4()});
+  add({"three tags around a blocked source: dropped", Prog::kXdp, [] { return TaggedBanner(3); },
+       Prefix("203.0.113.0/24", BW_ACTION_BLOCK, 4), kDrop,
+       {[] {
+         ExpEvent e{BW_EV_BLOCK, BW_VERDICT_DROP};
+         e.list_id = 4, e.list_action = BW_ACTION_BLOCK, e.prefixlen = 24;
+         return e;
+       }()},
+       Base4({{BW_CNT_block_drops, 1}, {BW_CNT_events, 1}})});
+  add({"one tag more than walked: counted, passed under unparsed: pass", Prog::kXdp,
+       [] { return TaggedBanner(BW_VLAN_MAX + 1); }, NoSetup(), kPass, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_vlan_limit, 1}}});
+  add({"one tag more than walked under unparsed: alert: counted only (no address to report)",
+       Prog::kXdp, [] { return TaggedBanner(BW_VLAN_MAX + 1); }, Unparsed(BW_UNPARSED_ALERT),
+       kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_vlan_limit, 1}}});
+  add({"one tag more than walked under unparsed: drop: dropped, whatever the source", Prog::kXdp,
+       [] { return TaggedBanner(BW_VLAN_MAX + 1); }, Unparsed(BW_UNPARSED_DROP), kDrop, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_vlan_limit, 1}, {BW_CNT_unparsed_drops, 1}}});
+  add({"egress, one tag more than walked under unparsed: drop: dropped", Prog::kTc,
+       [] {
+         PacketBuilder b;
+         for (int i = 0; i < BW_VLAN_MAX + 1; ++i) b.vlan(static_cast<uint16_t>(i + 1));
+         return b.ipv4(kLocal4, kRemote4).tcp(51000, 443).payload(kBanner).build();
+       },
+       Unparsed(BW_UNPARSED_DROP), TC_ACT_SHOT, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_vlan_limit, 1}, {BW_CNT_unparsed_drops, 1}}});
   add({"ARP is not IP", Prog::kXdp,
        [] { return PacketBuilder().ethertype(0x0806).payload(std::string(28, '\0')).build(); },
        NoSetup(), kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_non_ip, 1}}});
@@ -212,30 +262,36 @@ std::vector<Row> Rows() {
              .payload(kBanner).build();
        },
        NoSetup(), kPass, {ServerBannerEv()}, Base6({{BW_CNT_banner_server, 1}, {BW_CNT_events, 1}})});
-  add({"IPv6 with six extension headers (the limit)", Prog::kXdp,
-       [] {
-         PacketBuilder b;
-         b.ipv6(kRemote6, kLocal6).v6_ext(kIpprotoHopopts);
-         for (int i = 0; i < 5; ++i) b.v6_ext(kIpprotoDstopts);
-         return b.tcp(443, 40000).payload(kBanner).build();
-       },
-       NoSetup(), kPass, {ServerBannerEv()}, Base6({{BW_CNT_banner_server, 1}, {BW_CNT_events, 1}})});
-  add({"IPv6 with seven extension headers: counted, not parsed for TCP", Prog::kXdp,
-       [] {
-         PacketBuilder b;
-         b.ipv6(kRemote6, kLocal6).v6_ext(kIpprotoHopopts);
-         for (int i = 0; i < 6; ++i) b.v6_ext(kIpprotoDstopts);
-         return b.tcp(443, 40000).payload(kBanner).build();
-       },
-       NoSetup(), kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_v6_ext_limit, 1}}});
-  add({"IPv6 with seven extension headers from a blocked source is still dropped", Prog::kXdp,
-       [] {
-         PacketBuilder b;
-         b.ipv6(kRemote6, kLocal6).v6_ext(kIpprotoHopopts);
-         for (int i = 0; i < 6; ++i) b.v6_ext(kIpprotoDstopts);
-         return b.tcp(443, 40000).payload(kBanner).build();
-       },
-       Prefix("2001:db8:1::/48", BW_ACTION_BLOCK, 3), kDrop,
+  add({"IPv6 with seven extension headers: the banner behind them is found", Prog::kXdp,
+       [] { return ChainedBanner6(6); }, NoSetup(), kPass, {ServerBannerEv()},
+       Base6({{BW_CNT_banner_server, 1}, {BW_CNT_events, 1}})});
+  add({"IPv6 with eight extension headers (the bound): the banner is found", Prog::kXdp,
+       [] { return ChainedBanner6(BW_V6_EXT_MAX - 1); }, NoSetup(), kPass, {ServerBannerEv()},
+       Base6({{BW_CNT_banner_server, 1}, {BW_CNT_events, 1}})});
+  add({"IPv6 with nine extension headers under unparsed: pass: counted, not parsed for TCP",
+       Prog::kXdp, [] { return ChainedBanner6(BW_V6_EXT_MAX); }, NoSetup(), kPass, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_v6_ext_limit, 1}}});
+  add({"IPv6 with nine extension headers under unparsed: alert: an unparsed event (1000151)",
+       Prog::kXdp, [] { return ChainedBanner6(BW_V6_EXT_MAX); }, Unparsed(BW_UNPARSED_ALERT),
+       kPass,
+       {[] {
+         ExpEvent e{BW_EV_UNPARSED, BW_VERDICT_PASS};
+         e.src = kRemote6, e.dst = kLocal6;
+         return e;
+       }()},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_v6_ext_limit, 1}, {BW_CNT_events, 1}}});
+  add({"IPv6 with nine extension headers under unparsed: drop: dropped", Prog::kXdp,
+       [] { return ChainedBanner6(BW_V6_EXT_MAX); }, Unparsed(BW_UNPARSED_DROP), kDrop, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_v6_ext_limit, 1},
+        {BW_CNT_unparsed_drops, 1}}});
+  add({"IPv6 with nine extension headers from a safelisted source: passed under unparsed: drop",
+       Prog::kXdp, [] { return ChainedBanner6(BW_V6_EXT_MAX); },
+       Unparsed(BW_UNPARSED_DROP, Prefix("2001:db8:1::/48", BW_ACTION_SAFELIST, 5)), kPass, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_v6_ext_limit, 1},
+        {BW_CNT_safelist_passes, 1}}});
+  add({"IPv6 with nine extension headers from a blocked source is still dropped", Prog::kXdp,
+       [] { return ChainedBanner6(BW_V6_EXT_MAX); },
+       Unparsed(BW_UNPARSED_ALERT, Prefix("2001:db8:1::/48", BW_ACTION_BLOCK, 3)), kDrop,
        {[] {
          ExpEvent e{BW_EV_BLOCK, BW_VERDICT_DROP};
          e.list_id = 3, e.list_action = BW_ACTION_BLOCK, e.prefixlen = 48;

@@ -110,9 +110,10 @@ struct EpochSetup {
   RefConfig cfg;
   std::vector<std::pair<uint16_t, uint8_t>> port_values;  // raw bw_ports values written
   std::string ToString() const {
-    std::string s = absl::StrFormat("banner_action server=%u client=%u; flags=0x%02x; quirks=0x%x;",
-                                    cfg.banner_action[BW_SIDE_SERVER],
-                                    cfg.banner_action[BW_SIDE_CLIENT], cfg.flags, cfg.quirks);
+    std::string s = absl::StrFormat(
+        "banner_action server=%u client=%u; flags=0x%02x; unparsed=%u; quirks=0x%x;",
+        cfg.banner_action[BW_SIDE_SERVER], cfg.banner_action[BW_SIDE_CLIENT], cfg.flags,
+        cfg.unparsed, cfg.quirks);
     absl::StrAppend(&s, " watched ports:");
     for (auto [p, v] : port_values)
       if (v & BW_PORT_WATCHED) absl::StrAppend(&s, " ", p);
@@ -131,9 +132,9 @@ struct Reconfig {
   RefConfig cfg;  // banner actions, flags and port flags from now on (prefixes unused)
   std::vector<std::pair<uint16_t, uint8_t>> port_updates;  // bw_ports values written
   std::string ToString() const {
-    std::string s = absl::StrFormat("banner_action server=%u client=%u; flags=0x%02x",
+    std::string s = absl::StrFormat("banner_action server=%u client=%u; flags=0x%02x; unparsed=%u",
                                     cfg.banner_action[BW_SIDE_SERVER],
-                                    cfg.banner_action[BW_SIDE_CLIENT], cfg.flags);
+                                    cfg.banner_action[BW_SIDE_CLIENT], cfg.flags, cfg.unparsed);
     for (auto [p, v] : port_updates) absl::StrAppend(&s, "; port ", p, " = ", v);
     return s;
   }
@@ -224,7 +225,11 @@ class Generator {
     s.cfg.banner_action[BW_SIDE_SERVER] = static_cast<uint8_t>(Below(3));
     s.cfg.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(Below(3));
     s.cfg.flags = Chance(50) ? BW_CFG_NON_TLS : 0;
-    if (Chance(5)) s.cfg.flags |= static_cast<uint8_t>(rng_() & 0xfe);
+    // Now and then bits the kernel does not know (BW_CFG_PREFILTER it knows: the model decides
+    // through the trie, as the kernel does without it; the pre-filter has its own tests).
+    if (Chance(5))
+      s.cfg.flags |= static_cast<uint8_t>(rng_() & ~uint64_t{BW_CFG_NON_TLS | BW_CFG_PREFILTER});
+    s.cfg.unparsed = static_cast<uint8_t>(Below(3));
     scripts_.clear();
     size_t n = Below(10);
     for (size_t i = 0; i < n; ++i) {
@@ -267,6 +272,7 @@ class Generator {
       cur_.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(Below(3));
     }
     if (Chance(40)) cur_.flags = Chance(50) ? BW_CFG_NON_TLS : 0;
+    if (Chance(20)) cur_.unparsed = static_cast<uint8_t>(Below(3));
     if (Chance(35)) {
       uint16_t p = kPortPool[Below(std::size(kPortPool))];
       uint8_t v = static_cast<uint8_t>(Below(4));
@@ -405,7 +411,8 @@ class Generator {
 
   void AddVlans(PacketBuilder& b, Layout& lay, std::string& recipe) {
     unsigned r = Below(100);
-    int tags = r < 65 ? 0 : r < 85 ? 1 : r < 97 ? 2 : 3;
+    // Mostly none to two; sometimes a stack up to the bound, or one tag past it (vlan_limit).
+    int tags = r < 65 ? 0 : r < 85 ? 1 : r < 95 ? 2 : r < 98 ? 3 + static_cast<int>(Below(BW_VLAN_MAX - 2)) : BW_VLAN_MAX + 1;
     for (int i = 0; i < tags; ++i) {
       uint16_t tpid = Chance(50) ? 0x8100 : 0x88a8;
       b.vlan(static_cast<uint16_t>(Below(4096)), tpid);
@@ -482,7 +489,8 @@ class Generator {
       lay.family = 6;
       recipe += absl::StrCat(" v6 ", src.ToString(), " > ", dst.ToString());
       unsigned e = Below(100);
-      int exts = e < 60 ? 0 : e < 80 ? 1 + Below(2) : e < 92 ? 3 + Below(3) : 6 + Below(3);
+      // Up to two past the bound BW_V6_EXT_MAX (v6_ext_limit).
+      int exts = e < 60 ? 0 : e < 80 ? 1 + Below(2) : e < 92 ? 3 + Below(3) : 6 + Below(BW_V6_EXT_MAX - 3);
       size_t pos = lay.l3 + 40;
       for (int i = 0; i < exts; ++i) {
         static constexpr uint8_t kTypes[] = {kIpprotoHopopts, kIpprotoRouting, kIpprotoDstopts,
@@ -1158,6 +1166,7 @@ void Apply(BpfHarness& h, const EpochSetup& s) {
   cfg.banner_action[BW_SIDE_SERVER] = s.cfg.banner_action[BW_SIDE_SERVER];
   cfg.banner_action[BW_SIDE_CLIENT] = s.cfg.banner_action[BW_SIDE_CLIENT];
   cfg.flags = s.cfg.flags;
+  cfg.unparsed = s.cfg.unparsed;
   cfg.block_event_interval_ns = 0;  // every block emits its event
   REQUIRE(h.maps().WriteConfig(cfg).ok());
   for (auto [port, value] : s.port_values) REQUIRE(h.maps().ports.Update(port, value).ok());
@@ -1390,6 +1399,7 @@ std::string RunEpoch(BpfHarness& h, const StateMaps& state, uint64_t seed, uint6
       kc.banner_action[BW_SIDE_SERVER] = c.reconfig->cfg.banner_action[BW_SIDE_SERVER];
       kc.banner_action[BW_SIDE_CLIENT] = c.reconfig->cfg.banner_action[BW_SIDE_CLIENT];
       kc.flags = c.reconfig->cfg.flags;
+      kc.unparsed = c.reconfig->cfg.unparsed;
       kc.block_event_interval_ns = 0;
       REQUIRE(h.maps().WriteConfig(kc).ok());
       for (auto [port, value] : c.reconfig->port_updates)
@@ -1407,6 +1417,7 @@ std::string RunEpoch(BpfHarness& h, const StateMaps& state, uint64_t seed, uint6
     if (got.retval != ExpectedRetval(c.tc, exp.verdict)) diff += " verdict differs;";
     if (got.events.size() != exp.events.size()) {
       diff += " event count differs;";
+
     } else {
       for (size_t e = 0; e < got.events.size(); ++e) {
         std::string d = DiffEvent(got.events[e], exp.events[e]);

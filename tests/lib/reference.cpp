@@ -34,7 +34,7 @@ bool IsV6ExtHeader(uint8_t next) {
 
 // What parsing found. Addresses are good unless status is kNonIp or kMalformed.
 struct Parsed {
-  enum Status { kOk, kNonIp, kMalformed, kBadL4, kExtLimit } status = kMalformed;
+  enum Status { kOk, kNonIp, kMalformed, kBadL4, kExtLimit, kVlanLimit } status = kMalformed;
   int family = 0;
   uint8_t saddr[16] = {};
   uint8_t daddr[16] = {};
@@ -186,7 +186,12 @@ Parsed Parse(const uint8_t* f, size_t len) {
   size_t off = 14;
   int tags = 0;
   while (type == kTpid8021q || type == kTpid8021ad) {
-    if (tags == 2) break;  // a third tag: not parsed, so not IP
+    if (tags == BW_VLAN_MAX) {  // one tag more than walked: addresses unknown
+      Parsed p;
+      p.status = Parsed::kVlanLimit;
+      p.trace = absl::StrCat(tags, " vlan and more;");
+      return p;
+    }
     if (off + 4 > len) {
       Parsed p;
       p.trace = "VLAN tag past frame end;";
@@ -277,6 +282,7 @@ const char* RefPathName(RefPath p) {
     case RefPath::kMalformedL3: return "malformed L2/L3 (pass, no address check)";
     case RefPath::kSafelist: return "safelisted remote (pass)";
     case RefPath::kBlock: return "blocked remote (drop + block event)";
+    case RefPath::kUnparsed: return "more VLAN tags or IPv6 extension headers than walked (unparsed action)";
     case RefPath::kAddrOnly: return "address check only: fragment/bad L4/ext limit/non-TCP (pass)";
     case RefPath::kPortUnwatched:
       return "TCP, no watched or proxy port (pass)";
@@ -347,6 +353,7 @@ void ReferenceModel::Reconfigure(const RefConfig& cfg) {
   cfg_.banner_action[BW_SIDE_SERVER] = cfg.banner_action[BW_SIDE_SERVER];
   cfg_.banner_action[BW_SIDE_CLIENT] = cfg.banner_action[BW_SIDE_CLIENT];
   cfg_.flags = cfg.flags;
+  cfg_.unparsed = cfg.unparsed;
 }
 
 ReferenceModel::Entry* ReferenceModel::Lookup(int family, const uint8_t* addr) {
@@ -458,6 +465,15 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     r.path = RefPath::kMalformedL3;
     return r;
   }
+  if (p.status == Parsed::kVlanLimit) {
+    count(BW_CNT_vlan_limit);
+    r.path = RefPath::kUnparsed;
+    if (cfg_.unparsed == BW_UNPARSED_DROP) {
+      count(BW_CNT_unparsed_drops);
+      r.verdict = BW_VERDICT_DROP;
+    }
+    return r;
+  }
   count(p.family == 4 ? BW_CNT_ipv4 : BW_CNT_ipv6);
   if (p.later_fragment)
     count(BW_CNT_fragments);
@@ -517,6 +533,16 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     r.verdict = BW_VERDICT_DROP;
     r.events.push_back(event(BW_EV_BLOCK, BW_VERDICT_DROP));
     r.path = RefPath::kBlock;
+    return r;
+  }
+  if (p.status == Parsed::kExtLimit && cfg_.unparsed != BW_UNPARSED_PASS) {
+    r.path = RefPath::kUnparsed;
+    if (cfg_.unparsed == BW_UNPARSED_DROP) {
+      count(BW_CNT_unparsed_drops);
+      r.verdict = BW_VERDICT_DROP;
+    } else {
+      r.events.push_back(event(BW_EV_UNPARSED, BW_VERDICT_PASS));
+    }
     return r;
   }
   if (p.status != Parsed::kOk || p.later_fragment || p.l4proto != kProtoTcp) {

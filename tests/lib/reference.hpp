@@ -61,6 +61,7 @@ struct RefConfig {
   std::array<uint8_t, 65536> port_flags{};  // bw_ports values by port (BW_PORT_WATCHED, _PROXY)
   uint8_t banner_action[BW_SIDE__MAX] = {BW_BANNER_OFF, BW_BANNER_OFF};
   uint8_t flags = 0;    // bw_config.flags (BW_CFG_NON_TLS)
+  uint8_t unparsed = BW_UNPARSED_PASS;  // bw_config.unparsed (enum bw_unparsed_action)
   uint32_t quirks = 0;  // enum RefQuirk bits: kernel departures the model follows
   // enum bw_feature bits of the object under test: the core variant follows no CONNECT tunnels
   // and finds no version line after other lines.
@@ -95,6 +96,7 @@ enum class RefPath {
   kMalformedL3,     // Ethernet/VLAN/IP unusable: no address check
   kSafelist,        // remote safelisted
   kBlock,           // remote blocked
+  kUnparsed,        // more VLAN tags or IPv6 extension headers than walked: unparsed action
   kAddrOnly,        // later fragment, bad L4, extension limit, or not TCP: address check only
   kPortUnwatched,   // TCP, neither port watched nor a proxy port
   kFlowDrop,        // a banner-dropped flow

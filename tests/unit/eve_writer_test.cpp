@@ -247,7 +247,8 @@ TEST_CASE("eve: every event kind and banner side has its signature") {
   CHECK(bw::SignatureForEvent(BW_EV_WATCH, 0)->signature_id == 1000149);
   CHECK(bw::SignatureForEvent(BW_EV_BANNER, BW_SIDE__MAX) == nullptr);
   CHECK(bw::SignatureForEvent(0, 0) == nullptr);
-  CHECK(bw::SignatureForEvent(5, 0) == nullptr);
+  CHECK(bw::SignatureForEvent(BW_EV_UNPARSED, 0)->signature_id == 1000151u);
+  CHECK(bw::SignatureForEvent(6, 0) == nullptr);
   REQUIRE(bw::SignatureById(1000150) != nullptr);
   CHECK(bw::SignatureById(1000150)->emitted);
   CHECK(bw::SignatureForEvent(BW_EV_NON_TLS, 0)->signature_id == 1000150u);
@@ -269,7 +270,7 @@ TEST_CASE("eve: signature ids are unique, ordered, and each is documented in doc
     CHECK(doc.find(std::string(s.msg)) != std::string::npos);
     CHECK(doc.find(std::string(s.category)) != std::string::npos);
   }
-  CHECK(bw::AllSignatures().size() == 5);
+  CHECK(bw::AllSignatures().size() == 6);
 }
 
 // ---- one line per kind/side/family/direction -----------------------------------------------------
@@ -303,6 +304,15 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
                  {"category", "Generic Protocol Command Decode"}, {"severity", 3}}},
       {"bannerwatch", {{"kind", "non_tls"}, {"direction", "ingress"},
                        {"payload", "+OK ready\r\n"}, {"tcp_flags", "18"}}}}},
+    {"an IPv6 header chain longer than walked (sid 1000151): no ports, the protocol unknown",
+     [] { bw_event e = Ev().v6().src("2001:db8:1::10", 0).dst("2001:db8:2::20", 0);
+          e.kind = BW_EV_UNPARSED; e.l4proto = 0; e.tcp_flags = 0; return e; }(),
+     {{"in_iface", "eth0"}, {"src_ip", "2001:db8:1::10"}, {"dest_ip", "2001:db8:2::20"},
+      {"proto", "0"}, {"direction", "to_server"},
+      {"alert", {{"action", "allowed"}, {"gid", 1}, {"signature_id", 1000151}, {"rev", 1},
+                 {"signature", "BANNERWATCH IPv6 extension header chain longer than inspected, transport not checked"},
+                 {"category", "Potentially Bad Traffic"}, {"severity", 2}}},
+      {"bannerwatch", {{"kind", "unparsed"}, {"direction", "ingress"}}}}},
     {"server banner, IPv4 ingress, unlisted: the seed's rule",
      Ev().src("37.9.53.12", 443).dst("198.51.100.10", 51234).banner(BW_SIDE_SERVER, "SSH-2.0-OpenSSH_9.2\r\n"),
      {{"in_iface", "eth0"}, {"src_ip", "37.9.53.12"}, {"src_port", 443}, {"dest_ip", "198.51.100.10"},

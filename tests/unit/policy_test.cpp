@@ -65,6 +65,7 @@ TEST_CASE("policy: the shipped default policy loads and tells the seed's story")
   CHECK(p->banner_client == BW_BANNER_ALERT);
   CHECK_FALSE(p->allow_default_route);
   CHECK_FALSE(p->keep_reload_buffers);  // a host agent's memory first (BENCHMARKS.md part 3)
+  CHECK(p->unparsed == BW_UNPARSED_ALERT);
   REQUIRE(p->lists.size() == 1);
   const ListSpec& l = p->lists[0];
   CHECK(l.name == "seed-2013-09");
@@ -86,6 +87,7 @@ TEST_CASE("policy: the shipped default policy loads and tells the seed's story")
   CHECK(c.config.banner_action[BW_SIDE_SERVER] == BW_BANNER_ALERT);
   CHECK(c.config.block_event_interval_ns == 1000000000ull);
   CHECK(c.config.block_event_budget == BW_BLOCK_EVENT_BUDGET_DEFAULT);
+  CHECK(c.config.unparsed == BW_UNPARSED_ALERT);
 }
 
 TEST_CASE("policy: the example lists in every format load") {
@@ -143,6 +145,7 @@ lists:
     files:
       - lists/extra.txt
       - { path: lists/drop.feed, format: spamhaus-drop }
+unparsed: drop
 )");
   auto p = LoadPolicyFile(path);
   INFO(p.status());
@@ -153,6 +156,7 @@ lists:
   CHECK(p->allow_default_route);
   CHECK(p->keep_on_exit);
   CHECK(p->keep_reload_buffers);
+  CHECK(p->unparsed == BW_UNPARSED_DROP);
   CHECK(p->v4_entries == 1000u);
   CHECK(p->v6_entries == 100u);
   CHECK(p->block_event_interval == absl::Milliseconds(250));
@@ -251,6 +255,7 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       // booleans
       {"keep_on_exit: yes\n", 1, "keep_on_exit: expected true or false, got 'yes'"},
       {"keep_reload_buffers: 1\n", 1, "keep_reload_buffers: expected true or false, got '1'"},
+      {"unparsed: block\n", 1, "unparsed: 'block' is not one of pass, alert, drop"},
       {"allow_default_route: \"true\"\n", 1, "expected true or false, got a quoted string"},
       {"output:\n  stdout: 1\n", 2, "output.stdout: expected true or false"},
       // limits and durations

@@ -3,7 +3,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -28,8 +33,9 @@ Daemon:
   run [--config FILE] [--iface IF]... [--xdp-mode auto|native|generic] [--pin-root DIR]
       [--eve FILE | --no-eve-file] [--eve-stdout] [--control SOCK] [--metrics ADDR|off]
       [--state FILE] [--bpf-variant auto|full|core] [--verbose]
-        Load, attach (XDP ingress + TC egress) and serve. Defaults: policies/default.yaml,
-        the interface of the default route, pin root /sys/fs/bpf/bannerwatch, the data-plane
+        Load, attach (XDP ingress + TC egress) and serve. Needs CAP_BPF, CAP_NET_ADMIN and
+        CAP_PERFMON (root has them). Defaults: /etc/bannerwatch/policy.yaml (from a build
+        tree: policies/default.yaml), the interface of the default route, pin root /sys/fs/bpf/bannerwatch, the data-plane
         variant this kernel runs best (full; core where the kernel lacks what full needs).
   detach [--pin-root DIR]
         Remove every attachment and pin a daemon left (refused while one runs).
@@ -42,8 +48,9 @@ Daemon:
         stdout, a summary on stderr. Frames from --local addresses run through TC egress, the
         rest through XDP. Block events are rate-limited on capture time. `scan --help` for more.
 
-Talking to a running daemon (--control SOCK, default /run/bannerwatch/control.sock, mode 0600:
-run these as the daemon's user, root):
+Talking to a running daemon (--control SOCK, default $BANNERWATCH_CONTROL, else the control_socket
+of /etc/bannerwatch/policy.yaml, else /run/bannerwatch/control.sock; mode 0600 unless the policy
+sets control_group; block, watch, allow, unlist and reload need root or control_admin_group):
   status [--json]
   block|watch|allow CIDR [--list NAME] [--reason TEXT] [--ttl DURATION]
         Again on an entry: --reason replaces its reason (kept when not given), --ttl sets
@@ -80,11 +87,51 @@ Exit status: 0 success, 1 a capture (or the policy) could not be read, 2 usage e
 constexpr const char* kClientFooter =
     "Exit status: 0 success, 1 failure (no daemon, or it refused), 2 usage error.";
 
-std::string DefaultPolicy() {
-  for (const char* p : {"/etc/bannerwatch/policy.yaml", BW_DEFAULT_POLICY})
-    if (access(p, R_OK) == 0) return p;
-  return BW_DEFAULT_POLICY;
+constexpr const char* kEtcPolicy = "/etc/bannerwatch/policy.yaml";
+constexpr const char* kPolicyDefaultHelp =
+    "(default /etc/bannerwatch/policy.yaml if readable,\nelse, for a binary run from its build "
+    "tree, the source tree's\npolicies/default.yaml)";
+
+}  // namespace
+
+std::string BuildTreeSourceDir() {
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  std::ifstream f(exe.parent_path() / "CMakeCache.txt");
+  const std::string key = "bannerwatch_SOURCE_DIR:STATIC=";
+  std::string line;
+  while (std::getline(f, line))
+    if (line.compare(0, key.size(), key) == 0) return line.substr(key.size());
+  return "";
 }
+
+std::string DefaultPolicy() {
+  if (access(kEtcPolicy, R_OK) == 0) return kEtcPolicy;
+  if (std::string src = BuildTreeSourceDir(); !src.empty()) {
+    std::string p = src + "/policies/default.yaml";
+    if (access(p.c_str(), R_OK) == 0) return p;
+  }
+  return kEtcPolicy;
+}
+
+std::string DefaultControlSocket() {
+  if (const char* env = std::getenv("BANNERWATCH_CONTROL"); env && *env) return env;
+  if (access(kEtcPolicy, R_OK) == 0) {
+    try {
+      YAML::Node n = YAML::LoadFile(kEtcPolicy);
+      if (n.IsMap() && n["control_socket"] && n["control_socket"].IsScalar()) {
+        std::string s = n["control_socket"].as<std::string>();
+        if (!s.empty()) return s;
+      }
+    } catch (const std::exception&) {
+      // An unreadable or malformed policy: `bannerwatch check` says why; the default here.
+    }
+  }
+  return kControlSocketDefault;
+}
+
+namespace {
 
 absl::StatusOr<int64_t> ParseTtl(const std::string& s) {
   absl::Duration d;
@@ -136,8 +183,10 @@ struct Sub {
 
 // The options every client command has.
 void ClientOptions(CLI::App* s, CommandLine* c) {
-  s->add_option("--control", c->control, "the daemon's control socket\n(default " +
-                                              std::string(kControlSocketDefault) + ")")
+  s->add_option("--control", c->control,
+                "the daemon's control socket (default $BANNERWATCH_CONTROL,\nelse the "
+                "control_socket of /etc/bannerwatch/policy.yaml if readable,\nelse " +
+                    std::string(kControlSocketDefault) + ")")
       ->type_name("SOCK");
   s->add_flag("--json", c->json, "print the daemon's reply as JSON");
   s->footer(kClientFooter);
@@ -181,11 +230,11 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   bool no_eve = false, eve_stdout = false;
   CLI::App* run = sub("run",
                       "Load the data plane, attach it (XDP ingress + TC egress) and serve: EVE "
-                      "events, the control\nsocket, metrics, reloads, expiry. Needs root.",
+                      "events, the control\nsocket, metrics, reloads, expiry. Needs CAP_BPF, CAP_NET_ADMIN and "
+                      "CAP_PERFMON\n(root has them).",
                       "run takes no arguments");
   run->add_option("--config", c.run.config_path,
-                  "the policy (default /etc/bannerwatch/policy.yaml if readable,\nelse " +
-                      std::string(BW_DEFAULT_POLICY) + ")")
+                  absl::StrCat("the policy ", kPolicyDefaultHelp))
       ->type_name("FILE");
   run->add_option("--iface", c.run.ifaces,
                   "attach to IF (repeatable; default: the policy's interfaces,\nelse the "
@@ -234,8 +283,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       "kernel's verifier accepts the programs.",
       "check takes one policy file");
   check->add_option("--config", c.config,
-                    "the policy (default /etc/bannerwatch/policy.yaml if readable,\nelse " +
-                        std::string(BW_DEFAULT_POLICY) + ")")
+                    absl::StrCat("the policy ", kPolicyDefaultHelp))
       ->type_name("FILE");
   check->add_option("POLICY", check_positional, "the policy, as --config")->type_name("");
 
@@ -431,7 +479,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   }
 
   // A client command: the request, with the fields the operator gave and no others.
-  if (c.control.empty()) c.control = kControlSocketDefault;
+  if (c.control.empty()) c.control = DefaultControlSocket();
   c.request = {{"cmd", cmd}};
   if (cmd == "block" || cmd == "watch" || cmd == "allow" || cmd == "unlist") {
     c.request["cidr"] = cidr;

@@ -40,6 +40,16 @@ struct CommandLine {
 
 CommandLine ParseCommandLine(int argc, const char* const* argv);
 
+// The policy `run`, `check` and `scan` read without --config: /etc/bannerwatch/policy.yaml if
+// readable; else, for a binary run from its build tree (a CMakeCache.txt beside the executable
+// names the source tree: BuildTreeSourceDir), the source tree's policies/default.yaml; else the
+// /etc path (whose absence the command then reports). No build path is compiled in.
+std::string DefaultPolicy();
+std::string BuildTreeSourceDir();  // "" unless the executable runs from a bannerwatch build tree
+// The control socket of the client commands without --control: $BANNERWATCH_CONTROL, else the
+// control_socket of /etc/bannerwatch/policy.yaml when readable, else kControlSocketDefault.
+std::string DefaultControlSocket();
+
 // `bannerwatch list`: the reply's runtime entries as a table (number, cidr, action, list, added,
 // expiry or "never", reason); `now` for the time left.
 std::string FormatRuntimeList(const nlohmann::json& reply, absl::Time now);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "daemon/cli/capabilities.hpp"
 #include "daemon/cli/cli.hpp"
 #include "daemon/control/control.hpp"
 #include "daemon/dataplane/pin_root.hpp"
@@ -23,10 +24,13 @@ namespace {
 using json = nlohmann::json;
 
 int CmdRun(const bw::DaemonOptions& o) {
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "bannerwatch: run needs root (BPF programs, bpffs, interfaces)\n");
+  // The capabilities, not the user: root passes, and so does any user granted them.
+  if (absl::Status st = bw::CapabilityCheck("bannerwatch run"); !st.ok()) {
+    std::fprintf(stderr, "bannerwatch: %s\n", std::string(st.message()).c_str());
     return 1;
   }
+  if (std::string w = bw::SysAdminWarning(); !w.empty())
+    std::fprintf(stderr, "bannerwatch: warning: %s\n", w.c_str());
   return bw::RunDaemon(o);
 }
 
@@ -34,9 +38,9 @@ int CmdRun(const bw::DaemonOptions& o) {
 // (maps of its own, nothing pinned or attached) to hear the verifier's answer. False when the
 // programs do not load.
 bool CheckKernel(const bw::Policy& p, const bw::CompiledPolicy& c) {
-  if (geteuid() != 0) {
-    std::printf("kernel: not probed (check as root to probe this kernel's BPF and load the "
-                "programs)\n");
+  if (!bw::CapabilityCheck("check").ok()) {
+    std::printf("kernel: not probed (check as root, or with the capabilities `run` needs, to "
+                "probe this kernel's BPF and load the programs)\n");
     return true;
   }
   bw::InstallLibbpfLog(false);

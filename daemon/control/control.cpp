@@ -1,6 +1,7 @@
 #include "daemon/control/control.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -72,16 +74,46 @@ void SetTimeout(int fd, int ms) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+// The gid of group `name`, or NotFound naming the setting.
+absl::StatusOr<gid_t> GroupId(const std::string& name, const char* setting) {
+  std::vector<char> buf(16384);
+  group g{};
+  group* found = nullptr;
+  int err = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+  if (found == nullptr)
+    return absl::NotFoundError(absl::StrCat(setting, ": no group '", name, "' on this host",
+                                            err ? absl::StrCat(" (", std::strerror(err), ")") : "",
+                                            " (groupadd --system ", name, ")"));
+  return g.gr_gid;
+}
+
 }  // namespace
+
+bool ReadOnlyControlCommand(std::string_view cmd) {
+  return cmd == "status" || cmd == "query" || cmd == "events" || cmd == "list";
+}
 
 absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::string& path,
                                                                     Handler handler,
-                                                                    Follower follower) {
+                                                                    Follower follower,
+                                                                    ControlAccess access) {
   std::unique_ptr<ControlServer> s(new ControlServer());
   s->path_ = path;
   s->handler_ = std::move(handler);
   auto addr = Address(path);
   if (!addr.ok()) return addr.status();
+  gid_t group_gid = 0;
+  if (!access.group.empty()) {
+    auto g = GroupId(access.group, "control_group");
+    if (!g.ok()) return g.status();
+    group_gid = *g;
+  }
+  if (!access.admin_group.empty()) {
+    auto g = GroupId(access.admin_group, "control_admin_group");
+    if (!g.ok()) return g.status();
+    s->admin_group_ = access.admin_group;
+    s->admin_gid_ = *g;
+  }
   // The directory: made (mode 0700) when missing; one that exists is left as it is (/run, /tmp
   // and the like are not the daemon's to chmod).
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -122,7 +154,14 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Listen(const std::
     s->dev_ = mine.st_dev;
     s->ino_ = mine.st_ino;
   }
-  if (chmod(path.c_str(), 0600) != 0) return ErrnoStatus(path, "chmod", errno);
+  // The socket was bound here, so it is ours to chown and chmod (the group's before the mode
+  // opens it to the group).
+  if (!access.group.empty() && ::chown(path.c_str(), static_cast<uid_t>(-1), group_gid) != 0)
+    return absl::PermissionDeniedError(absl::StrCat(
+        "control socket ", path, ": chown to group ", access.group, " (control_group): ",
+        std::strerror(errno), " (the daemon's user must be a member of it, or root)"));
+  if (chmod(path.c_str(), access.group.empty() ? 0600 : 0660) != 0)
+    return ErrnoStatus(path, "chmod", errno);
   if (::listen(fd, 64) != 0) return ErrnoStatus(path, "listen", errno);
   RequestServer::Options o;
   o.name = absl::StrCat("control socket ", path);
@@ -159,9 +198,41 @@ ControlServer::~ControlServer() {
     ::unlink(path_.c_str());
 }
 
+std::string ControlServer::Refusal(int fd, const std::string& cmd) const {
+  if (ReadOnlyControlCommand(cmd)) return "";
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return absl::StrCat("'", cmd, "' changes the daemon's state: the peer's credentials are "
+                        "unknown, so it is refused");
+  if (cred.uid == 0) return "";
+  if (!admin_group_.empty()) {
+    if (cred.gid == admin_gid_) return "";
+    std::vector<gid_t> groups(64);
+    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0 && errno == ERANGE) {
+      groups.resize(len / sizeof(gid_t) + 1);
+      len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+      if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) len = 0;
+    }
+    for (size_t i = 0; i < len / sizeof(gid_t); ++i)
+      if (groups[i] == admin_gid_) return "";
+    return absl::StrCat("'", cmd, "' changes the daemon's state: it needs root or membership of "
+                        "group '", admin_group_, "' (control_admin_group); this connection is uid ",
+                        cred.uid, " gid ", cred.gid, ". Read-only: status, query, events, list");
+  }
+  return absl::StrCat("'", cmd, "' changes the daemon's state: it needs root (set "
+                      "control_admin_group in the policy to allow a group); this connection is "
+                      "uid ", cred.uid, ". Read-only: status, query, events, list");
+}
+
 ControlServer::Reply ControlServer::Serve(std::string_view line) {
   nlohmann::json req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded()) return {{{"ok", false}, {"error", "request: not JSON"}}};
+  if (req.is_object() && req.contains("cmd") && req["cmd"].is_string()) {
+    std::string why = Refusal(server_->current_fd(), req["cmd"].get<std::string>());
+    if (!why.empty()) return {{{"ok", false}, {"error", why}}};
+  }
   try {
     return handler_(req);
   } catch (const std::exception& e) {

@@ -1,6 +1,6 @@
 // control.hpp — the daemon's control socket (server) and the CLI's side of it (client).
 //
-// Contract: a SOCK_STREAM Unix socket, mode 0600. A client sends one request: a JSON object on
+// Contract: a SOCK_STREAM Unix socket, mode 0600 (0660 with a group: ControlAccess). A client sends one request: a JSON object on
 // one line with "cmd" and its arguments. The server answers with one JSON object line ("ok": true
 // plus results, or "ok": false and "error"), then closes — except when the handler asks to follow
 // ({"cmd":"events","follow":true}): that connection then goes to the follower callback (the event
@@ -33,6 +33,20 @@ namespace bw {
 
 inline constexpr const char* kControlSocketDefault = "/run/bannerwatch/control.sock";
 
+// Who may use the control socket (the policy's control_group / control_admin_group). Default: the
+// socket is mode 0600, so only the daemon's user (and root) connect, and only uid 0 may change
+// the daemon's state. `group`: the socket is chowned to it and made 0660, so its members connect;
+// what they may do is the read-only commands (status, query, events, list). Commands that change
+// the daemon's state (every other one) are served to peers with uid 0 or with `admin_group` among
+// their groups (SO_PEERCRED's gid and SO_PEERGROUPS, as they were at connect); others are answered
+// an error naming what is needed. An unknown group fails Listen().
+struct ControlAccess {
+  std::string group;
+  std::string admin_group;
+};
+// True for the commands any connecting peer may use.
+bool ReadOnlyControlCommand(std::string_view cmd);
+
 class ControlServer {
  public:
   struct Reply {
@@ -47,7 +61,8 @@ class ControlServer {
 
   static absl::StatusOr<std::unique_ptr<ControlServer>> Listen(const std::string& path,
                                                               Handler handler,
-                                                              Follower follower = nullptr);
+                                                              Follower follower = nullptr,
+                                                              ControlAccess access = {});
   ~ControlServer();
   // An epoll fd: when readable, call OnReadable().
   int fd() const { return server_->fd(); }
@@ -60,7 +75,11 @@ class ControlServer {
  private:
   ControlServer() = default;
   Reply Serve(std::string_view line);
+  // "" when the peer on fd may run `cmd`, else why not.
+  std::string Refusal(int fd, const std::string& cmd) const;
   std::string path_;
+  std::string admin_group_;
+  gid_t admin_gid_ = 0;
   bool bound_ = false;  // path_ is the socket this server bound (dev_, ino_): its to remove
   dev_t dev_ = 0;
   ino_t ino_ = 0;

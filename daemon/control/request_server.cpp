@@ -117,7 +117,9 @@ void RequestServer::OnConn(int fd, uint32_t events) {
     if (eof) return Close(fd);  // went away without a request
     return;                     // more to come (within the deadline)
   }
+  current_fd_ = fd;
   Response r = handler_(std::string_view(c.in).substr(0, len));
+  current_fd_ = -1;
   Respond(fd, c, std::move(r.bytes), r.keep && keeper_);
 }
 

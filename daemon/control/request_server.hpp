@@ -55,6 +55,9 @@ class RequestServer {
   void OnReadable();
   void ExpireDeadlines(absl::Time now);
 
+  // Inside the handler: the connection whose request it serves (e.g. for its SO_PEERCRED);
+  // -1 elsewhere.
+  int current_fd() const { return current_fd_; }
   size_t open_connections() const { return conns_.size(); }
   uint64_t refused_busy() const { return refused_busy_; }
   uint64_t evicted() const { return evicted_; }
@@ -88,6 +91,7 @@ class RequestServer {
   Keeper keeper_;
   std::map<int, Conn> conns_;
   uint64_t refused_busy_ = 0, evicted_ = 0, timed_out_ = 0;
+  int current_fd_ = -1;
 };
 
 }  // namespace bw

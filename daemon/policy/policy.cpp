@@ -98,6 +98,15 @@ constexpr size_t kReuseMin = size_t{1} << 16;
 
 bool IsNameChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; }
 
+// A group name as useradd takes it (empty: the setting is off): 1 to 32 of a-z A-Z 0-9 _ - .,
+// not starting with '-', not all digits (that would read as a gid).
+bool ValidGroupName(const std::string& g) {
+  if (g.empty()) return true;
+  if (g.size() > 32 || g[0] == '-') return false;
+  if (!std::all_of(g.begin(), g.end(), IsNameChar)) return false;
+  return !std::all_of(g.begin(), g.end(), [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); });
+}
+
 // Parses one policy document. Every check returns a Status naming file:line and the key path.
 class PolicyParser {
  public:
@@ -585,7 +594,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
                           {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit",
                            "keep_reload_buffers", "limits", "unparsed",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
-                           "metrics", "state_file", "pin_root"});
+                           "control_group", "control_admin_group", "metrics", "state_file", "pin_root"});
   if (!fields.ok()) return fields.status();
 
   // Settings that change how lists parse come first, whatever their order in the file.
@@ -640,6 +649,14 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = PathSetting(v, key, true, &p.control_socket);
       if (st.ok() && p.control_socket.size() > 107)
         st = Fail(v, key, "longer than a unix socket path can be (107 bytes)");
+    } else if (key == "control_group" || key == "control_admin_group") {
+      std::string g;
+      st = Str(v, key, &g);
+      if (st.ok() && !ValidGroupName(g))
+        st = Fail(v, key,
+                  "expected a group name (1 to 32 of a-z A-Z 0-9 _ - ., not starting with - or a "
+                  "digit-only name)");
+      if (st.ok()) (key == "control_group" ? p.control_group : p.control_admin_group) = g;
     } else if (key == "metrics") {
       st = Metrics(v, p);
     } else if (key == "state_file") {

@@ -113,6 +113,12 @@ struct Policy {
   std::string eve_path = "/var/log/bannerwatch/eve.json";
   bool eve_stdout = false;
   std::string control_socket = "/run/bannerwatch/control.sock";
+  // The control socket's group: empty = the socket is mode 0600 (the daemon's user only); a group
+  // name = it belongs to that group, mode 0660, whose members may use the read-only commands.
+  std::string control_group;
+  // Members of this group may also use the commands that change the daemon's state (block, watch,
+  // allow, unlist, reload); empty = uid 0 only. Both read at start (a reload does not change them).
+  std::string control_admin_group;
   std::string metrics_listen = "127.0.0.1:9464";  // "[::1]:9464" too; empty = off
   std::string state_file = "/var/lib/bannerwatch/state.json";
   std::string pin_root = BW_PIN_ROOT_DEFAULT;

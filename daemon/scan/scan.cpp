@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "daemon/cli/capabilities.hpp"
 #include "daemon/dataplane/apply.hpp"
 #include "daemon/events/eve_writer.hpp"
 #include "daemon/events/events.hpp"
@@ -443,8 +444,8 @@ std::atomic<bool> g_stop{false};
 }  // namespace
 
 int ScanMain(ScanOptions o, bool verbose) {
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "bannerwatch scan: needs root (BPF programs, BPF_PROG_TEST_RUN, bpffs)\n");
+  if (absl::Status st = CapabilityCheck("bannerwatch scan"); !st.ok()) {
+    std::fprintf(stderr, "bannerwatch: %s\n", std::string(st.message()).c_str());
     return 1;
   }
   InstallLibbpfLog(verbose);

@@ -319,7 +319,8 @@ absl::Status Daemon::Start() {
   if (!ctl.empty()) {
     auto c = ControlServer::Listen(
         ctl, [this](const json& r) { return HandleControl(r); },
-        [this](int fd) { events_->AddFollower(fd); });
+        [this](int fd) { events_->AddFollower(fd); },
+        ControlAccess{p0.control_group, p0.control_admin_group});
     if (!c.ok()) return c.status();
     control_ = std::move(*c);
   }

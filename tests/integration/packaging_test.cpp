@@ -32,7 +32,7 @@ const std::vector<std::string> kInstalled = {
     "usr/share/doc/bannerwatch/changelog.gz",
 };
 
-TEST_CASE("packaging: cmake --install --prefix /usr stages the Debian layout, no build path inside") {
+TEST_CASE("packaging: cmake --install --prefix /usr stages the Debian layout, no build path inside", "[packaging]") {
   TempDir stage("bw-install");
   int st = 0;
   std::string out = ShOut("DESTDIR=" + stage.path() + " cmake --install " BW_BUILD_DIR
@@ -74,7 +74,7 @@ TEST_CASE("packaging: cmake --install --prefix /usr stages the Debian layout, no
   CHECK(out == "--xdp-mode\n");
 }
 
-TEST_CASE("packaging: the .deb lists the layout, computed Depends and the conffiles") {
+TEST_CASE("packaging: the .deb lists the layout, computed Depends and the conffiles", "[packaging]") {
   TempDir out_dir("bw-deb");
   int st = 0;
   std::string out = ShOut("cd " + out_dir.path() + " && cpack -G DEB --config " BW_BUILD_DIR

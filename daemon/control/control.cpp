@@ -210,11 +210,14 @@ std::string ControlServer::Refusal(int fd, const std::string& cmd) const {
     if (cred.gid == admin_gid_) return "";
     std::vector<gid_t> groups(64);
     len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0 && errno == ERANGE) {
+    int r = ::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len);
+    if (r != 0 && errno == ERANGE) {  // more groups than room: len says how many
       groups.resize(len / sizeof(gid_t) + 1);
       len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-      if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) len = 0;
+      r = ::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len);
     }
+    // Groups not read are no membership (the zeros left in `groups` would read as gid 0).
+    if (r != 0) len = 0;
     for (size_t i = 0; i < len / sizeof(gid_t); ++i)
       if (groups[i] == admin_gid_) return "";
     return absl::StrCat("'", cmd, "' changes the daemon's state: it needs root or membership of "

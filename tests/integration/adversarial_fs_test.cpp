@@ -119,7 +119,7 @@ TEST_CASE("EVE file on a full disk: whole lines only, counts exact, lines again 
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
     Settle(300);
     REQUIRE(flood.Stop() > 100u);
-    REQUIRE(rx.Drain() > 50);
+    REQUIRE(rx.Drain() > kGetsThrough);
   }
   d.Start();
   rx.Drain();
@@ -214,9 +214,9 @@ TEST_CASE("state file on a full disk: block and unlist are refused with the reas
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0", kProber);
     Settle(300);
     REQUIRE(flood.Stop() > 100u);
-    REQUIRE(rx_prober.Drain() > 50);
+    REQUIRE(rx_prober.Drain() > kGetsThrough);
   }
-  REQUIRE(server_gets_through() > 50);
+  REQUIRE(server_gets_through() > kGetsThrough);
 
   std::string out;
   REQUIRE(d.Cli(std::string("block ") + kProber + " --reason prober", &out) == 0);
@@ -231,7 +231,7 @@ TEST_CASE("state file on a full disk: block and unlist are refused with the reas
   CHECK(out.find(state) != std::string::npos);
   CHECK(out.find("No space left on device") != std::string::npos);
   CHECK(ReadFile(state) == before);
-  CHECK(server_gets_through() > 50);  // not blocked in the kernel
+  CHECK(server_gets_through() > kGetsThrough);  // not blocked in the kernel
   CHECK(EffectiveAction(d, "198.51.100.2") == "none");
   // Removing the prober's block cannot be saved either: it stays, in the file and the kernel.
   CHECK(d.Cli(std::string("unlist ") + kProber, &out) == 1);
@@ -290,7 +290,7 @@ TEST_CASE("list files behind symlinks: followed to regular files, refused otherw
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
     Settle(300);
     REQUIRE(flood.Stop() > 100u);
-    REQUIRE(rx.Drain() > 50);
+    REQUIRE(rx.Drain() > kGetsThrough);
   }
   d.Start();
   rx.Drain();
@@ -430,7 +430,7 @@ TEST_CASE("kill -9 at random points of large reloads: the prober gets nothing th
     UdpFlood flood(t.server(), kHostV4, 9999, t.dir() + "/sent0");
     Settle(300);
     REQUIRE(flood.Stop() > 100u);
-    REQUIRE(rx.Drain() > 50);
+    REQUIRE(rx.Drain() > kGetsThrough);
   }
   d.Start();
   rx.Drain();

@@ -37,6 +37,10 @@ class UdpReceiver {
   int fd_ = -1;
 };
 
+// Datagrams that show a flood got through: the receiver is drained only after the flood, so its
+// socket buffer caps the count (about 50 under software emulation). A blocked flood gets 0.
+inline constexpr int kGetsThrough = 10;
+
 // A child process in `ns` sending UDP datagrams to addr:port as fast as it can until stopped;
 // Stop() returns how many it sent. `from`, when given, is the source address (bound first: an
 // address the namespace holds besides its first).

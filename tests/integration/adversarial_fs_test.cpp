@@ -88,20 +88,6 @@ std::string EffectiveAction(Daemon& d, const std::string& ip) {
   return at == std::string::npos ? out : out.substr(at + 18, out.find('\n', at) - at - 18);
 }
 
-const char* kBlockServerPolicy = R"(ports: [443]
-banner: {server: alert, client: alert}
-lists:
-  - name: test-block
-    action: block
-    reason: "integration test"
-    entries: [198.51.100.2/32, 2001:db8:100::2/128]
-)";
-
-const char* kEmptyPolicy = R"(ports: [443]
-banner: {server: alert, client: alert}
-lists: []
-)";
-
 // Issue 13 row 7, live: a write to the EVE file that stops part of the way (a full disk) once left
 // a torn line that broke every JSON reader after it. The sink takes the cut line off again; this
 // proves it on a real full tmpfs, with the daemon's counts checked against the file line by line.

@@ -59,20 +59,6 @@ int Ping(Netns& from, const std::string& addr) {
   return from.Run("ping -c 2 -W 1 -i 0.2 " + addr + " >/dev/null 2>&1");
 }
 
-const char* kBlockServerPolicy = R"(ports: [443]
-banner: {server: alert, client: alert}
-lists:
-  - name: test-block
-    action: block
-    reason: "integration test"
-    entries: [198.51.100.2/32, 2001:db8:100::2/128]
-)";
-
-const char* kEmptyPolicy = R"(ports: [443]
-banner: {server: alert, client: alert}
-lists: []
-)";
-
 TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000147) in the EVE file") {
   Topology t;
   auto sshd = StartSshd(t, 443);

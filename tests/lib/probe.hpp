@@ -37,6 +37,20 @@ class UdpReceiver {
   int fd_ = -1;
 };
 
+// The live tests' two policies: the server's addresses blocked, and nothing listed.
+inline constexpr const char* kBlockServerPolicy = R"(ports: [443]
+banner: {server: alert, client: alert}
+lists:
+  - name: test-block
+    action: block
+    reason: "integration test"
+    entries: [198.51.100.2/32, 2001:db8:100::2/128]
+)";
+inline constexpr const char* kEmptyPolicy = R"(ports: [443]
+banner: {server: alert, client: alert}
+lists: []
+)";
+
 // Datagrams that show a flood got through: the receiver is drained only after the flood, so its
 // socket buffer caps the count (about 50 under software emulation). A blocked flood gets 0.
 inline constexpr int kGetsThrough = 10;

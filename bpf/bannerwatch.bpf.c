@@ -163,14 +163,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_block_bud SEC(".maps");
 
-/* Servers on watched ports whose first payload is awaited: its sequence number (SYN-ACK's + 1). */
+/* Servers' streams on watched ports, from the SYN-ACK to the version line (struct bw_stream). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, BW_FIRST_DEFAULT);
+	__uint(max_entries, BW_STREAM_DEFAULT);
 	__type(key, struct bw_flow_key);
-	__type(value, __u32);
+	__type(value, struct bw_stream);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bw_first SEC(".maps");
+} bw_stream SEC(".maps");
 
 /* Split banners: the start of "SSH-" seen in a short segment, waiting for the rest. */
 struct {
@@ -668,6 +668,10 @@ enum bw_scan_mode {
 	BW_SCAN_LINES = 0,      /* "SSH-" at the start of a later line; lines of at most 255 bytes */
 	BW_SCAN_AFTER_HEAD = 1, /* "SSH-" right after the blank line that ends an HTTP head */
 };
+/* bw_scan's answer when not an offset: nothing found, or (LINES) a line too long to be part of a
+ * version exchange, which ends the search. */
+#define BW_SCAN_NONE (-1)
+#define BW_SCAN_TOO_LONG (-2)
 
 /* One step of the scan, run by bpf_loop: the verifier checks the body once, however many steps
  * run (a plain 1024-step loop branches on every byte and exhausts the 1 M instruction budget). */
@@ -687,8 +691,10 @@ static long bw_scan_step(__u32 index, void *arg)
 	if (s->buf[i] != '\n')
 		return 0;
 	if (st->mode == BW_SCAN_LINES) {
-		if (i - st->line_start > BW_LINE_MAX)
+		if (i - st->line_start > BW_LINE_MAX) {
+			st->found = BW_SCAN_TOO_LONG;
 			return 1; /* a line too long for a protocol-version exchange preamble */
+		}
 		st->line_start = i + 1;
 		if (bw_is_ssh(&s->buf[i + 1])) {
 			st->found = i + 1;
@@ -732,7 +738,7 @@ static __always_inline int bw_scan(void *ctx, int is_xdp, __u32 payload_off, __u
 	s->scan.n = (__u32)n;
 	s->scan.mode = mode;
 	s->scan.line_start = 0;
-	s->scan.found = -1;
+	s->scan.found = BW_SCAN_NONE;
 	bpf_loop(BW_SCAN_MAX, bw_scan_step, &arg, 0);
 	return s->scan.found;
 }
@@ -871,6 +877,8 @@ static __always_inline int bw_banner_hit(void *ctx, int is_xdp, struct bw_counte
 		cnt->banner_prelines++;
 	else if (b->match == BW_MATCH_CONNECT)
 		cnt->banner_connect++;
+	else if (b->match == BW_MATCH_STREAM)
+		cnt->banner_stream++;
 	if (act == BW_BANNER_DROP) {
 		struct bw_flow_key fk;
 		struct bw_flow_value fv = { .since_ns = bpf_ktime_get_ns(), .packets = 0 };
@@ -882,6 +890,132 @@ static __always_inline int bw_banner_hit(void *ctx, int is_xdp, struct bw_counte
 	}
 	bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_BANNER, verdict, side, 0, 0, b);
 	return verdict;
+}
+
+/* The first (up to four) bytes the receiver delivers from this segment when its stream continues
+ * at payload offset `start`: the bytes from there on, less the urgent byte at payload offset `urg`
+ * when it lies among them (without SO_OOBINLINE the receiver takes it out of the stream). Returns
+ * how many it found (0..4); *span: the packet bytes they take up (one more with the urgent byte). */
+static __always_inline __u32 bw_stream_head(void *ctx, int is_xdp, const struct bw_pkt *p,
+					    __u32 start, __u32 urg, __u8 *head, __u32 *span)
+{
+	__u8 raw[8] = {};
+	__u32 avail = p->payload_len - start;
+	__u32 skip = urg >= start && urg < p->payload_len && urg - start < 4;
+	/* 64-bit for the verifier, see bw_copy_banner. */
+	__u64 n = avail < 4 + skip ? avail : 4 + skip;
+
+	*span = 0;
+	if (n == 0 || n > 5)
+		return 0;
+	if (bw_read_direct(ctx, is_xdp, p->payload_off + start, raw, n, 5) &&
+	    bw_load_upto(ctx, is_xdp, p->payload_off + start, raw, n, 5))
+		return 0;
+	__u32 u = skip ? urg - start : 4;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u8 here = raw[i], next = raw[i + 1];
+
+		/* Both loaded first: clang would otherwise pick the address (raw + i + (i >= u)),
+		 * arithmetic on a stack pointer the verifier refuses. */
+		barrier_var(here);
+		barrier_var(next);
+		head[i] = i < u ? here : next;
+	}
+	*span = (__u32)n;
+	return (__u32)n - skip;
+}
+
+/* A server's stream on a watched port, as the receiving stack delivers it (RFC 793 / Linux's
+ * tcp_data_queue and tcp_urg): bw_stream holds the sequence number of the byte the receiver
+ * awaits. A segment holding that byte is read from there, however far before it the segment
+ * starts (the bytes before are ones the receiver has delivered already and trims), with the
+ * urgent byte taken out. Its first four bytes "SSH-": the banner. Otherwise, in the first payload,
+ * TLS or HTTP ends the following; other text is reported (non-TLS) and searched for a version line
+ * after other lines (RFC 4253 4.2), and so are the segments after it, in sequence, up to
+ * BW_PRELINES_BYTES / BW_PRELINES_SEGS. Segments before or after the awaited byte change nothing
+ * (retransmissions; out-of-order segments, a known limit). */
+static __always_inline int bw_server_stream(void *ctx, int is_xdp, struct bw_counters *cnt,
+					    const struct bw_pkt *p, const struct bw_match *m,
+					    __u8 act_srv, int non_tls, struct bw_flow_key *k,
+					    __u8 *head, struct bw_banner_src *b)
+{
+	/* k, head and b are the caller's: this stage's own would take stack the verifiers before 6.x
+	 * count against the 512 bytes of all frames (the bpf_loop callback's included). */
+	bw_dir_key(p, k, 0);
+	struct bw_stream *st = bpf_map_lookup_elem(&bw_stream, k);
+
+	if (!st)
+		return BW_VERDICT_PASS;
+	__u32 start = st->next_seq - p->seq; /* payload offset of the awaited byte */
+
+	if (start >= p->payload_len)
+		return BW_VERDICT_PASS;
+	/* Linux's urgent pointer (tcp_stdurg off) points one past the urgent byte. */
+	__u32 urg = (p->tcp_flags & 0x20) ? (p->urg_ptr ? p->urg_ptr - 1U : 0) : 0xffffffffU;
+	__u32 span;
+	__u32 got = bw_stream_head(ctx, is_xdp, p, start, urg, head, &span);
+
+	b->off = p->payload_off + start;
+	b->len = p->payload_len - start;
+	b->lead = 0;
+	b->match = BW_MATCH_DIRECT;
+
+	if (got == 4 && bw_is_ssh(head) && act_srv != BW_BANNER_OFF) {
+		bpf_map_delete_elem(&bw_stream, k);
+		b->match = BW_MATCH_STREAM;
+		if (span == 5) {
+			/* The event's banner: "SSH-", then what follows the five bytes it spans. */
+			b->lead = 1;
+			b->off += 5;
+			b->len -= 5;
+		}
+		return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_srv, b);
+	}
+	__u32 rest = p->payload_len - start;
+	int first = st->state == BW_STREAM_FIRST, too_long = 0;
+
+	/* A first payload of TLS records (content types 20..23) or an HTTP reply: nothing to follow. */
+	if (first && ((got && head[0] >= 20 && head[0] <= 23) ||
+		      (got == 4 && head[0] == 'H' && head[1] == 'T' && head[2] == 'T' &&
+		       head[3] == 'P'))) {
+		bpf_map_delete_elem(&bw_stream, k);
+		return BW_VERDICT_PASS;
+	}
+	if (BW_HAVE_LOOP && act_srv != BW_BANNER_OFF) {
+		int at = bw_scan(ctx, is_xdp, b->off, rest, BW_SCAN_LINES);
+
+		if (at > 0) {
+			bpf_map_delete_elem(&bw_stream, k);
+			b->match = BW_MATCH_PRELINES;
+			b->off += (__u32)at;
+			b->len -= (__u32)at;
+			return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_srv, b);
+		}
+		too_long = at == BW_SCAN_TOO_LONG;
+	}
+	if (first && non_tls) {
+		cnt->non_tls++;
+		bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_NON_TLS, BW_VERDICT_PASS, BW_SIDE_SERVER, 0, 0,
+			b);
+	}
+	if (!BW_HAVE_LOOP || act_srv == BW_BANNER_OFF || too_long) {
+		bpf_map_delete_elem(&bw_stream, k);
+		return BW_VERDICT_PASS;
+	}
+	/* No version line yet: follow the lines into the next segment, within the limits. */
+	__u32 seen = st->seen + rest;
+
+	if (seen >= BW_PRELINES_BYTES || st->segs + 1 >= BW_PRELINES_SEGS) {
+		bpf_map_delete_elem(&bw_stream, k);
+		return BW_VERDICT_PASS;
+	}
+	st->next_seq = p->seq + p->payload_len;
+	st->seen = (__u16)seen;
+	st->segs++;
+	st->state = BW_STREAM_LINES;
+	return BW_VERDICT_PASS;
 }
 
 /* Stage 3 of the decision: TCP with a watched or proxy port at either end. */
@@ -919,13 +1053,13 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	    !proxy_cli)
 		return BW_VERDICT_PASS;
 
-	/* A server's SYN-ACK: its first payload will carry sequence number ISN + 1. */
+	/* A server's SYN-ACK: its stream starts at sequence number ISN + 1. */
 	if ((p->tcp_flags & 0x12) == 0x12 && p->payload_len == 0) {
 		if (act_srv != BW_BANNER_OFF || non_tls) {
-			__u32 next = p->seq + 1;
+			struct bw_stream st = { .next_seq = p->seq + 1, .state = BW_STREAM_FIRST };
 
 			bw_dir_key(p, &k, 0);
-			bpf_map_update_elem(&bw_first, &k, &next, BPF_ANY);
+			bpf_map_update_elem(&bw_stream, &k, &st, BPF_ANY);
 		}
 		return BW_VERDICT_PASS;
 	}
@@ -1036,37 +1170,10 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 		if (pt)
 			bpf_map_delete_elem(&bw_partial, &k);
 	}
-	/* A server's first payload: lines before the version line (RFC 4253 4.2), and the non-TLS
-	 * flag. TLS records (content types 20..23) never look. */
-	if ((sf & BW_PORT_WATCHED) && (act_srv != BW_BANNER_OFF || non_tls) &&
-	    !(head[0] >= 20 && head[0] <= 23)) {
-		bw_dir_key(p, &k, 0);
-		__u32 *first = bpf_map_lookup_elem(&bw_first, &k);
-
-		if (!first || *first != p->seq)
-			return BW_VERDICT_PASS;
-		bpf_map_delete_elem(&bw_first, &k);
-		int http = head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P';
-
-		if (http)
-			return BW_VERDICT_PASS;
-		if (BW_HAVE_LOOP && act_srv != BW_BANNER_OFF) {
-			int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len, BW_SCAN_LINES);
-
-			if (at > 0) {
-				b.match = BW_MATCH_PRELINES;
-				b.off = p->payload_off + (__u32)at;
-				b.len = p->payload_len - (__u32)at;
-				return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_srv,
-						     &b);
-			}
-		}
-		if (non_tls) {
-			cnt->non_tls++;
-			bw_emit(ctx, is_xdp, cnt, p, m, BW_EV_NON_TLS, BW_VERDICT_PASS,
-				BW_SIDE_SERVER, 0, 0, &b);
-		}
-	}
+	/* A server's stream: its first bytes where the receiver puts them, the lines before its
+	 * version line, the non-TLS flag. */
+	if ((sf & BW_PORT_WATCHED) && (act_srv != BW_BANNER_OFF || non_tls))
+		return bw_server_stream(ctx, is_xdp, cnt, p, m, act_srv, non_tls, &k, head, &b);
 	return BW_VERDICT_PASS;
 }
 

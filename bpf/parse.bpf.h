@@ -52,6 +52,8 @@ struct bw_pkt {
 	__u8 l4proto;    /* IPPROTO_*; 0 for a later fragment */
 	__u8 tcp_flags;
 	__u8 later_frag; /* non-first IP fragment: no L4 header */
+	__u16 urg_ptr;   /* TCP urgent pointer, host order (meaningful with URG set) */
+	__u8 _pad0[2];
 };
 
 struct bw_cursor {
@@ -239,6 +241,7 @@ static __always_inline int bw_parse_tcp(struct bw_cursor *c, struct bw_pkt *p, _
 	p->dport = tcp->dest;
 	p->tcp_flags = ((__u8 *)tcp)[13];
 	p->seq = bpf_ntohl(tcp->seq);
+	p->urg_ptr = bpf_ntohs(tcp->urg_ptr);
 	p->payload_off = c->off + hlen;
 	p->payload_len = ip_end - p->payload_off;
 	return BW_PARSE_OK;

@@ -25,7 +25,7 @@
 #define BW_MAP_EVENTS "bw_events"
 #define BW_MAP_BLOCK_RL "bw_block_rl"
 #define BW_MAP_BLOCK_BUD "bw_block_bud"
-#define BW_MAP_FIRST "bw_first"
+#define BW_MAP_STREAM "bw_stream"
 #define BW_MAP_PARTIAL "bw_partial"
 #define BW_MAP_TUNNELS "bw_tunnels"
 #define BW_MAP_SCRATCH "bw_scratch"
@@ -53,11 +53,13 @@
 #define BW_PORTS_MAX 65536U                /* bw_ports is indexed by the TCP port number */
 #define BW_BLOCK_EVENT_INTERVAL_NS_DEFAULT 1000000000ULL
 #define BW_BLOCK_EVENT_BUDGET_DEFAULT 1000U /* block events per second per CPU */
-#define BW_FIRST_DEFAULT (1U << 16)    /* server first payloads awaited (LRU) */
+#define BW_STREAM_DEFAULT (1U << 16)   /* server streams followed to their version line (LRU) */
 #define BW_PARTIAL_DEFAULT (1U << 14)  /* split banners awaiting their rest (LRU) */
 #define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
 #define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
 #define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
+#define BW_PRELINES_BYTES 4096U        /* stream bytes followed for a version line after lines */
+#define BW_PRELINES_SEGS 8U            /* ... and segments (bw_stream) */
 /* IPv4 pre-filter (bw_v4_pre): one byte per /24, eight to a __u64 element: 2^24 bytes = 16 MiB.
  * The /24 with index i = (host-order address >> 8) is byte (i & 7), in memory order, of element
  * (i >> 3). */
@@ -184,6 +186,9 @@ enum bw_banner_match {
 	BW_MATCH_SPLIT = 1,    /* "SSH-" spread over consecutive segments of a flow */
 	BW_MATCH_PRELINES = 2, /* after other lines in a server's first payload (RFC 4253 4.2) */
 	BW_MATCH_CONNECT = 3,  /* from a proxy after its 200 reply to a CONNECT to a watched port */
+	BW_MATCH_STREAM = 4,   /* at a server stream's first byte where the receiver puts it: inside a
+				* segment that overlaps bytes already delivered, or after the urgent
+				* byte the receiver takes out of the stream */
 };
 
 /* bw_event.flags */
@@ -240,6 +245,7 @@ enum bw_config_flags {
 	X(banner_split)      /* banners completed across segments (also in banner_*) */    \
 	X(banner_prelines)   /* banners after other lines (also in banner_server) */        \
 	X(banner_connect)    /* banners through a CONNECT tunnel (also in banner_server) */  \
+	X(banner_stream)     /* banners past an overlap or an urgent byte (also in banner_server) */ \
 	X(tunnels)           /* CONNECTs to a watched port seen on a proxy port */           \
 	X(non_tls)           /* first server payloads neither TLS nor HTTP */               \
 	X(flow_drops)        /* later packets of a banner-dropped flow */                      \
@@ -351,8 +357,20 @@ struct bw_flow_value {
 	__u64 packets;  /* later packets dropped */
 };
 
-/* bw_first, bw_partial and bw_tunnels use struct bw_flow_key directionally: "a" is the sender of
+/* bw_stream, bw_partial and bw_tunnels use struct bw_flow_key directionally: "a" is the sender of
  * the segments awaited (a server, a proxy), "b" the receiver. */
+
+/* bw_stream: a server's stream on a watched port, followed from its SYN-ACK to its version line. */
+enum bw_stream_state {
+	BW_STREAM_FIRST = 0, /* waiting for the stream's first byte (the SYN-ACK's sequence + 1) */
+	BW_STREAM_LINES = 1, /* the first payload had other lines: the version line may follow */
+};
+struct bw_stream {
+	__u32 next_seq; /* the sequence number of the stream byte the receiver awaits next */
+	__u16 seen;     /* stream bytes seen before the version line (BW_PRELINES_BYTES) */
+	__u8 state;     /* enum bw_stream_state */
+	__u8 segs;      /* segments seen with lines (BW_PRELINES_SEGS) */
+};
 
 /* bw_partial: the start of "SSH-" seen in a segment shorter than four bytes. */
 struct bw_partial {

@@ -379,6 +379,8 @@ inline std::string_view MatchName(uint8_t match) {
       return "after_lines";
     case BW_MATCH_CONNECT:
       return "connect_tunnel";
+    case BW_MATCH_STREAM:
+      return "stream_start";
     default:
       return "direct";
   }

@@ -24,7 +24,7 @@
 //
 // Per frame: the verdict and every event field except ts_ns must equal the model's. Per epoch:
 // both directions' counters, every watchlist entry (value and hits/drops), the set of dropped
-// flows and the contents of bw_first, bw_partial and bw_tunnels must equal the model's; on a
+// flows and the contents of bw_stream, bw_partial and bw_tunnels must equal the model's; on a
 // difference the epoch is replayed with counters and state maps compared after every frame, to
 // name the frame. A failure prints the seed, the frame index, the frame hex, the frame's recipe and
 // both sides' results. A frame's outcome can depend on earlier frames of its epoch (dropped flows,
@@ -639,13 +639,15 @@ class Generator {
     return {srv, cli};
   }
 
+  // `urg`: the urgent pointer, with URG set (-1: neither).
   Pending Segment(const Endpoint& from, const Endpoint& to, uint8_t flags, uint32_t seq,
-                  std::string_view payload) {
+                  std::string_view payload, int urg = -1) {
     Pending p;
     PacketBuilder b;
     std::string vlans;
     AddVlans(b, p.lay, vlans);
     b.ip(from.addr, to.addr).tcp(from.port, to.port, flags).seq(seq);
+    if (urg >= 0) b.urg(static_cast<uint16_t>(urg));
     size_t opt = 0;
     if (Chance(8)) {
       opt = 4 * (1 + Below(10));
@@ -656,9 +658,10 @@ class Generator {
     p.lay.l4 = p.lay.l3 + (from.addr.family == 4 ? 20 : 40);
     p.lay.payload = p.lay.l4 + 20 + opt;
     p.frame = b.build();
-    p.recipe = absl::StrFormat("%s %s:%u > %s:%u flags=0x%02x seq=%u%s payload=\"%s\"", vlans,
+    p.recipe = absl::StrFormat("%s %s:%u > %s:%u flags=0x%02x seq=%u%s%s payload=\"%s\"", vlans,
                                from.addr.ToString(), from.port, to.addr.ToString(), to.port, flags,
-                               seq, opt ? absl::StrCat(" tcpopt=", opt) : "", Printable(payload));
+                               seq, urg >= 0 ? absl::StrCat(" urg=", urg) : "",
+                               opt ? absl::StrCat(" tcpopt=", opt) : "", Printable(payload));
     return p;
   }
 
@@ -841,13 +844,47 @@ class Generator {
     if (pl.empty()) {
       seq = Pieces(out, srv, cli, seq, Banner());
     } else {
-      out.push_back(Segment(srv, cli, kAck | kPsh, seq, pl));
-      seq += static_cast<uint32_t>(pl.size());
+      seq = StreamSegments(out, srv, cli, seq, pl);
     }
     if (Chance(30))
       out.push_back(Segment(srv, cli, kAck | kPsh, seq, Chance(50) ? Prelines() : "+OK again\r\n"));
     if (Chance(8) && !pl.empty())
       out.push_back(Segment(srv, cli, kAck | kPsh, isn + 1, pl));  // retransmitted
+  }
+
+  // `text` from `seq` on as a server may shape it so that no segment starts with it while the
+  // receiver still delivers it: cut into up to four segments; a segment may start up to three
+  // bytes before the last one ended (bytes the receiver has and trims, here anything), and may
+  // carry one urgent byte (URG, the urgent pointer one past it) inserted near its start, which
+  // the receiver takes out of the stream; now and then an urgent pointer that points anywhere.
+  // Returns the sequence number after the text.
+  uint32_t StreamSegments(std::deque<Pending>& out, const Endpoint& from, const Endpoint& to,
+                          uint32_t seq, std::string_view text) {
+    size_t pieces = Chance(60) ? 1 : 2 + Below(3);
+    size_t pos = 0;
+    for (size_t i = 0; i < pieces && pos < text.size(); i++) {
+      size_t n = i + 1 == pieces ? text.size() - pos : 1 + Below(std::min<size_t>(text.size() - pos, 40));
+      std::string seg(text.substr(pos, n));
+      uint32_t at = seq + static_cast<uint32_t>(pos);
+      if (Chance(25)) {  // an overlap: bytes the receiver has already
+        size_t k = 1 + Below(3);
+        std::string old;
+        for (size_t j = 0; j < k; j++) old += static_cast<char>(Chance(30) ? 0x16 : rng_());
+        seg = old + seg;
+        at -= static_cast<uint32_t>(k);
+      }
+      int urg = -1;
+      if (Chance(12)) {  // an urgent byte near the start
+        size_t u = Below(std::min<size_t>(seg.size() + 1, 6));
+        seg.insert(u, 1, static_cast<char>(rng_()));
+        urg = static_cast<int>(u) + 1;
+      } else if (Chance(3)) {
+        urg = static_cast<int>(Below(80));
+      }
+      out.push_back(Segment(from, to, kAck | kPsh | (urg >= 0 ? kUrg : 0), at, seg, urg));
+      pos += n;
+    }
+    return seq + static_cast<uint32_t>(text.size());
   }
 
   std::string ConnectRequest() {
@@ -1250,9 +1287,9 @@ uint32_t ExpectedRetval(bool tc, uint8_t verdict) {
   return verdict == BW_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
-// The kernel's state between frames (bw_first, bw_partial, bw_tunnels), opened from the pins.
+// The kernel's state between frames (bw_stream, bw_partial, bw_tunnels), opened from the pins.
 struct StateMaps {
-  Map<bw_flow_key, uint32_t> first;
+  Map<bw_flow_key, bw_stream> streams;
   Map<bw_flow_key, bw_partial> partial;
   Map<bw_flow_key, bw_tunnel> tunnels;
 
@@ -1262,13 +1299,16 @@ struct StateMaps {
       if (!fd.ok()) FAIL(fd.status());
       return std::move(*fd);
     };
-    first = Map<bw_flow_key, uint32_t>(open(BW_MAP_FIRST), BW_MAP_FIRST);
+    streams = Map<bw_flow_key, bw_stream>(open(BW_MAP_STREAM), BW_MAP_STREAM);
     partial = Map<bw_flow_key, bw_partial>(open(BW_MAP_PARTIAL), BW_MAP_PARTIAL);
     tunnels = Map<bw_flow_key, bw_tunnel>(open(BW_MAP_TUNNELS), BW_MAP_TUNNELS);
   }
 };
 
-std::string ValueText(uint32_t v) { return absl::StrCat("next seq ", v); }
+std::string ValueText(const ReferenceModel::Stream& v) {
+  return absl::StrCat("next seq ", v.next_seq, v.state == BW_STREAM_FIRST ? ", first" : ", lines",
+                      " (", v.seen, " bytes, ", v.segs, " segments)");
+}
 std::string ValueText(const ReferenceModel::Partial& v) {
   return absl::StrCat("next seq ", v.next_seq, ", ", v.len, " byte(s) of \"SSH-\"");
 }
@@ -1280,8 +1320,8 @@ std::string ValueText(const ReferenceModel::Tunnel& v) {
 }
 
 // Kernel values in the model's terms; false when a padding byte is not zero.
-bool FromKernel(uint32_t v, uint32_t* out) {
-  *out = v;
+bool FromKernel(const bw_stream& v, ReferenceModel::Stream* out) {
+  *out = {v.next_seq, v.seen, v.state, v.segs};
   return true;
 }
 bool FromKernel(const bw_partial& v, ReferenceModel::Partial* out) {
@@ -1331,11 +1371,11 @@ size_t DiffStateMap(const char* name, const Map<bw_flow_key, V>& kmap,
   return got.size();
 }
 
-// Empty when bw_first, bw_partial and bw_tunnels hold what the model holds.
+// Empty when bw_stream, bw_partial and bw_tunnels hold what the model holds.
 std::string DiffState(const StateMaps& m, const ReferenceModel& ref,
                       std::array<uint64_t, 3>* sizes) {
   std::string d;
-  size_t a = DiffStateMap(BW_MAP_FIRST, m.first, ref.first(), &d);
+  size_t a = DiffStateMap(BW_MAP_STREAM, m.streams, ref.streams(), &d);
   size_t b = DiffStateMap(BW_MAP_PARTIAL, m.partial, ref.partial(), &d);
   size_t c = DiffStateMap(BW_MAP_TUNNELS, m.tunnels, ref.tunnels(), &d);
   if (sizes) {
@@ -1349,7 +1389,7 @@ std::string DiffState(const StateMaps& m, const ReferenceModel& ref,
 struct Stats {
   uint64_t frames = 0, xdp = 0, tc = 0, events = 0, epochs = 0, drops = 0;
   std::array<uint64_t, 5> by_kind{};       // enum bw_event_kind
-  std::array<uint64_t, 4> by_match{};      // banner events by enum bw_banner_match
+  std::array<uint64_t, 5> by_match{};      // banner events by enum bw_banner_match
   std::array<uint64_t, 3> quirk_frames{};  // frames a modelled kernel departure decided, by bit
   std::array<uint64_t, 3>
       state_entries{};  // bw_first/partial/tunnels entries compared at epoch ends
@@ -1549,11 +1589,11 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
       "sent\n"
       "  through XDP instead (TC test runs refuse them); %u configuration changes mid-epoch\n"
       "  events compared field by field: %u (banner %u [direct %u, split %u, prelines %u, connect "
-      "%u], block %u, watch %u, non-TLS %u);\n"
+      "%u, stream start %u], block %u, watch %u, non-TLS %u);\n"
       "  verdict drop %u, pass %u\n"
       "  stateful outcomes: split hits %u, prelines hits %u, connect hits %u, non-TLS events %u, "
       "tunnels requested %u\n"
-      "  state maps equal at every epoch end (%s): %u bw_first, %u bw_partial, %u bw_tunnels "
+      "  state maps equal at every epoch end (%s): %u bw_stream, %u bw_partial, %u bw_tunnels "
       "entries in all\n"
       "  kernel departures from the rules %s: CONNECT target cut at byte 64 %u, "
       "overflow after an earlier colon %u, empty port read as 0 %u frame(s)\n"
@@ -1563,7 +1603,7 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
       gen.scripted_frames(), gen.scripts()[0], gen.scripts()[1], gen.scripts()[2], gen.tc_refused(),
       gen.reconfigs(), st.events, st.by_kind[BW_EV_BANNER], st.by_match[BW_MATCH_DIRECT],
       st.by_match[BW_MATCH_SPLIT], st.by_match[BW_MATCH_PRELINES], st.by_match[BW_MATCH_CONNECT],
-      st.by_kind[BW_EV_BLOCK], st.by_kind[BW_EV_WATCH], st.by_kind[BW_EV_NON_TLS], st.drops,
+      st.by_match[BW_MATCH_STREAM], st.by_kind[BW_EV_BLOCK], st.by_kind[BW_EV_WATCH], st.by_kind[BW_EV_NON_TLS], st.drops,
       st.frames - st.drops, c[BW_CNT_banner_split], c[BW_CNT_banner_prelines],
       c[BW_CNT_banner_connect], c[BW_CNT_non_tls], c[BW_CNT_tunnels],
       absl::StrCat(st.epochs, " epochs"), st.state_entries[0], st.state_entries[1],
@@ -1597,6 +1637,9 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
         case RefPath::kTunnelWait:
           if (!connect) continue;
           break;
+        case RefPath::kStreamLines:
+          if (!(have & BW_FEAT_PRELINES)) continue;
+          break;
         default:
           break;
       }
@@ -1614,7 +1657,7 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
     if (connect) CHECK(c[BW_CNT_tunnels] > 0u);
     for (size_t i = 0; i < st.state_entries.size(); ++i) {
       if (i == 2 && !connect) continue;
-      INFO("state map " << i << " (first, partial, tunnels) never held an entry at an epoch end");
+      INFO("state map " << i << " (stream, partial, tunnels) never held an entry at an epoch end");
       CHECK(st.state_entries[i] > 0u);
     }
   }

@@ -1,7 +1,9 @@
 // Beyond a per-packet match: flows whose banner is split across segments, preceded by other
-// lines (RFC 4253 4.2), or carried through an HTTP CONNECT tunnel, and the non-TLS flag. Each row
+// lines (RFC 4253 4.2) in one segment or several, hidden from a per-segment match by an overlap
+// or an urgent byte the receiver takes out, or carried through an HTTP CONNECT tunnel, and the
+// non-TLS flag. Each row
 // is a sequence of frames, every one with its expected verdict and events; the state the kernel
-// keeps between frames (bw_partial, bw_first, bw_tunnels) is what is under test.
+// keeps between frames (bw_partial, bw_stream, bw_tunnels) is what is under test.
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -51,6 +53,16 @@ struct Sequence {
 // A segment from the server's port 443 to the client, at `seq`.
 Bytes FromServer(uint32_t seq, const std::string& payload, uint8_t flags = kAck | kPsh) {
   return PacketBuilder().ipv4(kServer, kClient).tcp(443, 51000, flags).seq(seq).payload(payload).build();
+}
+// ... with URG set and urgent pointer `urg`.
+Bytes FromServerUrgent(uint32_t seq, const std::string& payload, uint16_t urg) {
+  return PacketBuilder().ipv4(kServer, kClient).tcp(443, 51000).urg(urg).seq(seq).payload(payload).build();
+}
+Bytes FromServer6(uint32_t seq, const std::string& payload) {
+  return PacketBuilder().ipv6("2001:db8::10", "2001:db8::20").tcp(443, 51000).seq(seq).payload(payload).build();
+}
+Bytes SynAck6(uint32_t isn) {
+  return PacketBuilder().ipv6("2001:db8::10", "2001:db8::20").tcp(443, 51000, kSyn | kAck).seq(isn).build();
 }
 Bytes ToServer(uint32_t seq, const std::string& payload) {
   return PacketBuilder().ipv4(kClient, kServer).tcp(51000, 443).seq(seq).payload(payload).build();
@@ -131,6 +143,82 @@ std::vector<Sequence> Sequences() {
         {false, FromServer(kIsn + 5001, "HTTP/1.1 400 Bad Request\r\n\r\n")}}},
       {"non-TLS flag off by default: nothing", defaults,
        {{false, SynAck(kIsn)}, {false, FromServer(kIsn + 1, "+OK POP3 ready\r\n")}}},
+      // Evasions the receiver undoes (issue 14): each delivers kBanner to the client application.
+      {"overlap: a segment one byte before the stream's first, \"Z\" + banner", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn, "Z" + kBanner), XDP_PASS, {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"overlap: three bytes before it, TLS-looking ones", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn - 2, "\x16\x03\x03" + kBanner), XDP_PASS,
+         {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"overlap over IPv6", defaults,
+       {{false, SynAck6(kIsn)},
+        {false, FromServer6(kIsn - 1, "ZZ" + kBanner), XDP_PASS, {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"overlap on egress (TC): a local server's banner", defaults,
+       {{true, SynAck(kIsn), TC_ACT_OK},
+        {true, FromServer(kIsn, "Z" + kBanner), TC_ACT_OK, {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"overlap with the server's banner action drop: the segment and the flow drop",
+       [](BpfHarness& h) { h.SetBannerActions(BW_BANNER_DROP, BW_BANNER_ALERT); },
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn, "Z" + kBanner), XDP_DROP,
+         {Banner(BW_MATCH_STREAM, kBanner, BW_VERDICT_DROP)}},
+        {false, FromServer(kIsn + 1 + kBanner.size(), "more"), XDP_DROP}}},
+      {"a retransmission of delivered bytes changes nothing; the next segment is checked",
+       defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn + 1, "hello")},
+        {false, FromServer(kIsn + 1, "hello")},
+        {false, FromServer(kIsn + 3, "llo\r\n" + kBanner), XDP_PASS,
+         {Banner(BW_MATCH_PRELINES, kBanner)}}},
+       BW_FEAT_PRELINES},
+      {"urgent data: \"X\" + banner, urgent pointer 1 (the receiver takes the X out)", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServerUrgent(kIsn + 1, "X" + kBanner, 1), XDP_PASS,
+         {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"urgent data inside \"SSH-\": \"SSXH-...\", urgent pointer 3", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServerUrgent(kIsn + 1, "SSX" + kBanner.substr(2), 3), XDP_PASS,
+         {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"urgent data and an overlap together", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServerUrgent(kIsn - 1, "ZZX" + kBanner, 3), XDP_PASS,
+         {Banner(BW_MATCH_STREAM, kBanner)}}}},
+      {"an urgent byte the receiver has delivered already (before the stream's byte) is no skip",
+       defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServerUrgent(kIsn, "ZXSSH-2.0-x\r\n", 1)}}},
+      {"an urgent pointer past the head: the first bytes are what they are", defaults,
+       {{false, SynAck(kIsn)}, {false, FromServerUrgent(kIsn + 1, "X" + kBanner, 30)}}},
+      {"lines before the version line across segments: \"x\", then \"\\r\\n\" + banner",
+       defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn + 1, "x")},
+        {false, FromServer(kIsn + 2, "\r\n" + kBanner), XDP_PASS,
+         {Banner(BW_MATCH_PRELINES, kBanner)}}},
+       BW_FEAT_PRELINES},
+      {"lines across three segments", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn + 1, "Welcome\r\n")},
+        {false, FromServer(kIsn + 10, "please wait")},
+        {false, FromServer(kIsn + 21, "\r\n" + kBanner), XDP_PASS,
+         {Banner(BW_MATCH_PRELINES, kBanner)}}},
+       BW_FEAT_PRELINES},
+      {"lines are followed for BW_PRELINES_SEGS segments, no more", defaults,
+       [] {
+         std::vector<Step> st = {{false, SynAck(kIsn)}};
+         for (uint32_t i = 0; i < BW_PRELINES_SEGS; i++)
+           st.push_back({false, FromServer(kIsn + 1 + i * 6, "line\r\n")});
+         st.push_back({false, FromServer(kIsn + 1 + BW_PRELINES_SEGS * 6, "x\r\n" + kBanner)});
+         return st;
+       }()},
+      {"a line too long ends the following", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn + 1, std::string(300, 'x') + "\r\nmore")},
+        {false, FromServer(kIsn + 307, "\r\n" + kBanner)}}},
+      {"a TLS first payload ends the following", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FromServer(kIsn + 1, "\x16\x03\x03\x00\x10")},
+        {false, FromServer(kIsn + 6, "\r\n" + kBanner)}}},
       {"HTTP CONNECT to :443 through a proxy port, the banner in the next segment", proxy,
        {{true, ToProxy("CONNECT 203.0.113.10:443 HTTP/1.1\r\nHost: 203.0.113.10:443\r\n\r\n"),
          TC_ACT_OK},

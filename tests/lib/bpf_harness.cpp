@@ -119,7 +119,7 @@ void BpfHarness::Reset() {
   REQUIRE(MapSet::Clear(maps_.watch_v4).ok());
   REQUIRE(MapSet::Clear(maps_.watch_v6).ok());
   REQUIRE(MapSet::Clear(maps_.flows).ok());
-  for (const char* name : {BW_MAP_FIRST, BW_MAP_PARTIAL, BW_MAP_TUNNELS}) {
+  for (const char* name : {BW_MAP_STREAM, BW_MAP_PARTIAL, BW_MAP_TUNNELS}) {
     auto fd = OpenPinnedObject(pin_root_ + "/" + name);
     REQUIRE(fd.ok());
     bw_flow_key k, next;

@@ -110,6 +110,11 @@ PacketBuilder& PacketBuilder::seq(uint32_t v) {
   seq_ = v;
   return *this;
 }
+PacketBuilder& PacketBuilder::urg(uint16_t ptr) {
+  flags_ |= kUrg;
+  urg_ = ptr;
+  return *this;
+}
 PacketBuilder& PacketBuilder::udp(uint16_t s, uint16_t d) {
   l4_ = L4::kUdp;
   sport_ = s;
@@ -162,6 +167,7 @@ Bytes PacketBuilder::build() const {
       l4[12] = static_cast<uint8_t>((doff_ ? *doff_ : hl / 4) << 4);
       l4[13] = flags_;
       Put16(l4, 14, 64240);
+      Put16(l4, 18, urg_);
       for (size_t i = 20; i < hl; ++i) l4[i] = 1;  // NOP options
       break;
     }

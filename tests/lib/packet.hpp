@@ -54,6 +54,7 @@ class PacketBuilder {
   PacketBuilder& tcp_options(size_t bytes);              // NOPs, multiple of 4
   PacketBuilder& doff(uint8_t v);                        // TCP data offset override
   PacketBuilder& seq(uint32_t v);                        // TCP sequence number (default 0x11000000)
+  PacketBuilder& urg(uint16_t ptr);                      // URG set, urgent pointer `ptr`
   PacketBuilder& udp(uint16_t sport, uint16_t dport);
   PacketBuilder& icmp();
   PacketBuilder& l4proto(uint8_t proto);                 // raw protocol number, no L4 header
@@ -82,6 +83,7 @@ class PacketBuilder {
   uint8_t flags_ = 0;
   size_t tcp_opt_ = 0;
   uint32_t seq_ = 0x11000000;
+  uint16_t urg_ = 0;
   Bytes payload_;
   size_t pad_to_ = 0;
   uint8_t pad_fill_ = 0;

@@ -21,7 +21,7 @@ namespace {
 
 constexpr uint16_t kEthIp = 0x0800, kEthIpv6 = 0x86dd, kTpid8021q = 0x8100, kTpid8021ad = 0x88a8;
 constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
-constexpr uint8_t kSyn = 0x02, kAck = 0x10;
+constexpr uint8_t kSyn = 0x02, kAck = 0x10, kUrg = 0x20;
 
 uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 uint32_t Be32(const uint8_t* p) {
@@ -44,6 +44,7 @@ struct Parsed {
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
   uint32_t seq = 0;                         // TCP sequence number
+  uint16_t urg_ptr = 0;                     // TCP urgent pointer
   size_t payload_off = 0, payload_len = 0;  // TCP payload by the IP length fields
   std::string trace;
 };
@@ -66,6 +67,7 @@ void ParseL4(const uint8_t* f, size_t l4, size_t ip_end, Parsed& p) {
     p.dport = Be16(f + l4 + 2);
     p.tcp_flags = f[l4 + 13];
     p.seq = Be32(f + l4 + 4);
+    p.urg_ptr = Be16(f + l4 + 18);
     p.payload_off = l4 + hdr;
     p.payload_len = ip_end - p.payload_off;
     absl::StrAppend(&p.trace, absl::StrFormat(" tcp %u->%u flags=0x%02x seq=%u payload=%u;",
@@ -254,12 +256,17 @@ bool HasPrefix(std::string_view s, std::string_view prefix) {
 
 // RFC 4253 4.2 in a server's first payload: the offset of a later line that starts "SSH-", all
 // lines before it at most kMaxPreline bytes; 0 when there is none in the first kScanWindow bytes.
-size_t VersionAfterLines(std::string_view pl) {
+size_t VersionAfterLines(std::string_view pl, bool* too_long = nullptr) {
   std::string_view w = pl.substr(0, kScanWindow);
   size_t start = 0;
   for (;;) {
     size_t nl = w.find('\n', start);
-    if (nl == std::string_view::npos || nl - start > kMaxPreline) return 0;
+    // The scan reads a line break only with four bytes after it in the window.
+    if (nl == std::string_view::npos || nl + 5 > w.size()) return 0;
+    if (nl - start > kMaxPreline) {
+      if (too_long) *too_long = true;  // not a version exchange: the search ends
+      return 0;
+    }
     start = nl + 1;
     if (HasPrefix(w.substr(start), "SSH-")) return start;
   }
@@ -305,6 +312,8 @@ const char* RefPathName(RefPath p) {
       return "proxy segment, not an HTTP reply (tunnel kept)";
     case RefPath::kSplitWait:
       return "start of \"SSH-\" in a short segment (partial kept)";
+    case RefPath::kStreamLines:
+      return "server stream: lines followed into the next segment";
     case RefPath::kFirstPayload:
       return "server first payload, no banner, no event (pass)";
     case RefPath::kNonTls:
@@ -602,8 +611,8 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
   // A SYN-ACK: the server's first payload will carry its ISN + 1.
   if ((p.tcp_flags & (kSyn | kAck)) == (kSyn | kAck) && pl.empty()) {
     if (act_srv != BW_BANNER_OFF || non_tls) {
-      first_[fwd] = p.seq + 1;
-      absl::StrAppend(&r.trace, " SYN-ACK: first payload awaited at ", p.seq + 1u, ";");
+      streams_[fwd] = Stream{p.seq + 1u, 0, BW_STREAM_FIRST, 0};
+      absl::StrAppend(&r.trace, " SYN-ACK: stream starts at ", p.seq + 1u, ";");
     }
     r.path = RefPath::kSynAck;
     return r;
@@ -619,6 +628,7 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     if (match == BW_MATCH_SPLIT) count(BW_CNT_banner_split);
     if (match == BW_MATCH_PRELINES) count(BW_CNT_banner_prelines);
     if (match == BW_MATCH_CONNECT) count(BW_CNT_banner_connect);
+    if (match == BW_MATCH_STREAM) count(BW_CNT_banner_stream);
     r.path = RefPath::kBannerAlert;
     if (act == BW_BANNER_DROP) {
       flows_.insert(flow);
@@ -724,30 +734,68 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     if (prev != partial_.end()) partial_.erase(prev);
   }
 
-  // A server's first payload (its sequence number is the SYN-ACK's + 1); TLS records never look.
-  const uint8_t first_byte = static_cast<uint8_t>(pl[0]);
-  if (src_watched && (act_srv != BW_BANNER_OFF || non_tls) &&
-      !(first_byte >= 20 && first_byte <= 23)) {
-    auto want = first_.find(fwd);
-    if (want != first_.end() && want->second == p.seq) {
-      first_.erase(want);
-      absl::StrAppend(&r.trace, " first payload;");
+  // A server's stream, as the receiver delivers it: from the byte it awaits (the SYN-ACK's
+  // sequence number + 1 at first), wherever that lies in the segment (the bytes before it are
+  // delivered already and trimmed); Linux takes the urgent byte (urgent pointer - 1, tcp_stdurg
+  // off) out of the stream when it lies in this segment at or after that byte.
+  auto stream = src_watched && (act_srv != BW_BANNER_OFF || non_tls) ? streams_.find(fwd)
+                                                                     : streams_.end();
+  if (stream != streams_.end() && stream->second.next_seq - p.seq < pl.size()) {
+    const size_t start = stream->second.next_seq - p.seq;
+    std::string view(pl.substr(start));
+    bool urgent_in_head = false;
+    if (p.tcp_flags & kUrg) {
+      size_t u = p.urg_ptr ? p.urg_ptr - 1u : 0;
+      if (u >= start && u < pl.size()) {
+        urgent_in_head = u - start < 4;
+        view.erase(u - start, 1);
+      }
+    }
+    absl::StrAppend(&r.trace, " stream: awaited byte at payload offset ", start,
+                    urgent_in_head ? ", urgent byte in its first four" : "", ";");
+    if (HasPrefix(view, "SSH-") && act_srv != BW_BANNER_OFF) {
+      streams_.erase(stream);
+      // The banner as sent: the four bytes, then what follows the bytes they span.
+      std::string banner = urgent_in_head ? "SSH-" + std::string(pl.substr(start + 5))
+                                          : std::string(pl.substr(start));
+      return hit(BW_SIDE_SERVER, act_srv, BW_MATCH_STREAM, std::move(banner));
+    }
+    const bool first = stream->second.state == BW_STREAM_FIRST;
+    const uint8_t c0 = view.empty() ? 0 : static_cast<uint8_t>(view[0]);
+    if (first && ((c0 >= 20 && c0 <= 23) || HasPrefix(view, "HTTP"))) {
+      streams_.erase(stream);
+      absl::StrAppend(&r.trace, " first payload TLS or HTTP;");
       r.path = RefPath::kFirstPayload;
-      if (HasPrefix(pl, "HTTP")) return r;
-      if (act_srv != BW_BANNER_OFF && (cfg_.features & BW_FEAT_PRELINES)) {
-        if (size_t at = VersionAfterLines(pl))
-          return hit(BW_SIDE_SERVER, act_srv, BW_MATCH_PRELINES, std::string(pl.substr(at)));
-      }
-      if (non_tls) {
-        count(BW_CNT_non_tls);
-        RefEvent e = event(BW_EV_NON_TLS, BW_VERDICT_PASS);
-        e.banner_side = BW_SIDE_SERVER;
-        e.banner = std::string(pl.substr(0, BW_BANNER_MAX));
-        r.events.push_back(std::move(e));
-        r.path = RefPath::kNonTls;
-      }
       return r;
     }
+    const bool lines = (cfg_.features & BW_FEAT_PRELINES) && act_srv != BW_BANNER_OFF;
+    bool too_long = false;
+    if (lines) {
+      if (size_t at = VersionAfterLines(pl.substr(start), &too_long)) {
+        streams_.erase(stream);
+        return hit(BW_SIDE_SERVER, act_srv, BW_MATCH_PRELINES, std::string(pl.substr(start + at)));
+      }
+    }
+    r.path = first ? RefPath::kFirstPayload : RefPath::kStreamLines;
+    if (first && non_tls) {
+      count(BW_CNT_non_tls);
+      RefEvent e = event(BW_EV_NON_TLS, BW_VERDICT_PASS);
+      e.banner_side = BW_SIDE_SERVER;
+      e.banner = std::string(pl.substr(start, BW_BANNER_MAX));
+      r.events.push_back(std::move(e));
+      r.path = RefPath::kNonTls;
+    }
+    Stream& st = stream->second;
+    const size_t seen = st.seen + (pl.size() - start);
+    if (!lines || too_long || seen >= BW_PRELINES_BYTES || st.segs + 1u >= BW_PRELINES_SEGS) {
+      streams_.erase(stream);
+      absl::StrAppend(&r.trace, " stream no longer followed;");
+      return r;
+    }
+    st = Stream{static_cast<uint32_t>(p.seq + pl.size()), static_cast<uint16_t>(seen),
+                BW_STREAM_LINES, static_cast<uint8_t>(st.segs + 1)};
+    absl::StrAppend(&r.trace, " lines followed to ", st.next_seq, ";");
+    return r;
   }
   r.path = RefPath::kNoBanner;
   return r;

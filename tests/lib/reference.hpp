@@ -5,7 +5,7 @@
 // the XDP/TC programs must do with them: the verdict, the events (every deterministic field), the
 // counter increments and the watchlist entry statistics (hits, drops). It keeps its own copy of
 // the state the kernel keeps between frames: banner-dropped flows (bw_flows), awaited first
-// payloads (bw_first), split banners (bw_partial) and CONNECT tunnels (bw_tunnels), so a test can
+// server streams (bw_stream), split banners (bw_partial) and CONNECT tunnels (bw_tunnels), so a test can
 // compare them with the maps. The configuration mirrors what the test wrote into the maps; the
 // block-event rate limiter is not modelled (configure an interval of 0), nor LRU eviction (keep
 // the distinct keys of a run far below the maps' sizes).
@@ -101,7 +101,7 @@ enum class RefPath {
   kPortUnwatched,   // TCP, neither port watched nor a proxy port
   kFlowDrop,        // a banner-dropped flow
   kBannerOff,       // watched/proxy port but every check that applies is off
-  kSynAck,          // SYN-ACK without payload (bw_first set when the server side is checked)
+  kSynAck,          // SYN-ACK without payload (bw_stream set when the server side is checked)
   kNoPayload,       // no payload
   kConnectTunnel,   // CONNECT to a watched port on a proxy port: tunnel requested
   kConnectIgnored,  // "CONN..." to a proxy port that asks for no followed tunnel
@@ -109,7 +109,8 @@ enum class RefPath {
   kTunnelClosed,    // the proxy's refusal, or an open tunnel's first segment without a banner
   kTunnelWait,      // a proxy segment that is not an HTTP reply: tunnel kept
   kSplitWait,       // the start of "SSH-" in a short segment: partial kept
-  kFirstPayload,    // a server's first payload: HTTP, or no version line and the non-TLS flag off
+  kFirstPayload,    // a server's first payload: TLS, HTTP, or no version line, non-TLS flag off
+  kStreamLines,     // a later segment of a server's lines, no version line yet
   kNonTls,          // a server's first payload that is neither TLS nor HTTP (event)
   kNoBanner,        // watched port, no banner found
   kBannerAlert,     // a banner reported, passed
@@ -155,7 +156,7 @@ class ReferenceModel {
                              const uint8_t b[16], uint16_t bport);
   const std::set<FlowKey>& flows() const { return flows_; }
 
-  // Directional keys of bw_first, bw_partial and bw_tunnels: family, then the sender's endpoint
+  // Directional keys of bw_stream, bw_partial and bw_tunnels: family, then the sender's endpoint
   // ("a": the server or proxy whose segments are awaited), then the receiver's.
   using DirKey = std::string;
   static DirKey MakeDirKey(uint8_t family, const uint8_t a[16], uint16_t aport, const uint8_t b[16],
@@ -171,7 +172,14 @@ class ReferenceModel {
     uint16_t target_port = 0;
     bool operator==(const Tunnel&) const = default;
   };
-  const std::map<DirKey, uint32_t>& first() const { return first_; }  // awaited sequence number
+  struct Stream {
+    uint32_t next_seq = 0;  // the sequence number of the byte the receiver awaits
+    uint16_t seen = 0;      // stream bytes seen with lines, no version line yet
+    uint8_t state = BW_STREAM_FIRST;
+    uint8_t segs = 0;
+    bool operator==(const Stream&) const = default;
+  };
+  const std::map<DirKey, Stream>& streams() const { return streams_; }
   const std::map<DirKey, Partial>& partial() const { return partial_; }
   const std::map<DirKey, Tunnel>& tunnels() const { return tunnels_; }
 
@@ -184,7 +192,7 @@ class ReferenceModel {
   RefConfig cfg_;
   std::vector<Entry> entries_;
   std::set<FlowKey> flows_;
-  std::map<DirKey, uint32_t> first_;
+  std::map<DirKey, Stream> streams_;
   std::map<DirKey, Partial> partial_;
   std::map<DirKey, Tunnel> tunnels_;
 };

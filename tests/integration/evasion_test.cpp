@@ -1,10 +1,13 @@
 // Evasions a Linux receiver accepts, live: frames shaped so that the receiving stack still hands
-// the application what it sent, with the daemon attached to the host's end of the veth.
+// the application what it sent, with the daemon attached to the host's end of the veth. Each
+// case has a client application that reads the banner (so the shape is one Linux accepts), the
+// daemon's alert, and the same alert from `scan` over a capture of the traffic.
 #include <catch2/catch.hpp>
 #include <string>
 
 #include "lib/netns.hpp"
 #include "lib/probe.hpp"
+#include "lib/raw_server.hpp"
 #include "lib/test_util.hpp"
 #include "lib/topology.hpp"
 
@@ -86,6 +89,61 @@ TEST_CASE("three VLAN tags: a blocked source gets nothing through, a server's ba
       },
       5000);
   CHECK(alerted);
+}
+
+const std::string kBanner = "SSH-2.0-OpenSSH_9.2p1 shaped\r\n";
+const std::vector<std::string> kLocals = {"198.51.100.1/32", "2001:db8:100::1/128"};
+
+// A hand-written server at `addr` sends `segments`; a client application must read kBanner, and
+// the daemon and `scan` must both report 1000146 from `addr` with bannerwatch.match `match`.
+void ShapedBannerAlerts(const std::string& addr, std::vector<RawSegment> segments,
+                        const std::string& match) {
+  Topology t;
+  Daemon d(t, kEmptyPolicy);
+  d.Start();
+  std::string policy = t.dir() + "/scan-policy.yaml";
+  WriteFile(policy, kEmptyPolicy);
+  auto cap = std::make_unique<Tcpdump>(t.host(), kHostIf, t.dir() + "/capture.pcap");
+  {
+    RawTcpServer server(t, addr, 443, std::move(segments));
+    std::string got = ReadBanner(t, addr, 443);
+    INFO("the client read: " << got);
+    CHECK(server.handshakes() >= 1);
+    CHECK(got.find(kBanner) != std::string::npos);
+  }
+  auto from_addr = [&](const std::vector<json>& eve) {
+    std::vector<json> out;
+    for (const json& j : eve)
+      if (j["alert"]["signature_id"] == 1000146 && j["src_ip"] == addr) out.push_back(j);
+    return out;
+  };
+  INFO("daemon log:\n" << d.log());
+  CHECK(WaitFor([&] { return from_addr(d.EveLines()).size() == 1; }, 5000));
+  std::vector<json> live = from_addr(d.EveLines());
+  REQUIRE(live.size() == 1u);
+  CHECK(live[0]["bannerwatch"]["match"] == match);
+  CHECK(live[0]["bannerwatch"]["banner"].get<std::string>().rfind("SSH-2.0-OpenSSH_9.2p1", 0) == 0);
+  Settle(300);
+  std::string report = cap->Stop();
+  ScanRun scan = ScanCapture(policy, cap->path(), kLocals);
+  INFO("scan: " << scan.summary);
+  CHECK(scan.status == 0);
+  std::vector<json> offline = from_addr(scan.eve);
+  REQUIRE(offline.size() == 1u);
+  CHECK(offline[0]["bannerwatch"]["match"] == match);
+}
+
+TEST_CASE("urgent data: \"X\" + banner with the urgent pointer on the X raises 1000146, live and in scan") {
+  ShapedBannerAlerts("198.51.100.3", {{0, "X" + kBanner, 1}}, "stream_start");
+}
+
+TEST_CASE("overlap: a first segment starting one byte early, \"Z\" + banner, raises 1000146, live and in scan") {
+  ShapedBannerAlerts("198.51.100.3", {{-1, "Z" + kBanner}}, "stream_start");
+  ShapedBannerAlerts("2001:db8:100::3", {{-1, "Z" + kBanner}}, "stream_start");
+}
+
+TEST_CASE("lines before the version line split over segments: \"x\", then CRLF + banner, raises 1000146") {
+  ShapedBannerAlerts("198.51.100.3", {{0, "x"}, {1, "\r\n" + kBanner}}, "after_lines");
 }
 
 }  // namespace

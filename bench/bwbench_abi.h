@@ -8,10 +8,11 @@
 
 #define BWB_ADDRS_MAX (1U << 17) /* rows of the rewrite table (a .bss array: 1.5 MiB) */
 
-/* One row: a source address, a destination port (written when bwb_dport_off is set) and both
+/* One row: a remote address (written at bwb_addr_off: the source of ingress traffic, the
+ * destination of egress traffic), a destination port (written when bwb_dport_off is set) and both
  * checksums a frame needs with them, all in network order. */
 struct bwb_addr {
-	__u32 saddr;
+	__u32 addr;
 	__u16 ip_csum;
 	__u16 l4_csum;
 	__u16 dport;

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* baseline.bpf.c — the floor that benchmarks compare bannerwatch with: programs that return at
- * once, one that counts what it passes (a veth needs an XDP program on the receiving side to
+ * once (XDP, and TC for the egress program), one that counts what it passes (a veth needs an XDP program on the receiving side to
  * take XDP_TX frames), and two floors of a drop decided by the source address: one that reads the
  * address and drops, and one that also reads one byte per /24 of a 16 MiB array (the simplest
  * constant-time IPv4 pre-filter) and drops. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -92,4 +93,11 @@ int bw_base_count(struct xdp_md *ctx)
 	if (v)
 		(*v)++;
 	return XDP_PASS;
+}
+
+/* The egress floor: a TC program that lets every packet go on at once. */
+SEC("tc")
+int bw_base_tc_ok(struct __sk_buff *skb)
+{
+	return TC_ACT_OK;
 }

@@ -40,6 +40,15 @@ absl::Status BenchProgs::SetTargets(int base_prog_fd, int bw_prog_fd) {
   return absl::OkStatus();
 }
 
+absl::Status BenchProgs::SetTcTargets(int base_prog_fd, int bw_prog_fd) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bwb_tgt_tc_base), &zero, &base_prog_fd, 0) != 0)
+    return ErrnoStatus("bwb_tgt_tc_base", "bpf_map_update_elem", errno);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.bwb_tgt_tc_bw), &zero, &bw_prog_fd, 0) != 0)
+    return ErrnoStatus("bwb_tgt_tc_bw", "bpf_map_update_elem", errno);
+  return absl::OkStatus();
+}
+
 absl::Status BenchProgs::SetTraffic(const Traffic& t) {
   size_t n = t.rows.size();
   if (n == 0 || n > kAddrsMax || (n & (n - 1)) != 0)
@@ -48,6 +57,7 @@ absl::Status BenchProgs::SetTraffic(const Traffic& t) {
   static_assert(sizeof(skel_->bss->bwb_addrs[0]) == sizeof(AddrRow));
   std::memcpy(skel_->bss->bwb_addrs, t.rows.data(), n * sizeof(AddrRow));
   skel_->bss->bwb_mask = static_cast<uint32_t>(n - 1);
+  skel_->bss->bwb_addr_off = t.addr_off;
   skel_->bss->bwb_l4_csum_off = t.l4_csum_off;
   skel_->bss->bwb_dport_off = t.dport_off;
   Rewind();
@@ -59,6 +69,8 @@ uint64_t BenchProgs::BadFrames() const { return skel_->bss->bwb_bad; }
 int BenchProgs::wrap_base_fd() const { return bpf_program__fd(skel_->progs.bwb_wrap_base); }
 int BenchProgs::wrap_bw_fd() const { return bpf_program__fd(skel_->progs.bwb_wrap_bw); }
 int BenchProgs::gen_fd() const { return bpf_program__fd(skel_->progs.bwb_gen); }
+int BenchProgs::tc_wrap_base_fd() const { return bpf_program__fd(skel_->progs.bwb_tc_wrap_base); }
+int BenchProgs::tc_wrap_bw_fd() const { return bpf_program__fd(skel_->progs.bwb_tc_wrap_bw); }
 
 namespace {
 absl::StatusOr<RunOut> Run(int prog_fd, const test::Bytes& frame, uint32_t repeat, uint32_t flags,
@@ -87,6 +99,19 @@ absl::StatusOr<RunOut> RunXdp(int prog_fd, const test::Bytes& frame, uint32_t re
   return Run(prog_fd, frame, repeat, 0, 1 /* lo: events name a real interface */);
 }
 
+absl::StatusOr<RunOut> RunTc(int prog_fd, const test::Bytes& frame, uint32_t repeat) {
+  // No context: the kernel puts the skb on the namespace's loopback device (ifindex 1, as RunXdp's
+  // events name) and, for SCHED_CLS, leaves the Ethernet header in front of the data.
+  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()),
+              .repeat = static_cast<int>(repeat));
+  double t0 = MonotonicSeconds();
+  int err = bpf_prog_test_run_opts(prog_fd, &o);
+  double t1 = MonotonicSeconds();
+  if (err != 0) return ErrnoStatus("tc", "bpf_prog_test_run_opts", errno);
+  return RunOut{o.retval, t1 - t0, o.duration};
+}
+
 absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t repeat,
                                int ifindex) {
   return Run(prog_fd, frame, repeat, BPF_F_TEST_XDP_LIVE_FRAMES, ifindex);
@@ -99,12 +124,17 @@ absl::StatusOr<std::unique_ptr<OtherDataPlane>> OtherDataPlane::Load(const std::
   o->obj_ = bpf_object__open_file(obj.c_str(), &oo);
   if (!o->obj_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
   bpf_program* prog;
-  bpf_object__for_each_program(prog, o->obj_)
-      bpf_program__set_autoload(prog, std::string(bpf_program__name(prog)) == "bw_xdp_ingress");
+  bpf_object__for_each_program(prog, o->obj_) {
+    std::string name = bpf_program__name(prog);
+    bpf_program__set_autoload(prog, name == "bw_xdp_ingress" || name == "bw_tc_egress");
+  }
   if (bpf_object__load(o->obj_) != 0) return ErrnoStatus(obj, "bpf_object__load", errno);
-  prog = bpf_object__find_program_by_name(o->obj_, "bw_xdp_ingress");
-  if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no bw_xdp_ingress"));
-  o->xdp_fd_ = bpf_program__fd(prog);
+  for (auto [name, fd] : {std::pair{"bw_xdp_ingress", &o->xdp_fd_},
+                          std::pair{"bw_tc_egress", &o->tc_fd_}}) {
+    prog = bpf_object__find_program_by_name(o->obj_, name);
+    if (!prog) return absl::NotFoundError(absl::StrCat(obj, ": no ", name));
+    *fd = bpf_program__fd(prog);
+  }
   return o;
 }
 

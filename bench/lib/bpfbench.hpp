@@ -1,10 +1,13 @@
-// bpfbench.hpp — the benchmarks' own XDP programs (bench/bwbench.bpf.c) and BPF_PROG_TEST_RUN.
+// bpfbench.hpp — the benchmarks' own XDP and TC programs (bench/bwbench.bpf.c) and
+// BPF_PROG_TEST_RUN.
 //
 // Contract: BenchProgs owns the loaded bwbench skeleton. SetTraffic() copies a Traffic's rewrite
 // rows into the programs' table (a power of two of them, at most kAddrsMax) and rewinds it;
-// SetTargets() fills the two wrappers' tail-call slots. RunXdp() runs a program `repeat` times on
-// one frame and returns the time it took; the frame's data_end equals its length, as
-// the kernel requires when a context is passed. RunLive() runs BPF_F_TEST_XDP_LIVE_FRAMES (frames
+// SetTargets() fills the two XDP wrappers' tail-call slots, SetTcTargets() the two TC wrappers'.
+// RunXdp() runs a program `repeat` times on one frame and returns the time it took; the frame's
+// data_end equals its length, as the kernel requires when a context is passed. RunTc() runs a
+// SCHED_CLS program `repeat` times on one skb that the kernel builds from the frame (Ethernet
+// header included, all of it linear, on the loopback device). RunLive() runs BPF_F_TEST_XDP_LIVE_FRAMES (frames
 // really transmitted on XDP_TX) with ingress_ifindex `ifindex` of the calling thread's netns.
 #pragma once
 
@@ -33,6 +36,7 @@ class BenchProgs {
   BenchProgs& operator=(const BenchProgs&) = delete;
 
   absl::Status SetTargets(int base_prog_fd, int bw_prog_fd);
+  absl::Status SetTcTargets(int base_prog_fd, int bw_prog_fd);
   absl::Status SetTraffic(const Traffic& t);
   void Rewind();
   uint64_t BadFrames() const;
@@ -40,6 +44,8 @@ class BenchProgs {
   int wrap_base_fd() const;
   int wrap_bw_fd() const;
   int gen_fd() const;
+  int tc_wrap_base_fd() const;
+  int tc_wrap_bw_fd() const;
 
  private:
   BenchProgs() = default;
@@ -53,8 +59,8 @@ absl::Status LoadFreshDataPlane(const std::string& pin_root, std::unique_ptr<Dat
 
 // Another build's data plane for A/B runs (--against): `obj` (a bannerwatch.bpf.o with the same
 // maps) opened under `pin_root`, where this build pinned its maps, so that its maps (pinned by name)
-// are this build's; only its bw_xdp_ingress is loaded. The fd of that program lives as long as
-// the object.
+// are this build's; only its bw_xdp_ingress and bw_tc_egress are loaded. The fds of those programs
+// live as long as the object.
 class OtherDataPlane {
  public:
   static absl::StatusOr<std::unique_ptr<OtherDataPlane>> Load(const std::string& obj,
@@ -63,11 +69,13 @@ class OtherDataPlane {
   OtherDataPlane(const OtherDataPlane&) = delete;
   OtherDataPlane& operator=(const OtherDataPlane&) = delete;
   int xdp_fd() const { return xdp_fd_; }
+  int tc_fd() const { return tc_fd_; }
 
  private:
   OtherDataPlane() = default;
   ::bpf_object* obj_ = nullptr;
   int xdp_fd_ = -1;
+  int tc_fd_ = -1;
 };
 
 struct RunOut {
@@ -85,6 +93,7 @@ struct RunOut {
 double NsPerRun(const RunOut& r, uint32_t repeat, bool* preempted);
 
 absl::StatusOr<RunOut> RunXdp(int prog_fd, const test::Bytes& frame, uint32_t repeat);
+absl::StatusOr<RunOut> RunTc(int prog_fd, const test::Bytes& frame, uint32_t repeat);
 absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t repeat,
                                int ifindex);
 

@@ -87,8 +87,12 @@ std::string RenderText(const std::vector<Section>& sections) {
     for (size_t x : w) total += x + 2;
     absl::StrAppend(&out, "\n", s.part ? absl::StrCat(s.part, ". ") : "", s.title, "\n");
     absl::StrAppend(&out, std::string(std::max<size_t>(total, 20), '='), "\n");
-    for (size_t i = 0; i < s.columns.size(); ++i)
-      absl::StrAppend(&out, Pad(s.columns[i], w[i], i > 0), "  ");
+    // A header sits over its column: right-aligned where the column holds figures.
+    for (size_t i = 0; i < s.columns.size(); ++i) {
+      bool num = false;
+      for (const auto& r : s.rows) num = num || (i < r.size() && Numeric(r[i]));
+      absl::StrAppend(&out, Pad(s.columns[i], w[i], i > 0 && num), "  ");
+    }
     absl::StrAppend(&out, "\n", std::string(std::max<size_t>(total, 20), '-'), "\n");
     for (const auto& r : s.rows) {
       for (size_t i = 0; i < r.size() && i < w.size(); ++i)

@@ -31,10 +31,15 @@ void Checksums(test::Bytes& f, uint16_t* ip, uint16_t* l4, uint32_t l4_csum_off)
 
 }  // namespace
 
-Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32_t>& sources,
-                    bool bad_l4_csum, const Macs& macs) {
+Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32_t>& remotes,
+                    bool bad_l4_csum, const Macs& macs, Direction dir) {
+  const bool egress = dir == Direction::kEgress;
   test::PacketBuilder b;
-  b.ipv4("192.0.2.1", "198.51.100.2");  // the source is rewritten per row
+  // The remote address (192.0.2.1 here) is rewritten per row.
+  if (egress)
+    b.ipv4("198.51.100.2", "192.0.2.1");
+  else
+    b.ipv4("192.0.2.1", "198.51.100.2");
   switch (kind) {
     case Kind::kUdp:
       b.udp(53, 41000).payload(std::string(
@@ -55,16 +60,17 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
   Traffic t;
   t.name = name;
   t.frame = b.build();
+  t.addr_off = static_cast<uint32_t>(kEth + (egress ? 16 : 12));
   std::memcpy(t.frame.data(), macs.dst, 6);
   std::memcpy(t.frame.data() + 6, macs.src, 6);
   t.l4_csum_off = static_cast<uint32_t>(kEth + kIp + (kind == Kind::kUdp ? 6 : 16));
   if (kind == Kind::kTcpClientPorts) t.dport_off = static_cast<uint32_t>(kEth + kIp + 2);
 
   test::Bytes f = t.frame;
-  t.rows.reserve(sources.size());
-  for (uint32_t s : sources) {
+  t.rows.reserve(remotes.size());
+  for (uint32_t s : remotes) {
     uint32_t n = htonl(s);
-    std::memcpy(f.data() + kEth + 12, &n, 4);
+    std::memcpy(f.data() + t.addr_off, &n, 4);
     uint16_t dport = 0;
     if (t.dport_off) {
       // A port from the source (a fixed mix, so runs repeat): spread over the ephemeral range.
@@ -75,7 +81,7 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
     Checksums(f, &ip, &l4, t.l4_csum_off);
     if (bad_l4_csum) l4 ^= 0x0001;  // off by one in ones' complement: never verifies
     AddrRow r;
-    r.saddr = n;
+    r.addr = n;
     r.ip_csum = htons(ip);
     r.l4_csum = htons(l4);
     r.dport = dport;
@@ -83,7 +89,7 @@ Traffic MakeTraffic(const std::string& name, Kind kind, const std::vector<uint32
   }
   // The template itself carries the first row, so a frame that is never rewritten is valid too.
   if (!t.rows.empty()) {
-    std::memcpy(t.frame.data() + kEth + 12, &t.rows[0].saddr, 4);
+    std::memcpy(t.frame.data() + t.addr_off, &t.rows[0].addr, 4);
     std::memcpy(t.frame.data() + kEth + 10, &t.rows[0].ip_csum, 2);
     std::memcpy(t.frame.data() + t.l4_csum_off, &t.rows[0].l4_csum, 2);
     if (t.dport_off) std::memcpy(t.frame.data() + t.dport_off, &t.rows[0].dport, 2);

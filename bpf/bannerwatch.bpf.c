@@ -190,6 +190,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bw_tunnels SEC(".maps");
 
+/* Fragmented TCP datagrams on watched or proxy ports: their first fragment's TCP header. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BW_FRAGS_DEFAULT);
+	__type(key, struct bw_frag_key);
+	__type(value, struct bw_frag);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bw_frags SEC(".maps");
+
 /* What the decision found out about a packet, for the event writer: scalars only, so it can be
  * handed to a global (separately verified) function. */
 struct bw_match {
@@ -1239,6 +1248,69 @@ static __always_inline int bw_stage(void *ctx, int is_xdp, const struct bw_pkt *
 }
 #endif
 
+static __always_inline void bw_frag_key(const struct bw_pkt *p, struct bw_frag_key *k)
+{
+	__builtin_memcpy(k->saddr, p->saddr, 16);
+	__builtin_memcpy(k->daddr, p->daddr, 16);
+	k->id = p->frag_id;
+	k->family = p->family;
+	k->proto = IPPROTO_TCP;
+	k->_pad0[0] = k->_pad0[1] = 0;
+}
+
+/* The first fragment of a TCP datagram on a watched or proxy port: its header, for the later
+ * fragments (RFC 1858 / 3128: a first fragment may hold the header alone, the payload follows). */
+static __always_inline void bw_frag_note(const struct bw_pkt *p)
+{
+	struct bw_frag_key k;
+	struct bw_frag f = {
+		.sport = p->sport,
+		.dport = p->dport,
+		.seq = p->seq,
+		.pay_start = (__u16)(p->payload_off - p->frag_start),
+		.urg_ptr = p->urg_ptr,
+		.tcp_flags = p->tcp_flags,
+	};
+
+	bw_frag_key(p, &k);
+	bpf_map_update_elem(&bw_frags, &k, &f, BPF_ANY);
+}
+
+/* A later fragment of a TCP datagram: the segment it belongs to, from its first fragment's record,
+ * with the payload bytes it carries as the segment's (sequence number and urgent pointer moved to
+ * where they start). 0 when it carries none or its first fragment was not seen. */
+static __always_inline int bw_frag_resume(struct bw_pkt *p, struct bw_counters *cnt)
+{
+	struct bw_frag_key k;
+
+	bw_frag_key(p, &k);
+	struct bw_frag *f = bpf_map_lookup_elem(&bw_frags, &k);
+
+	if (!f) {
+		cnt->frag_unmatched++;
+		return 0;
+	}
+	__u32 end = (__u32)p->frag_off + p->payload_len;
+	__u32 start = p->frag_off > f->pay_start ? p->frag_off : f->pay_start;
+
+	if (end <= start)
+		return 0; /* TCP header bytes only */
+	__u32 moved = start - f->pay_start;
+
+	p->sport = f->sport;
+	p->dport = f->dport;
+	p->seq = f->seq + moved;
+	p->tcp_flags = f->tcp_flags;
+	p->urg_ptr = f->urg_ptr > moved ? f->urg_ptr - moved : 0;
+	if (!p->urg_ptr)
+		p->tcp_flags &= ~0x20; /* the urgent byte lies before this fragment */
+	p->payload_off += start - p->frag_off;
+	p->payload_len = end - start;
+	p->l4proto = IPPROTO_TCP;
+	cnt->frag_followed++;
+	return 1;
+}
+
 /* The whole decision. Returns enum bw_verdict; counters and events are side effects. */
 static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, int parsed,
 				     __u32 ifindex, int dir)
@@ -1343,17 +1415,23 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_UNPARSED, BW_VERDICT_PASS);
 		return BW_VERDICT_PASS;
 	}
-	if (parsed != BW_PARSE_OK || p->l4proto != IPPROTO_TCP)
-		return BW_VERDICT_PASS;
-
-	/* 2. Connection starts with a watched remote. */
-	if ((act & BW_ACTION_WATCH) && (p->tcp_flags & 0x02 /* SYN */)) {
-		cnt->watch_hits++;
-		if (entry)
-			__sync_fetch_and_add(&entry->hits, 1);
-		else if (cc)
-			cc->hits++;
-		bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_WATCH, BW_VERDICT_PASS);
+	if (p->later_frag) {
+		/* A later fragment of a TCP datagram: its payload goes to the banner stage as its
+		 * segment's (stage 2 saw the segment's flags in the first fragment). */
+		if (parsed != BW_PARSE_OK || p->frag_proto != IPPROTO_TCP || !bw_frag_resume(p, cnt))
+			return BW_VERDICT_PASS;
+	} else {
+		if (parsed != BW_PARSE_OK || p->l4proto != IPPROTO_TCP)
+			return BW_VERDICT_PASS;
+		/* 2. Connection starts with a watched remote. */
+		if ((act & BW_ACTION_WATCH) && (p->tcp_flags & 0x02 /* SYN */)) {
+			cnt->watch_hits++;
+			if (entry)
+				__sync_fetch_and_add(&entry->hits, 1);
+			else if (cc)
+				cc->hits++;
+			bw_limited_event(ctx, is_xdp, cnt, p, &m, cfg, BW_EV_WATCH, BW_VERDICT_PASS);
+		}
 	}
 
 	/* 3. Banners on watched ports, and tunnels through proxy ports. */
@@ -1361,6 +1439,8 @@ static __always_inline int bw_handle(void *ctx, int is_xdp, struct bw_pkt *p, in
 
 	if (!((sf | df) & (BW_PORT_WATCHED | BW_PORT_PROXY)))
 		return BW_VERDICT_PASS;
+	if (p->frag_more && !p->later_frag)
+		bw_frag_note(p);
 	return bw_stage(ctx, is_xdp, p, &m, sf, df);
 }
 

@@ -53,7 +53,14 @@ struct bw_pkt {
 	__u8 tcp_flags;
 	__u8 later_frag; /* non-first IP fragment: no L4 header */
 	__u16 urg_ptr;   /* TCP urgent pointer, host order (meaningful with URG set) */
-	__u8 _pad0[2];
+	/* IP fragments (frag_more or later_frag): where this fragment's data goes in the datagram
+	 * (bytes), where the fragmentable part starts in the frame, the datagram's id and protocol.
+	 * A later fragment's payload_off/payload_len are its data. */
+	__u16 frag_off;
+	__u16 frag_start;
+	__u8 frag_more;  /* more fragments follow (IPv4 MF, IPv6 M) */
+	__u8 frag_proto;
+	__u32 frag_id;   /* IPv4's 16-bit id or IPv6's 32-bit one, as read */
 };
 
 struct bw_cursor {
@@ -131,10 +138,21 @@ static __always_inline int bw_parse_ipv4(struct bw_cursor *c, struct bw_pkt *p, 
 	p->family = BW_FAMILY_V4;
 	__builtin_memcpy(p->saddr, &ip->saddr, 4);
 	__builtin_memcpy(p->daddr, &ip->daddr, 4);
-	p->later_frag = (bpf_ntohs(ip->frag_off) & 0x1fff) != 0;
+	__u16 frag = bpf_ntohs(ip->frag_off);
+
+	p->later_frag = (frag & 0x1fff) != 0;
 	p->l4proto = p->later_frag ? 0 : ip->protocol;
+	p->frag_off = (frag & 0x1fff) << 3;
+	p->frag_more = (frag & 0x2000) != 0;
+	p->frag_proto = ip->protocol;
+	p->frag_id = ip->id;
 	*ip_end = c->off + tot;
 	bw_cursor_advance(c, hlen);
+	p->frag_start = c->off;
+	if (p->later_frag) {
+		p->payload_off = c->off;
+		p->payload_len = *ip_end - c->off;
+	}
 	return BW_PARSE_OK;
 }
 
@@ -193,9 +211,16 @@ static __always_inline int bw_parse_ipv6(struct bw_cursor *c, struct bw_pkt *p, 
 			if (r)
 				return r;
 			/* offset (13 bits) << 3 | res | M, after next header and a reserved byte */
-			if ((bpf_ntohs(*(__be16 *)(h + 2)) >> 3) != 0) {
+			p->frag_off = bpf_ntohs(*(__be16 *)(h + 2)) & 0xfff8;
+			p->frag_more = h[3] & 1;
+			p->frag_proto = h[0];
+			__builtin_memcpy(&p->frag_id, h + 4, 4);
+			p->frag_start = c->off + hlen;
+			if (p->frag_off != 0) {
 				p->later_frag = 1;
 				p->l4proto = 0;
+				p->payload_off = c->off + hlen;
+				p->payload_len = end - (c->off + hlen);
 				return BW_PARSE_OK;
 			}
 			break;

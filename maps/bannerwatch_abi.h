@@ -27,6 +27,7 @@
 #define BW_MAP_BLOCK_BUD "bw_block_bud"
 #define BW_MAP_STREAM "bw_stream"
 #define BW_MAP_PARTIAL "bw_partial"
+#define BW_MAP_FRAGS "bw_frags"
 #define BW_MAP_TUNNELS "bw_tunnels"
 #define BW_MAP_SCRATCH "bw_scratch"
 #define BW_MAP_V4_PRE "bw_v4_pre"
@@ -56,6 +57,7 @@
 #define BW_STREAM_DEFAULT (1U << 16)   /* server streams followed to their version line (LRU) */
 #define BW_PARTIAL_DEFAULT (1U << 14)  /* split banners awaiting their rest (LRU) */
 #define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
+#define BW_FRAGS_DEFAULT (1U << 13)    /* fragmented TCP datagrams on watched ports (LRU) */
 #define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
 #define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
 #define BW_PRELINES_BYTES 4096U        /* stream bytes followed for a version line after lines */
@@ -257,7 +259,9 @@ enum bw_config_flags {
 	X(events_suppressed) /* block events held back by the per-source rate limit */         \
 	X(events_budget)     /* block events not written: this CPU's budget for the second spent */ \
 	X(vlan_limit)        /* more VLAN tags than BW_VLAN_MAX: addresses unknown */          \
-	X(unparsed_drops)    /* vlan_limit and v6_ext_limit frames dropped (unparsed: drop) */
+	X(unparsed_drops)    /* vlan_limit and v6_ext_limit frames dropped (unparsed: drop) */ \
+	X(frag_followed)     /* later TCP fragments whose payload was checked (bw_frags) */  \
+	X(frag_unmatched)    /* later TCP fragments without their first one's record */
 
 #define BW_COUNTER_FIELD(name) __u64 name;
 struct bw_counters {
@@ -376,6 +380,26 @@ struct bw_stream {
 struct bw_partial {
 	__u32 next_seq; /* sequence number the continuation must carry */
 	__u8 len;       /* bytes of "SSH-" seen so far (1..3) */
+	__u8 _pad0[3];
+};
+
+/* bw_frags: a fragmented TCP datagram on a watched or proxy port, keyed as the receiver
+ * reassembles it (addresses, protocol, id), so that its later fragments' payload is checked. */
+struct bw_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;     /* as read from the packet (IPv4: 16 bits) */
+	__u8 family;  /* enum bw_family */
+	__u8 proto;
+	__u8 _pad0[2];
+};
+struct bw_frag {
+	__be16 sport;
+	__be16 dport;
+	__u32 seq;       /* the segment's sequence number, host order */
+	__u16 pay_start; /* where the TCP payload starts in the fragmentable part (bytes) */
+	__u16 urg_ptr;
+	__u8 tcp_flags;
 	__u8 _pad0[3];
 };
 

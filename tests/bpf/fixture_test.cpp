@@ -351,9 +351,11 @@ std::vector<Row> Rows() {
   add({"IPv4 first fragment (MF, offset 0) carrying the banner", Prog::kXdp,
        [] { return V4ServerBanner().fragment(0, true).build(); }, NoSetup(), kPass,
        {ServerBannerEv()}, ServerHit4()});
-  add({"IPv4 later fragment: no TCP parsing", Prog::kXdp,
+  // A later fragment is checked only with its first fragment's record (tests/bpf/sequence_test.cpp).
+  add({"IPv4 later TCP fragment without its first: address check only, counted unmatched", Prog::kXdp,
        [] { return PacketBuilder().ipv4(kRemote4, kLocal4).l4proto(6).payload(kBanner).fragment(185, false).build(); },
-       NoSetup(), kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_ipv4, 1}, {BW_CNT_fragments, 1}}});
+       NoSetup(), kPass, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv4, 1}, {BW_CNT_fragments, 1}, {BW_CNT_frag_unmatched, 1}}});
   add({"IPv4 later fragment from a blocked source is dropped", Prog::kXdp,
        [] { return PacketBuilder().ipv4(kSeedHost, kLocal4).l4proto(6).payload(kBanner).fragment(185, false).build(); },
        Prefix("37.9.53.0/24", BW_ACTION_BLOCK, 2), kDrop,
@@ -367,9 +369,13 @@ std::vector<Row> Rows() {
   add({"IPv6 first fragment carrying the banner", Prog::kXdp,
        [] { return PacketBuilder().ipv6(kRemote6, kLocal6).fragment(0, true).tcp(443, 40000).payload(kBanner).build(); },
        NoSetup(), kPass, {ServerBannerEv()}, Base6({{BW_CNT_banner_server, 1}, {BW_CNT_events, 1}})});
-  add({"IPv6 later fragment: no TCP parsing", Prog::kXdp,
+  add({"IPv6 later TCP fragment without its first: address check only, counted unmatched", Prog::kXdp,
        [] { return PacketBuilder().ipv6(kRemote6, kLocal6).fragment(100, false).l4proto(6).payload(kBanner).build(); },
-       NoSetup(), kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_fragments, 1}}});
+       NoSetup(), kPass, {},
+       {{BW_CNT_packets, 1}, {BW_CNT_ipv6, 1}, {BW_CNT_fragments, 1}, {BW_CNT_frag_unmatched, 1}}});
+  add({"IPv4 later UDP fragment: not counted unmatched", Prog::kXdp,
+       [] { return PacketBuilder().ipv4(kRemote4, kLocal4).l4proto(17).payload(kBanner).fragment(185, false).build(); },
+       NoSetup(), kPass, {}, {{BW_CNT_packets, 1}, {BW_CNT_ipv4, 1}, {BW_CNT_fragments, 1}}});
 
   // ---- malformed ---------------------------------------------------------------------------------
   Counts bad{{BW_CNT_packets, 1}, {BW_CNT_malformed, 1}};

@@ -852,6 +852,38 @@ class Generator {
       out.push_back(Segment(srv, cli, kAck | kPsh, isn + 1, pl));  // retransmitted
   }
 
+  // A segment at `seq` as two IP fragments: the first holds the TCP header (4 bytes of options
+  // make it 24, a multiple of 8) and 0, 8 or 16 payload bytes (0: RFC 1858's tiny first fragment,
+  // the header alone), the second the rest; now and then the second is sent first.
+  void Fragmented(std::deque<Pending>& out, const Endpoint& from, const Endpoint& to, uint8_t flags,
+                  uint32_t seq, std::string_view payload, int urg) {
+    size_t k = std::min<size_t>(8 * Below(3), payload.size() / 8 * 8);
+    const bool v4 = from.addr.family == 4;
+    PacketBuilder a, b;
+    a.ip(from.addr, to.addr).tcp(from.port, to.port, flags).seq(seq).tcp_options(4);
+    if (urg >= 0) a.urg(static_cast<uint16_t>(urg));
+    a.fragment(0, true).payload(payload.substr(0, k));
+    b.ip(from.addr, to.addr).fragment(static_cast<uint16_t>((24 + k) / 8), false).l4proto(6);
+    b.payload(payload.substr(k));
+    Pending first, second;
+    first.lay.family = second.lay.family = from.addr.family;
+    first.lay.l4 = 14 + (v4 ? 20 : 48);
+    first.lay.payload = first.lay.l4 + 24;
+    second.lay.l4 = second.lay.payload = 14 + (v4 ? 20 : 48);
+    first.frame = a.build();
+    second.frame = b.build();
+    std::string what = absl::StrFormat("%s:%u > %s:%u flags=0x%02x seq=%u%s", from.addr.ToString(),
+                                       from.port, to.addr.ToString(), to.port, flags, seq,
+                                       urg >= 0 ? absl::StrCat(" urg=", urg) : "");
+    first.recipe = absl::StrFormat(" first fragment of %s: header + \"%s\"", what,
+                                   Printable(payload.substr(0, k)));
+    second.recipe = absl::StrFormat(" later fragment at %u of %s: \"%s\"", 24 + k, what,
+                                    Printable(payload.substr(k)));
+    if (Chance(10)) std::swap(first, second);
+    out.push_back(std::move(first));
+    out.push_back(std::move(second));
+  }
+
   // `text` from `seq` on as a server may shape it so that no segment starts with it while the
   // receiver still delivers it: cut into up to four segments; a segment may start up to three
   // bytes before the last one ended (bytes the receiver has and trims, here anything), and may
@@ -881,7 +913,11 @@ class Generator {
       } else if (Chance(3)) {
         urg = static_cast<int>(Below(80));
       }
-      out.push_back(Segment(from, to, kAck | kPsh | (urg >= 0 ? kUrg : 0), at, seg, urg));
+      const uint8_t flags = kAck | kPsh | (urg >= 0 ? kUrg : 0);
+      if (Chance(10))
+        Fragmented(out, from, to, flags, at, seg, urg);
+      else
+        out.push_back(Segment(from, to, flags, at, seg, urg));
       pos += n;
     }
     return seq + static_cast<uint32_t>(text.size());
@@ -1654,6 +1690,8 @@ TEST_CASE("differential fuzz: XDP ingress and TC egress agree with the reference
       CHECK(st.by_match[m] > 0u);
     }
     CHECK(st.by_kind[BW_EV_NON_TLS] > 0u);
+    CHECK(c[BW_CNT_frag_followed] > 0u);
+    CHECK(c[BW_CNT_frag_unmatched] > 0u);
     if (connect) CHECK(c[BW_CNT_tunnels] > 0u);
     for (size_t i = 0; i < st.state_entries.size(); ++i) {
       if (i == 2 && !connect) continue;

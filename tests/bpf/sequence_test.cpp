@@ -64,6 +64,18 @@ Bytes FromServer6(uint32_t seq, const std::string& payload) {
 Bytes SynAck6(uint32_t isn) {
   return PacketBuilder().ipv6("2001:db8::10", "2001:db8::20").tcp(443, 51000, kSyn | kAck).seq(isn).build();
 }
+// A segment from the server as two IP fragments: the TCP header (24 bytes with options) and
+// `head` in the first, `rest` in the second, which is sent on its own by FragRest.
+Bytes FragFirst(bool v6, uint32_t seq, const std::string& head) {
+  PacketBuilder b;
+  if (v6) b.ipv6("2001:db8::10", "2001:db8::20"); else b.ipv4(kServer, kClient);
+  return b.tcp(443, 51000).seq(seq).tcp_options(4).fragment(0, true).payload(head).build();
+}
+Bytes FragRest(bool v6, size_t head_len, const std::string& rest) {
+  PacketBuilder b;
+  if (v6) b.ipv6("2001:db8::10", "2001:db8::20"); else b.ipv4(kServer, kClient);
+  return b.fragment(static_cast<uint16_t>((24 + head_len) / 8), false).l4proto(6).payload(rest).build();
+}
 Bytes ToServer(uint32_t seq, const std::string& payload) {
   return PacketBuilder().ipv4(kClient, kServer).tcp(51000, 443).seq(seq).payload(payload).build();
 }
@@ -219,6 +231,30 @@ std::vector<Sequence> Sequences() {
        {{false, SynAck(kIsn)},
         {false, FromServer(kIsn + 1, "\x16\x03\x03\x00\x10")},
         {false, FromServer(kIsn + 6, "\r\n" + kBanner)}}},
+      {"tiny first fragment (RFC 1858): the TCP header alone, the banner in the next fragment",
+       defaults,
+       {{false, SynAck(kIsn)},
+        {false, FragFirst(false, kIsn + 1, "")},
+        {false, FragRest(false, 0, kBanner), XDP_PASS, {Banner(BW_MATCH_DIRECT, kBanner)}}}},
+      {"tiny first fragment over IPv6", defaults,
+       {{false, SynAck6(kIsn)},
+        {false, FragFirst(true, kIsn + 1, "")},
+        {false, FragRest(true, 0, kBanner), XDP_PASS, {Banner(BW_MATCH_DIRECT, kBanner)}}}},
+      {"fragments: eight payload bytes in the first, lines, the version line in the second",
+       defaults,
+       {{false, SynAck(kIsn)},
+        {false, FragFirst(false, kIsn + 1, "hello!\r\n")},
+        {false, FragRest(false, 8, "more\r\n" + kBanner), XDP_PASS,
+         {Banner(BW_MATCH_PRELINES, kBanner)}}},
+       BW_FEAT_PRELINES},
+      {"fragments on egress (TC): a local server's banner in the second", defaults,
+       {{true, SynAck(kIsn), TC_ACT_OK},
+        {true, FragFirst(false, kIsn + 1, ""), TC_ACT_OK},
+        {true, FragRest(false, 0, kBanner), TC_ACT_OK, {Banner(BW_MATCH_DIRECT, kBanner)}}}},
+      {"fragments: the later one before the first is not matched (counted)", defaults,
+       {{false, SynAck(kIsn)},
+        {false, FragRest(false, 0, kBanner)},
+        {false, FragFirst(false, kIsn + 1, "")}}},
       {"HTTP CONNECT to :443 through a proxy port, the banner in the next segment", proxy,
        {{true, ToProxy("CONNECT 203.0.113.10:443 HTTP/1.1\r\nHost: 203.0.113.10:443\r\n\r\n"),
          TC_ACT_OK},

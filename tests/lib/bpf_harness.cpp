@@ -119,13 +119,13 @@ void BpfHarness::Reset() {
   REQUIRE(MapSet::Clear(maps_.watch_v4).ok());
   REQUIRE(MapSet::Clear(maps_.watch_v6).ok());
   REQUIRE(MapSet::Clear(maps_.flows).ok());
-  for (const char* name : {BW_MAP_STREAM, BW_MAP_PARTIAL, BW_MAP_TUNNELS}) {
+  for (const char* name : {BW_MAP_STREAM, BW_MAP_PARTIAL, BW_MAP_TUNNELS, BW_MAP_FRAGS}) {
     auto fd = OpenPinnedObject(pin_root_ + "/" + name);
     REQUIRE(fd.ok());
-    bw_flow_key k, next;
-    while (bpf_map_get_next_key(fd->get(), nullptr, &next) == 0) {
-      k = next;
-      bpf_map_delete_elem(fd->get(), &k);
+    uint8_t k[64], next[64];  // any of their keys
+    while (bpf_map_get_next_key(fd->get(), nullptr, next) == 0) {
+      std::memcpy(k, next, sizeof(k));
+      bpf_map_delete_elem(fd->get(), k);
     }
   }
   for (uint32_t i = 0; i < BW_BLOCK_RL_SLOTS; ++i) REQUIRE(maps_.block_rl.Zero(i).ok());

@@ -45,6 +45,13 @@ struct Parsed {
   uint8_t tcp_flags = 0;
   uint32_t seq = 0;                         // TCP sequence number
   uint16_t urg_ptr = 0;                     // TCP urgent pointer
+  // IP fragments: the fragment's place in the datagram, more to come, the datagram's id and
+  // protocol, where its fragmentable part starts in the frame. A later fragment's payload_off and
+  // payload_len are its data.
+  size_t frag_off = 0, frag_start = 0;
+  bool frag_more = false;
+  uint8_t frag_proto = 0;
+  uint32_t frag_id = 0;
   size_t payload_off = 0, payload_len = 0;  // TCP payload by the IP length fields
   std::string trace;
 };
@@ -110,9 +117,16 @@ Parsed ParseIpv4(const uint8_t* f, size_t len, size_t l3) {
   std::memcpy(p.daddr, ip + 16, 4);
   unsigned frag_offset = Be16(ip + 6) & 0x1fff;
   p.trace = absl::StrCat("ipv4 hdr=", hdr, " tot=", total, ";");
+  p.frag_off = frag_offset * 8u;
+  p.frag_more = Be16(ip + 6) & 0x2000;
+  p.frag_proto = ip[9];
+  p.frag_id = Be16(ip + 4);
+  p.frag_start = l3 + hdr;
   if (frag_offset != 0) {
     p.later_fragment = true;
-    absl::StrAppend(&p.trace, " later fragment;");
+    p.payload_off = l3 + hdr;
+    p.payload_len = total - hdr;
+    absl::StrAppend(&p.trace, " later fragment at ", p.frag_off, ";");
     return p;
   }
   p.l4proto = ip[9];
@@ -158,11 +172,20 @@ Parsed ParseIpv6(const uint8_t* f, size_t len, size_t l3) {
       return p;  // malformed
     }
     absl::StrAppend(&p.trace, " ext ", next, " len ", hlen, ";");
-    if (next == 44 && (Be16(f + pos + 2) >> 3) != 0) {
-      p.status = Parsed::kOk;
-      p.later_fragment = true;
-      absl::StrAppend(&p.trace, " later fragment;");
-      return p;
+    if (next == 44) {
+      p.frag_off = Be16(f + pos + 2) & 0xfff8;
+      p.frag_more = f[pos + 3] & 1;
+      p.frag_proto = f[pos];
+      p.frag_id = (uint32_t{Be16(f + pos + 4)} << 16) | Be16(f + pos + 6);
+      p.frag_start = pos + 8;
+      if (p.frag_off != 0) {
+        p.status = Parsed::kOk;
+        p.later_fragment = true;
+        p.payload_off = pos + 8;
+        p.payload_len = ip_end - (pos + 8);
+        absl::StrAppend(&p.trace, " later fragment at ", p.frag_off, ";");
+        return p;
+      }
     }
     next = f[pos];
     pos += hlen;
@@ -279,6 +302,15 @@ size_t VersionAfterHead(std::string_view pl) {
   size_t blank = w.find("\r\n\r\n");
   if (blank == std::string_view::npos) return 0;
   return HasPrefix(w.substr(blank + 4), "SSH-") ? blank + 4 : 0;
+}
+
+// A fragmented datagram as the receiver reassembles it: family, addresses, id (TCP only here).
+std::string FragKey(const Parsed& p) {
+  std::string k(1, static_cast<char>(p.family));
+  k.append(reinterpret_cast<const char*>(p.saddr), 16);
+  k.append(reinterpret_cast<const char*>(p.daddr), 16);
+  k.append(reinterpret_cast<const char*>(&p.frag_id), 4);
+  return k;
 }
 
 }  // namespace
@@ -554,12 +586,42 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
     }
     return r;
   }
-  if (p.status != Parsed::kOk || p.later_fragment || p.l4proto != kProtoTcp) {
+  // A later fragment of a TCP datagram whose first fragment was seen on a watched or proxy port:
+  // the payload bytes it carries are that segment's, from where they start.
+  bool resumed = false;
+  if (p.status == Parsed::kOk && p.later_fragment && p.frag_proto == kProtoTcp) {
+    auto it = frags_.find(FragKey(p));
+    if (it == frags_.end()) {
+      count(BW_CNT_frag_unmatched);
+      absl::StrAppend(&r.trace, " fragment: first one not seen;");
+    } else {
+      const Frag& fr = it->second;
+      const size_t end = p.frag_off + p.payload_len;
+      const size_t start = std::max<size_t>(p.frag_off, fr.pay_start);
+      if (end > start) {
+        const uint32_t moved = static_cast<uint32_t>(start - fr.pay_start);
+        p.sport = fr.sport;
+        p.dport = fr.dport;
+        p.seq = fr.seq + moved;
+        p.tcp_flags = fr.tcp_flags;
+        p.urg_ptr = fr.urg_ptr > moved ? static_cast<uint16_t>(fr.urg_ptr - moved) : 0;
+        if (!p.urg_ptr) p.tcp_flags &= static_cast<uint8_t>(~kUrg);
+        p.payload_off += start - p.frag_off;
+        p.payload_len = end - start;
+        p.l4proto = kProtoTcp;
+        resumed = true;
+        count(BW_CNT_frag_followed);
+        absl::StrAppend(&r.trace, " fragment: segment seq ", p.seq, " payload ", p.payload_len,
+                        ";");
+      }
+    }
+  }
+  if (!resumed && (p.status != Parsed::kOk || p.later_fragment || p.l4proto != kProtoTcp)) {
     r.path = RefPath::kAddrOnly;
     return r;
   }
 
-  if (entry && (entry->prefix.action & BW_ACTION_WATCH) && (p.tcp_flags & kSyn)) {
+  if (!resumed && entry && (entry->prefix.action & BW_ACTION_WATCH) && (p.tcp_flags & kSyn)) {
     count(BW_CNT_watch_hits);
     entry->hits++;
     r.events.push_back(event(BW_EV_WATCH, BW_VERDICT_PASS));
@@ -572,6 +634,12 @@ RefResult ReferenceModel::Run(const uint8_t* f, size_t len, bw_direction dir) {
   if (!((sflags | dflags) & (BW_PORT_WATCHED | BW_PORT_PROXY))) {
     r.path = RefPath::kPortUnwatched;
     return r;
+  }
+  if (p.frag_more && !resumed) {
+    frags_[FragKey(p)] = Frag{p.sport, p.dport, p.seq,
+                              static_cast<uint16_t>(p.payload_off - p.frag_start), p.urg_ptr,
+                              p.tcp_flags};
+    absl::StrAppend(&r.trace, " first fragment noted;");
   }
   const uint8_t srv_cfg = cfg_.banner_action[BW_SIDE_SERVER];
   const uint8_t cli_cfg = cfg_.banner_action[BW_SIDE_CLIENT];

@@ -188,6 +188,15 @@ class ReferenceModel {
   static int ConnectPort(const uint8_t* payload, size_t len, uint32_t quirks);
 
  private:
+  // The first fragment of a TCP datagram on a watched or proxy port (bw_frags).
+  struct Frag {
+    uint16_t sport = 0, dport = 0;
+    uint32_t seq = 0;
+    uint16_t pay_start = 0;  // where the TCP payload starts in the fragmentable part
+    uint16_t urg_ptr = 0;
+    uint8_t tcp_flags = 0;
+  };
+  std::map<std::string, Frag> frags_;
   Entry* Lookup(int family, const uint8_t* addr);
   RefConfig cfg_;
   std::vector<Entry> entries_;

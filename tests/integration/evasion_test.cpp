@@ -142,6 +142,11 @@ TEST_CASE("overlap: a first segment starting one byte early, \"Z\" + banner, rai
   ShapedBannerAlerts("2001:db8:100::3", {{-1, "Z" + kBanner}}, "stream_start");
 }
 
+TEST_CASE("tiny first fragment: the TCP header alone, the banner in the second fragment, raises 1000146, live and in scan") {
+  ShapedBannerAlerts("198.51.100.3", {{0, kBanner, -1, 0}}, "direct");
+  ShapedBannerAlerts("2001:db8:100::3", {{0, kBanner, -1, 0}}, "direct");
+}
+
 TEST_CASE("lines before the version line split over segments: \"x\", then CRLF + banner, raises 1000146") {
   ShapedBannerAlerts("198.51.100.3", {{0, "x"}, {1, "\r\n" + kBanner}}, "after_lines");
 }

@@ -82,53 +82,75 @@ RawTcpServer::~RawTcpServer() {
                 kHostIf + " 2>/dev/null");
 }
 
-void RawTcpServer::Send(const uint8_t* peer_mac, const uint8_t* peer_ip, uint16_t peer_port,
-                        uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload,
-                        int urg) {
-  const size_t ip_len = v6_ ? 40 : 20, l4_len = 20 + payload.size();
-  std::vector<uint8_t> f(14 + ip_len + l4_len, 0);
+void RawTcpServer::SendIp(const uint8_t* peer_mac, const uint8_t* peer_ip,
+                          const std::vector<uint8_t>& l4, bool fragment, size_t frag_off,
+                          bool more) {
+  const size_t ip_len = v6_ ? 40 + (fragment ? 8 : 0) : 20;
+  std::vector<uint8_t> f(14 + ip_len + l4.size(), 0);
   std::memcpy(&f[0], peer_mac, 6);
   std::memcpy(&f[6], mac_, 6);
   Put16(&f[12], v6_ ? ETH_P_IPV6 : ETH_P_IP);
   uint8_t* ip = &f[14];
-  uint8_t* tcp = ip + ip_len;
-  // The pseudo-header's sum, then the header itself.
-  uint32_t pseudo = 0;
   if (v6_) {
     ip[0] = 0x60;
-    Put16(ip + 4, static_cast<uint16_t>(l4_len));
-    ip[6] = IPPROTO_TCP;
+    Put16(ip + 4, static_cast<uint16_t>(ip_len - 40 + l4.size()));
+    ip[6] = fragment ? 44 : IPPROTO_TCP;
     ip[7] = 64;
     std::memcpy(ip + 8, ip_, 16);
     std::memcpy(ip + 24, peer_ip, 16);
-    pseudo = Sum16(ip + 8, 32) + static_cast<uint32_t>(l4_len) + IPPROTO_TCP;
+    if (fragment) {
+      ip[40] = IPPROTO_TCP;
+      Put16(ip + 42, static_cast<uint16_t>(frag_off | (more ? 1 : 0)));
+      Put32(ip + 44, ip_id_);
+    }
   } else {
     ip[0] = 0x45;
-    Put16(ip + 2, static_cast<uint16_t>(ip_len + l4_len));
-    Put16(ip + 6, 0x4000);  // DF
+    Put16(ip + 2, static_cast<uint16_t>(ip_len + l4.size()));
+    Put16(ip + 4, static_cast<uint16_t>(ip_id_));
+    Put16(ip + 6, fragment ? static_cast<uint16_t>((more ? 0x2000 : 0) | frag_off / 8) : 0x4000);
     ip[8] = 64;
     ip[9] = IPPROTO_TCP;
     std::memcpy(ip + 12, ip_, 4);
     std::memcpy(ip + 16, peer_ip, 4);
     Put16(ip + 10, Fold(Sum16(ip, 20)));
-    pseudo = Sum16(ip + 12, 8) + static_cast<uint32_t>(l4_len) + IPPROTO_TCP;
   }
-  Put16(tcp, port_);
-  Put16(tcp + 2, peer_port);
-  Put32(tcp + 4, seq);
-  Put32(tcp + 8, ack);
-  tcp[12] = 5 << 4;
-  tcp[13] = static_cast<uint8_t>(flags | (urg >= 0 ? kUrg : 0));
-  Put16(tcp + 14, 65535);
-  if (urg >= 0) Put16(tcp + 18, static_cast<uint16_t>(urg));
-  std::memcpy(tcp + 20, payload.data(), payload.size());
-  Put16(tcp + 16, Fold(Sum16(tcp, l4_len, pseudo)));
+  std::memcpy(ip + ip_len, l4.data(), l4.size());
   sockaddr_ll to{};
   to.sll_family = AF_PACKET;
   to.sll_ifindex = ifindex_;
   to.sll_halen = 6;
   std::memcpy(to.sll_addr, peer_mac, 6);
   sendto(fd_, f.data(), f.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+}
+
+void RawTcpServer::Send(const uint8_t* peer_mac, const uint8_t* peer_ip, uint16_t peer_port,
+                        uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload,
+                        int urg, int frag) {
+  // Fragmented segments carry 4 bytes of options (NOPs): a 24-byte header, a multiple of 8.
+  const size_t hdr = frag >= 0 ? 24 : 20;
+  std::vector<uint8_t> tcp(hdr + payload.size(), 0);
+  Put16(&tcp[0], port_);
+  Put16(&tcp[2], peer_port);
+  Put32(&tcp[4], seq);
+  Put32(&tcp[8], ack);
+  tcp[12] = static_cast<uint8_t>((hdr / 4) << 4);
+  tcp[13] = static_cast<uint8_t>(flags | (urg >= 0 ? kUrg : 0));
+  Put16(&tcp[14], 65535);
+  if (urg >= 0) Put16(&tcp[18], static_cast<uint16_t>(urg));
+  for (size_t i = 20; i < hdr; i++) tcp[i] = 1;  // NOP
+  std::memcpy(&tcp[hdr], payload.data(), payload.size());
+  // The checksum over the pseudo-header and the whole segment.
+  uint32_t pseudo = Sum16(ip_, v6_ ? 16 : 4) + Sum16(peer_ip, v6_ ? 16 : 4) +
+                    static_cast<uint32_t>(tcp.size()) + IPPROTO_TCP;
+  Put16(&tcp[16], Fold(Sum16(tcp.data(), tcp.size(), pseudo)));
+  if (frag < 0) {
+    SendIp(peer_mac, peer_ip, tcp, false, 0, false);
+    return;
+  }
+  const size_t cut = hdr + static_cast<size_t>(frag);
+  ip_id_++;
+  SendIp(peer_mac, peer_ip, std::vector<uint8_t>(tcp.begin(), tcp.begin() + cut), true, 0, true);
+  SendIp(peer_mac, peer_ip, std::vector<uint8_t>(tcp.begin() + cut, tcp.end()), true, cut, false);
 }
 
 void RawTcpServer::Serve() {
@@ -168,7 +190,7 @@ void RawTcpServer::Serve() {
       handshakes_++;
       for (const RawSegment& s : segments_)
         Send(buf + 6, src, peer_port, kIsn + 1 + static_cast<uint32_t>(s.rel_seq), peer_seq,
-             kAck | kPsh, s.payload, s.urg);
+             kAck | kPsh, s.payload, s.urg, s.frag);
     }
   }
 }

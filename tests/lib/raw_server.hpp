@@ -27,6 +27,10 @@ struct RawSegment {
   int32_t rel_seq = 0;  // its sequence number minus the stream's first (ISN + 1): -1 overlaps one
   std::string payload;
   int urg = -1;  // the urgent pointer, with URG set (-1: neither)
+  // >= 0: sent as two IP fragments, the first holding the TCP header (24 bytes, with options) and
+  // this many payload bytes (a multiple of 8; 0: RFC 1858's tiny first fragment), the second the
+  // rest.
+  int frag = -1;
 };
 
 class RawTcpServer {
@@ -44,7 +48,10 @@ class RawTcpServer {
  private:
   void Serve();
   void Send(const uint8_t* peer_mac, const uint8_t* peer_ip, uint16_t peer_port, uint32_t seq,
-            uint32_t ack, uint8_t flags, const std::string& payload, int urg);
+            uint32_t ack, uint8_t flags, const std::string& payload, int urg, int frag = -1);
+  // One IP packet (or fragment) carrying `l4`; `frag_off` in bytes, `more`: MF / M.
+  void SendIp(const uint8_t* peer_mac, const uint8_t* peer_ip, const std::vector<uint8_t>& l4,
+              bool fragment, size_t frag_off, bool more);
 
   Topology& t_;
   std::string addr_;
@@ -53,6 +60,7 @@ class RawTcpServer {
   uint16_t port_;
   std::vector<RawSegment> segments_;
   int fd_ = -1, ifindex_ = 0;
+  uint32_t ip_id_ = 0x4242;
   uint8_t mac_[6] = {};
   static constexpr uint32_t kIsn = 0x51000000;
   std::atomic<bool> stop_{false};

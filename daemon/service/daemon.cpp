@@ -482,7 +482,9 @@ absl::Status Daemon::Start() {
 void Daemon::Shutdown() {
   counters_->Stop();
   events_->Stop();  // every event that reached the ring is written
-  if (keep_on_exit_) {
+  // As the policy in force says: an operator who turns keep_on_exit off (or on) and reloads
+  // gets that at the next stop, as `systemctl reload` then `stop` would lead one to expect.
+  if (reloader_->policy().keep_on_exit) {
     Log("stopping; keep_on_exit: programs stay attached and maps pinned");
     return;
   }

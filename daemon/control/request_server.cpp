@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "daemon/service/log.hpp"
 
 namespace bw {
 
@@ -50,8 +52,9 @@ void RequestServer::Accept() {
     if (c < 0) return;  // EAGAIN: nothing more pending (or a transient error: next time)
     if (conns_.size() >= opts_.max_connections && !EvictOldestReader()) {
       if (refused_busy_++ == 0)
-        std::fprintf(stderr, "bannerwatch: %s: %zu connections busy answering, refusing more "
-                             "(counted)\n", opts_.name.c_str(), conns_.size());
+        Log(absl::StrCat(opts_.name, ": ", conns_.size(),
+                         " connections busy answering, refusing more (counted)"),
+            LogLevel::kWarning);
       (void)!::send(c, opts_.busy_response.data(), opts_.busy_response.size(),
                     MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(c);
@@ -81,8 +84,9 @@ bool RequestServer::EvictOldestReader() {
   auto it = conns_.find(oldest);
   if (it != conns_.end() && !it->second.writing) {
     if (evicted_++ == 0)
-      std::fprintf(stderr, "bannerwatch: %s: %zu connections open, closing the oldest idle one "
-                           "for each new one (counted)\n", opts_.name.c_str(), conns_.size());
+      Log(absl::StrCat(opts_.name, ": ", conns_.size(),
+                       " connections open, closing the oldest idle one for each new one (counted)"),
+          LogLevel::kWarning);
     Close(oldest);
   }
   return conns_.size() < opts_.max_connections;

@@ -6,6 +6,10 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "daemon/service/log.hpp"
 
 namespace bw {
 namespace {
@@ -36,6 +40,22 @@ int Print(enum libbpf_print_level level, const char* fmt, va_list args) {
     return n;
   }
   if (level == LIBBPF_DEBUG && !verbose) return 0;
+  if (LogToJournal()) {
+    // The journal: a priority on every line (a verifier log is many), as Log writes them.
+    va_list copy;
+    va_copy(copy, args);
+    int n = std::vsnprintf(nullptr, 0, fmt, copy);
+    va_end(copy);
+    std::string msg(n > 0 ? n : 0, '\0');
+    if (n > 0) std::vsnprintf(msg.data(), msg.size() + 1, fmt, args);
+    std::string text = FormatLog(std::string(Prefix(fmt)) + msg,
+                                 level == LIBBPF_WARN   ? LogLevel::kWarning
+                                 : level == LIBBPF_INFO ? LogLevel::kInfo
+                                                        : LogLevel::kDebug,
+                                 true, absl::Now());
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    return n;
+  }
   std::fputs(Prefix(fmt), stderr);
   return std::vfprintf(stderr, fmt, args);
 }

@@ -259,11 +259,19 @@ absl::Status DataPlane::UnpinMaps() {
   bpf_map* m;
   bpf_object__for_each_map(m, skel_->obj) {
     const char* path = bpf_map__pin_path(m);
-    if (!path || access(path, F_OK) != 0) continue;
+    // stat, not access(): access() checks with the real uid and, for a non-root one, without
+    // the capabilities, so a daemon run as its own user with CAP_DAC_READ_SEARCH (the unit: systemd
+    // mounts /sys/fs/bpf 0700) saw no pin and left every map pinned.
+    struct stat st;
+    if (!path || ::stat(path, &st) != 0) continue;
     if (int err = bpf_map__unpin(m, nullptr); err != 0)
       return ErrnoStatus(bpf_map__name(m), "bpf_map__unpin", -err);
   }
-  if (rmdir(pin_root_.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+  // EBUSY, EROFS: the pin root is a mount point in the daemon's own namespace (the unit's
+  // ReadWritePaths= bind mount); it stays, empty, for the next start (the package's postrm
+  // removes it at purge).
+  if (rmdir(pin_root_.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EBUSY &&
+      errno != EROFS)
     return ErrnoStatus(pin_root_, "rmdir", errno);
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/service/log.hpp"
 
 namespace bw {
 namespace {
@@ -131,7 +132,7 @@ void EventPipeline::Loop() {
   while (!stop_.load(std::memory_order_relaxed)) {
     int n = ::poll(fds, 2, kIdleWaitMs);
     if (n < 0 && errno != EINTR) {
-      std::fprintf(stderr, "bannerwatch: event pipeline: poll: %s\n", std::strerror(errno));
+      Log(absl::StrCat("event pipeline: poll: ", std::strerror(errno)), LogLevel::kError);
       ::usleep(kIdleWaitMs * 1000);  // keep reading on the timeout rather than spin
     }
     auto handled = reader_->Drain();

@@ -27,6 +27,7 @@
 #include "daemon/policy/state.hpp"
 #include "daemon/service/file_watch.hpp"
 #include "daemon/service/log.hpp"
+#include "daemon/service/notify.hpp"
 #include "daemon/service/reloader.hpp"
 #include "daemon/service/runtime_lists.hpp"
 #include "maps/maps.hpp"
@@ -41,7 +42,9 @@ using json = nlohmann::json;
 // parts do the work: Reloader (the policy in force), RuntimeLists (the state file's entries),
 // EventPipeline (its own thread), ControlServer and MetricsServer (deadlines and limits per
 // connection), FileWatch, ListCounters. The Daemon wires them and answers status and metrics
-// from them.
+// from them, and tells the service manager how it goes (Notifier: READY=1 once the policy is
+// enforced on every interface, RELOADING=1/READY=1 around SIGHUP, STOPPING=1, STATUS=, the
+// watchdog's pings from the loop's 100 ms timer).
 class Daemon {
  public:
   explicit Daemon(DaemonOptions o) : opts_(std::move(o)) {}
@@ -57,8 +60,13 @@ class Daemon {
   // The policy's files as the file watch should see them (not the state file: the daemon writes
   // it itself).
   void WatchPolicyFiles();
+  // "enforcing N prefixes on IF1, IF2 (last reload ...)", for STATUS=.
+  std::string StatusText();
+  // A SIGHUP: RELOADING=1, the EVE file reopened and the policy reloaded, READY=1.
+  void OnReloadSignal();
 
   DaemonOptions opts_;
+  Notifier notify_ = Notifier::FromEnvironment();
   std::string pin_root_, state_file_;
   bool keep_on_exit_ = false;
   std::optional<PinRootLock> lock_;
@@ -274,10 +282,34 @@ std::string Daemon::RenderMetrics() {
   return m.str();
 }
 
+std::string Daemon::StatusText() {
+  std::string ifs;
+  for (const Attachment& a : attached_) absl::StrAppend(&ifs, ifs.empty() ? "" : ", ", a.ifname);
+  const CompiledPolicy& c = *reloader_->compiled();
+  const Reloader::Record& r = reloader_->record();
+  return Notifier::StatusLine(absl::StrCat(
+      "enforcing ", c.v4.size() + c.v6.size(), " prefixes on ", ifs,
+      r.last_ok ? "" : absl::StrCat("; last reload rejected: ", r.error)));
+}
+
+void Daemon::OnReloadSignal() {
+  // MONOTONIC_USEC: systemd 253 and later match the reload to its READY=1 by it.
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  notify_.Send(absl::StrCat("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=",
+                            uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000));
+  absl::Status rs = events_->ReopenSink();
+  if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()), LogLevel::kError);
+  (void)reloader_->Reload("SIGHUP", runtime_->state());
+  notify_.Send(absl::StrCat("READY=1\nSTATUS=", StatusText()));
+}
+
 void Daemon::OnTimer() {
   uint64_t ticks;
   (void)!::read(timerfd_.get(), &ticks, sizeof(ticks));
   absl::Time now = absl::Now();
+  // The watchdog's ping comes from here: a loop that stops turning stops pinging.
+  notify_.WatchdogTick(now);
   // Clients that have not sent a whole request, or not taken their answer, within their time.
   if (control_) control_->ExpireDeadlines(now);
   if (metrics_) metrics_->ExpireDeadlines(now);
@@ -406,7 +438,8 @@ absl::Status Daemon::Start() {
     if (std::find(ifaces.begin(), ifaces.end(), old) != ifaces.end()) continue;
     absl::Status d = DetachInterface(pin_root_, old);
     Log(d.ok() ? absl::StrCat("detached from ", old, " (no longer configured)")
-               : absl::StrCat("detaching from ", old, ": ", d.message()));
+               : absl::StrCat("detaching from ", old, ": ", d.message()),
+        d.ok() ? LogLevel::kInfo : LogLevel::kWarning);
   }
 
   sigset_t mask;
@@ -438,29 +471,37 @@ absl::Status Daemon::Start() {
                    es.has_sink ? (es.sink_path.empty() ? "stdout" : es.sink_path) : "off",
                    control_ ? absl::StrCat(", control ", ctl) : ""));
   reloader_->StartPremade();
+  // The policy is applied and every interface attached: enforced.
+  notify_.Send(absl::StrCat("READY=1\nSTATUS=", StatusText()));
+  if (notify_.watchdog() > absl::ZeroDuration())
+    Log(absl::StrCat("watchdog: pinging every ", absl::FormatDuration(notify_.watchdog() / 2),
+                     " at most"));
   return absl::OkStatus();
 }
 
 void Daemon::Shutdown() {
   counters_->Stop();
   events_->Stop();  // every event that reached the ring is written
-  if (keep_on_exit_) {
+  // As the policy in force says: an operator who turns keep_on_exit off (or on) and reloads
+  // gets that at the next stop, as `systemctl reload` then `stop` would lead one to expect.
+  if (reloader_->policy().keep_on_exit) {
     Log("stopping; keep_on_exit: programs stay attached and maps pinned");
     return;
   }
   for (const Attachment& a : attached_) {
     absl::Status st = DetachInterface(pin_root_, a.ifname);
-    if (!st.ok()) Log(absl::StrCat("detach ", a.ifname, ": ", st.message()));
+    if (!st.ok()) Log(absl::StrCat("detach ", a.ifname, ": ", st.message()), LogLevel::kError);
   }
   absl::Status st = dp_->UnpinMaps();
-  if (!st.ok()) Log(absl::StrCat("unpin: ", st.message()));
+  if (!st.ok()) Log(absl::StrCat("unpin: ", st.message()), LogLevel::kError);
   Log("stopped; detached and unpinned");
 }
 
 int Daemon::Run() {
   absl::Status st = Start();
   if (!st.ok()) {
-    Log(absl::StrCat("cannot start: ", st.message()));
+    Log(absl::StrCat("cannot start: ", st.message()), LogLevel::kError);
+    notify_.Send(Notifier::StatusLine(absl::StrCat("STATUS=cannot start: ", st.message())));
     // Attachments made before the failure must not stay behind a dead daemon, unless adopted.
     if (dp_ && !keep_on_exit_ && !dp_->adopted()) {
       for (const Attachment& a : attached_) (void)DetachInterface(pin_root_, a.ifname);
@@ -474,7 +515,7 @@ int Daemon::Run() {
   while (!stop_) {
     int n = epoll_wait(epoll_.get(), evs, 16, 1000);
     if (n < 0 && errno != EINTR) {
-      Log(absl::StrCat("epoll_wait: ", std::strerror(errno)));
+      Log(absl::StrCat("epoll_wait: ", std::strerror(errno)), LogLevel::kError);
       break;
     }
     for (int i = 0; i < n; ++i) {
@@ -483,9 +524,7 @@ int Daemon::Run() {
         signalfd_siginfo si;
         while (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
           if (si.ssi_signo == SIGHUP) {
-            absl::Status rs = events_->ReopenSink();
-            if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()));
-            (void)reloader_->Reload("SIGHUP", runtime_->state());
+            OnReloadSignal();
           } else {
             Log(absl::StrCat("signal ", si.ssi_signo, ": stopping"));
             stop_ = true;
@@ -502,6 +541,7 @@ int Daemon::Run() {
       }
     }
   }
+  notify_.Send("STOPPING=1\nSTATUS=stopping");
   Shutdown();
   return 0;
 }

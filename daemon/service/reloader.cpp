@@ -49,7 +49,8 @@ absl::StatusOr<Policy> Reloader::BuildPolicy(const RuntimeState& runtime) {
       // list, rather than keep the daemon from starting.
       Log(absl::StrCat(state_file_, ": entry ", line, " (", r.cidr, ", ", r.action, ") names list '",
                        list, "', a ", ListActionName(target->action), " list in the policy: kept in ",
-                       "list 'runtime-", r.action, "' instead"));
+                       "list 'runtime-", r.action, "' instead"),
+          LogLevel::kWarning);
       list = "runtime-" + r.action;
       target = nullptr;
       for (ListSpec& l : pol.lists)
@@ -107,7 +108,8 @@ absl::Status Reloader::Reload(const std::string& why, const RuntimeState& rt) {
     record_.last_ok = false;
     record_.error = std::string(st.message());
     Log(absl::StrCat("reload (", why, ") rejected, the last good policy stays in force: ",
-                     st.message()));
+                     st.message()),
+        LogLevel::kError);
     return st;
   };
   auto pol = BuildPolicy(rt);
@@ -139,7 +141,9 @@ absl::Status Reloader::Reload(const std::string& why, const RuntimeState& rt) {
     maps_in_sync_ = false;
     if (compiled_) {
       auto back = ApplyPolicy(*compiled_, maps_);
-      if (!back.ok()) Log(absl::StrCat("restoring the previous policy failed: ", back.status().message()));
+      if (!back.ok())
+        Log(absl::StrCat("restoring the previous policy failed: ", back.status().message()),
+            LogLevel::kError);
       maps_in_sync_ = back.ok();
     }
     return fail(stats.status());
@@ -169,7 +173,8 @@ absl::Status Reloader::Reload(const std::string& why, const RuntimeState& rt) {
   Log(absl::StrCat("policy ", config_path_, " applied (", why, "): ", record_.summary));
   if (!compiled_->proxy_ports.empty() && !(dp_.features() & BW_FEAT_CONNECT))
     Log(absl::StrCat("proxy_ports are set, but this kernel's data plane does not follow CONNECT "
-                     "tunnels (", DescribeDataPlane(dp_.variant(), dp_.kernel()), ")"));
+                     "tunnels (", DescribeDataPlane(dp_.variant(), dp_.kernel()), ")"),
+        LogLevel::kWarning);
   // What the replaced policy and this reload's temporaries freed inside the allocator's arenas
   // (small tables, a thread's arena) goes back to the kernel now, not at some later allocation.
   ::malloc_trim(0);

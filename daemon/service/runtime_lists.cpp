@@ -57,7 +57,8 @@ absl::Status RuntimeLists::Commit(RuntimeState next, const std::string& why) {
     // Refused (the reload logged why): the file goes back to the entries in force.
     if (absl::Status back = state_.Save(state_file_); !back.ok())
       Log(absl::StrCat("state file ", state_file_, " still holds the refused change (", why,
-                       "): ", back.message()));
+                       "): ", back.message()),
+          LogLevel::kError);
     return st;
   }
   state_ = std::move(next);

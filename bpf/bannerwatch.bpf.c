@@ -248,6 +248,10 @@ struct bw_scratch {
 	struct bw_scan_state scan;
 	struct bw_connect_state connect;
 	struct bw_stage_args stage;
+	/* bw_frags' key and value: off the stack, which the main program's frame and the banner
+	 * stage's share with the bpf_loop callback's within 512 bytes (6.1 counts all three). */
+	struct bw_frag_key frag_key;
+	struct bw_frag frag;
 };
 
 /* What bpf_loop hands a step (its context must be on the stack): the scratch element. */
@@ -1248,32 +1252,39 @@ static __always_inline int bw_stage(void *ctx, int is_xdp, const struct bw_pkt *
 }
 #endif
 
-static __always_inline void bw_frag_key(const struct bw_pkt *p, struct bw_frag_key *k)
+/* This CPU's scratch element with bw_frags' key for `p` filled in (NULL if the lookup fails). */
+static __always_inline struct bw_scratch *bw_frag_key(const struct bw_pkt *p)
 {
-	__builtin_memcpy(k->saddr, p->saddr, 16);
-	__builtin_memcpy(k->daddr, p->daddr, 16);
-	k->id = p->frag_id;
-	k->family = p->family;
-	k->proto = IPPROTO_TCP;
-	k->_pad0[0] = k->_pad0[1] = 0;
+	__u32 zero = 0;
+	struct bw_scratch *s = bpf_map_lookup_elem(&bw_scratch, &zero);
+
+	if (!s)
+		return 0;
+	__builtin_memcpy(s->frag_key.saddr, p->saddr, 16);
+	__builtin_memcpy(s->frag_key.daddr, p->daddr, 16);
+	s->frag_key.id = p->frag_id;
+	s->frag_key.family = p->family;
+	s->frag_key.proto = IPPROTO_TCP;
+	s->frag_key._pad0[0] = s->frag_key._pad0[1] = 0;
+	return s;
 }
 
 /* The first fragment of a TCP datagram on a watched or proxy port: its header, for the later
  * fragments (RFC 1858 / 3128: a first fragment may hold the header alone, the payload follows). */
 static __always_inline void bw_frag_note(const struct bw_pkt *p)
 {
-	struct bw_frag_key k;
-	struct bw_frag f = {
-		.sport = p->sport,
-		.dport = p->dport,
-		.seq = p->seq,
-		.pay_start = (__u16)(p->payload_off - p->frag_start),
-		.urg_ptr = p->urg_ptr,
-		.tcp_flags = p->tcp_flags,
-	};
+	struct bw_scratch *s = bw_frag_key(p);
 
-	bw_frag_key(p, &k);
-	bpf_map_update_elem(&bw_frags, &k, &f, BPF_ANY);
+	if (!s)
+		return;
+	s->frag.sport = p->sport;
+	s->frag.dport = p->dport;
+	s->frag.seq = p->seq;
+	s->frag.pay_start = (__u16)(p->payload_off - p->frag_start);
+	s->frag.urg_ptr = p->urg_ptr;
+	s->frag.tcp_flags = p->tcp_flags;
+	s->frag._pad0[0] = s->frag._pad0[1] = s->frag._pad0[2] = 0;
+	bpf_map_update_elem(&bw_frags, &s->frag_key, &s->frag, BPF_ANY);
 }
 
 /* A later fragment of a TCP datagram: the segment it belongs to, from its first fragment's record,
@@ -1281,10 +1292,11 @@ static __always_inline void bw_frag_note(const struct bw_pkt *p)
  * where they start). 0 when it carries none or its first fragment was not seen. */
 static __always_inline int bw_frag_resume(struct bw_pkt *p, struct bw_counters *cnt)
 {
-	struct bw_frag_key k;
+	struct bw_scratch *s = bw_frag_key(p);
 
-	bw_frag_key(p, &k);
-	struct bw_frag *f = bpf_map_lookup_elem(&bw_frags, &k);
+	if (!s)
+		return 0;
+	struct bw_frag *f = bpf_map_lookup_elem(&bw_frags, &s->frag_key);
 
 	if (!f) {
 		cnt->frag_unmatched++;

@@ -954,8 +954,8 @@ static __always_inline int bw_server_stream(void *ctx, int is_xdp, struct bw_cou
 					    __u8 act_srv, int non_tls, struct bw_flow_key *k,
 					    __u8 *head, struct bw_banner_src *b)
 {
-	/* k, head and b are the caller's: this stage's own would take stack the verifiers before 6.x
-	 * count against the 512 bytes of all frames (the bpf_loop callback's included). */
+	/* k, head and b are the caller's: copies of its own would take stack that 6.1's verifier
+	 * counts against 512 bytes together with the main program's and the bpf_loop callback's. */
 	bw_dir_key(p, k, 0);
 	struct bw_stream *st = bpf_map_lookup_elem(&bw_stream, k);
 

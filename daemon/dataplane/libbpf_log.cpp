@@ -25,36 +25,37 @@ const char* Prefix(const char* fmt) {
   return std::strncmp(fmt, "libbpf: ", 8) == 0 ? "" : "libbpf: ";
 }
 
+// libbpf's message, formatted.
+std::string Format(const char* fmt, va_list args) {
+  va_list copy;
+  va_copy(copy, args);
+  int n = std::vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  std::string msg(n > 0 ? n : 0, '\0');
+  if (n > 0) std::vsnprintf(msg.data(), msg.size() + 1, fmt, args);
+  return msg;
+}
+
 int Print(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (t_quiet > 0 && level != LIBBPF_DEBUG) level = LIBBPF_DEBUG;
   bool verbose = g_verbose.load(std::memory_order_relaxed);
   if (t_capture && level == LIBBPF_WARN) {
-    va_list copy;
-    va_copy(copy, args);
-    int n = std::vsnprintf(nullptr, 0, fmt, copy);
-    va_end(copy);
-    std::string msg(n > 0 ? n : 0, '\0');
-    if (n > 0) std::vsnprintf(msg.data(), msg.size() + 1, fmt, args);
+    std::string msg = Format(fmt, args);
     t_capture->Add(msg);
     if (verbose) std::fprintf(stderr, "%s%s", Prefix(fmt), msg.c_str());
-    return n;
+    return static_cast<int>(msg.size());
   }
   if (level == LIBBPF_DEBUG && !verbose) return 0;
   if (LogToJournal()) {
     // The journal: a priority on every line (a verifier log is many), as Log writes them.
-    va_list copy;
-    va_copy(copy, args);
-    int n = std::vsnprintf(nullptr, 0, fmt, copy);
-    va_end(copy);
-    std::string msg(n > 0 ? n : 0, '\0');
-    if (n > 0) std::vsnprintf(msg.data(), msg.size() + 1, fmt, args);
+    std::string msg = Format(fmt, args);
     std::string text = FormatLog(std::string(Prefix(fmt)) + msg,
                                  level == LIBBPF_WARN   ? LogLevel::kWarning
                                  : level == LIBBPF_INFO ? LogLevel::kInfo
                                                         : LogLevel::kDebug,
                                  true, absl::Now());
     std::fwrite(text.data(), 1, text.size(), stderr);
-    return n;
+    return static_cast<int>(msg.size());
   }
   std::fputs(Prefix(fmt), stderr);
   return std::vfprintf(stderr, fmt, args);

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,28 +39,30 @@ class NotifyReceiver {
   std::vector<std::string> For(int ms) {
     std::vector<std::string> got;
     absl::Time end = absl::Now() + absl::Milliseconds(ms);
-    while (absl::Now() < end) {
-      pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()))) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
-      if (n > 0) got.emplace_back(buf, n);
-    }
+    while (absl::Now() < end)
+      if (auto d = Next(end)) got.push_back(std::move(*d));
     return got;
   }
   // Datagrams until one contains `what` (true) or `ms` pass (false); all of them in `seen`.
   bool Until(const std::string& what, int ms, std::vector<std::string>* seen) {
     absl::Time end = absl::Now() + absl::Milliseconds(ms);
     while (absl::Now() < end) {
-      pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()))) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
-      if (n <= 0) continue;
-      seen->emplace_back(buf, n);
+      auto d = Next(end);
+      if (!d) continue;
+      seen->push_back(std::move(*d));
       if (absl::StrContains(seen->back(), what)) return true;
     }
     return false;
+  }
+  // One datagram if one arrives before `end`.
+  std::optional<std::string> Next(absl::Time end) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()))) <= 0)
+      return std::nullopt;
+    char buf[4096];
+    ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
+    if (n <= 0) return std::nullopt;
+    return std::string(buf, static_cast<size_t>(n));
   }
 
  private:

@@ -15,23 +15,14 @@
 #include <chrono>
 #include <cstring>
 
+#include "lib/packet.hpp"
 #include "lib/probe.hpp"
 #include "lib/test_util.hpp"
 
 namespace bw::test {
 namespace {
 
-constexpr uint8_t kSyn = 0x02, kAck = 0x10, kPsh = 0x08, kUrg = 0x20;
 
-uint32_t Sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
-  if (n & 1) sum += p[n - 1] << 8;
-  return sum;
-}
-uint16_t Fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
 void Put16(uint8_t* p, uint16_t v) {
   p[0] = v >> 8;
   p[1] = v & 0xff;
@@ -112,7 +103,7 @@ void RawTcpServer::SendIp(const uint8_t* peer_mac, const uint8_t* peer_ip,
     ip[9] = IPPROTO_TCP;
     std::memcpy(ip + 12, ip_, 4);
     std::memcpy(ip + 16, peer_ip, 4);
-    Put16(ip + 10, Fold(Sum16(ip, 20)));
+    Put16(ip + 10, ChecksumFold(ChecksumAdd(ip, 20)));
   }
   std::memcpy(ip + ip_len, l4.data(), l4.size());
   sockaddr_ll to{};
@@ -140,9 +131,9 @@ void RawTcpServer::Send(const uint8_t* peer_mac, const uint8_t* peer_ip, uint16_
   for (size_t i = 20; i < hdr; i++) tcp[i] = 1;  // NOP
   std::memcpy(&tcp[hdr], payload.data(), payload.size());
   // The checksum over the pseudo-header and the whole segment.
-  uint32_t pseudo = Sum16(ip_, v6_ ? 16 : 4) + Sum16(peer_ip, v6_ ? 16 : 4) +
+  uint32_t pseudo = ChecksumAdd(ip_, v6_ ? 16 : 4) + ChecksumAdd(peer_ip, v6_ ? 16 : 4) +
                     static_cast<uint32_t>(tcp.size()) + IPPROTO_TCP;
-  Put16(&tcp[16], Fold(Sum16(tcp.data(), tcp.size(), pseudo)));
+  Put16(&tcp[16], ChecksumFold(ChecksumAdd(tcp.data(), tcp.size(), pseudo)));
   if (frag < 0) {
     SendIp(peer_mac, peer_ip, tcp, false, 0, false);
     return;

@@ -2,13 +2,17 @@
 // "object variants"): how many instructions the verifier processed (its cost and its distance
 // from the 1 M limit), printed for the record and bounded here so that a change that blows up
 // verification is caught. The VM suite (tests/vm) runs this on every supported kernel; the lines
-// it prints are the figures the README's kernel table quotes.
+// it prints are the figures the README's kernel table quotes. The stack is checked against the
+// strictest rule of the supported kernels (6.1's) on every kernel, so a host whose verifier is
+// more lenient still catches a frame that would not load on Debian 12.
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -19,6 +23,44 @@
 
 namespace bw::test {
 namespace {
+
+// The stack a call chain may use under Linux 6.1 (check_max_stack_depth): each frame counts its
+// depth rounded up to 32 bytes, at least 32 (an empty bpf_loop callback costs 32 too), and the
+// frames of one chain together at most 512 bytes. Later kernels round to 16 for JITed programs,
+// so an object can load on 6.18 and be refused on 6.1 ("combined stack size of 3 calls is 544").
+constexpr long kStackLimit = 512;
+long Frame61(long depth) { return (std::max(depth, 1L) + 31) / 32 * 32; }
+
+// The worst chain from the log's "stack depth a+b+c..." (one figure per function, the program
+// first): the program, then the two deepest of the others, since the deepest chain is three frames
+// (program -> banner stage, a global function -> a bpf_loop callback). Summing two of the others
+// whatever their order only overstates. The printed figures may include what the kernel adds after
+// the check (24 bytes where it inlines bpf_loop), which overstates too.
+long WorstChain61(const std::string& log) {
+  std::smatch sm;
+  REQUIRE(std::regex_search(log, sm, std::regex("stack depth ([0-9+]+)")));
+  std::vector<long> frames;
+  std::string figures = sm[1];
+  for (size_t at = 0; at < figures.size();) {
+    size_t plus = figures.find('+', at);
+    if (plus == std::string::npos) plus = figures.size();
+    frames.push_back(Frame61(std::stol(figures.substr(at, plus - at))));
+    at = plus + 1;
+  }
+  REQUIRE(!frames.empty());
+  std::sort(frames.begin() + 1, frames.end(), std::greater<long>());
+  long chain = frames[0];
+  for (size_t i = 1; i < frames.size() && i <= 2; ++i) chain += frames[i];
+  return chain;
+}
+
+TEST_CASE("verifier: the 6.1 stack rule is computed from the log's figures") {
+  // One 32-byte slot over: what 6.1 refuses ("combined stack size of 3 calls is 544").
+  CHECK(WorstChain61("stack depth 240+256+0+0\n") == 544);
+  CHECK(WorstChain61("stack depth 208+256+0+0\n") == 512);
+  CHECK(WorstChain61("stack depth 192+232\n") == 448);
+  CHECK(WorstChain61("stack depth 8\n") == 32);
+}
 
 // Loads variant v under a private pin root with level-4 (statistics) logs; prints and checks them.
 void LoadAndMeasure(Variant v, const KernelSupport& k) {
@@ -62,6 +104,10 @@ void LoadAndMeasure(Variant v, const KernelSupport& k) {
     // Under a third of the verifier's 1 M limit: room to grow, and a blow-up is caught. Older
     // verifiers prune less (6.1 processes about 1.6 times what 6.18 does for the same object).
     CHECK(processed < 330000);
+    long chain = WorstChain61(log);
+    std::printf("verifier: %s worst call chain under 6.1's stack rule: %ld of %ld bytes\n", p.name,
+                chain, kStackLimit);
+    CHECK(chain <= kStackLimit);
   }
   bannerwatch__destroy(skel);
   std::filesystem::remove_all(root);

@@ -25,10 +25,10 @@
 // sets nest (bench/lib/feeds.hpp) and every prefix is a BLOCK entry.
 // Each case checks bannerwatch's counters afterwards: the packets took the path the case names.
 // A/B of two versions of the data plane: --against OBJ puts the bw_xdp_ingress and bw_tc_egress
-// of another build's bannerwatch.bpf.o (same maps; e.g. a worktree's build/gen/bannerwatch.bpf.o)
+// of another build's bannerwatch.bpf.o (e.g. a worktree's build/gen/bannerwatch.bpf.o)
 // in the baselines' place, sharing this build's pinned maps, so both arms see the same prefixes
-// and counters and
-// the ratio compares the two versions round by round.
+// (and counters, when both builds define them alike; an older build keeps its own counters and
+// per-flow state) and the ratio compares the two versions round by round.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -287,8 +287,8 @@ absl::StatusOr<double> ProgCost::RunArm(const Hook& h, int prog_fd, const Traffi
     // Outside the timed call: read what the arm wrote, as a daemon would.
     if (ring_buffer__consume(rb_) < 0) return ErrnoStatus("bw_events", "ring_buffer__consume", errno);
   }
-  // Both arms count in the shared maps when --against runs the other build.
-  if (prog_fd == h.wrap_bw || against_) bw_runs_ += runs;
+  // Both arms count in the shared counters when --against runs a build with the same counters.
+  if (prog_fd == h.wrap_bw || (against_ && against_->shares(BW_MAP_COUNTERS))) bw_runs_ += runs;
   return ns_total / static_cast<double>(runs);
 }
 
@@ -591,6 +591,12 @@ absl::Status ProgCost::Run() {
           "2-bit codes per /24, not by the trie): ",
           absl::StrJoin(parts, ", ")));
   }
+  if (against_ && !against_->own_maps().empty())
+    section.notes.push_back(absl::StrCat(
+        "--against: maps the other build keeps to itself (their definitions differ from this "
+        "build's, or this build has none): ",
+        absl::StrJoin(against_->own_maps(), ", "),
+        "; the counters checked after each case are this build's"));
   FeedShape fs = Shape(prefixes_, prefixes_.size());
   section.notes.push_back(absl::StrFormat(
       "prefixes (largest set): %zu IPv4 (/24 %zu, /32 %zu, /8-/23 %zu, /25-/31 %zu), %zu IPv6; "

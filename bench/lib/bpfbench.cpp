@@ -4,10 +4,12 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "bwbench.skel.h"
 #include "maps/maps.hpp"
@@ -117,12 +119,54 @@ absl::StatusOr<RunOut> RunLive(int prog_fd, const test::Bytes& frame, uint32_t r
   return Run(prog_fd, frame, repeat, BPF_F_TEST_XDP_LIVE_FRAMES, ifindex);
 }
 
+namespace {
+
+// The maps both versions must share for an A/B comparison to mean anything: the lists, the
+// pre-filter, the configuration and ports, the ring buffer.
+const absl::flat_hash_set<std::string> kShared = {
+    BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_V4_PRE, BW_MAP_V4_SUM, BW_MAP_V4_HOST,
+    BW_MAP_V4_CLASS, BW_MAP_CONFIG,   BW_MAP_PORTS,  BW_MAP_EVENTS};
+
+// Whether `map` (opened, not loaded) has a pin at its pin path with the same definition.
+bool SameAsPinned(bpf_map* map) {
+  int fd = bpf_obj_get(bpf_map__pin_path(map));
+  if (fd < 0) return false;
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  bool same = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+              info.type == static_cast<uint32_t>(bpf_map__type(map)) &&
+              info.key_size == bpf_map__key_size(map) &&
+              info.value_size == bpf_map__value_size(map) &&
+              info.max_entries == bpf_map__max_entries(map) &&
+              info.map_flags == bpf_map__map_flags(map);
+  close(fd);
+  return same;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<OtherDataPlane>> OtherDataPlane::Load(const std::string& obj,
                                                                     const std::string& pin_root) {
   std::unique_ptr<OtherDataPlane> o(new OtherDataPlane());
   LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root.c_str());
   o->obj_ = bpf_object__open_file(obj.c_str(), &oo);
   if (!o->obj_) return ErrnoStatus(obj, "bpf_object__open_file", errno);
+  bpf_map* map;
+  bpf_object__for_each_map(map, o->obj_) {
+    if (!bpf_map__pin_path(map)) continue;  // not pinned: its own anyway (.rodata, .bss)
+    std::string name = bpf_map__name(map);
+    if (SameAsPinned(map)) continue;  // libbpf reuses the pin: this build's map
+    // The other build's definition differs (or this build has no such map): it keeps a map of
+    // its own, never pinned. That is right for working state (counters, scratch, per-flow
+    // tracking: each version keeps its own) and wrong for what the comparison must share.
+    if (kShared.contains(name))
+      return absl::FailedPreconditionError(
+          absl::StrCat(obj, ": its ", name, " differs from this build's: the two versions would "
+                       "not see the same lists and configuration"));
+    if (bpf_map__set_pin_path(map, nullptr) != 0)
+      return ErrnoStatus(name, "bpf_map__set_pin_path", errno);
+    o->own_maps_.push_back(name);
+  }
   bpf_program* prog;
   bpf_object__for_each_program(prog, o->obj_) {
     std::string name = bpf_program__name(prog);

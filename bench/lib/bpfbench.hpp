@@ -11,9 +11,11 @@
 // really transmitted on XDP_TX) with ingress_ifindex `ifindex` of the calling thread's netns.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "bench/bwbench_abi.h"
@@ -57,9 +59,12 @@ class BenchProgs {
 absl::Status LoadFreshDataPlane(const std::string& pin_root, std::unique_ptr<DataPlane>* dp,
                                 MapSet* maps);
 
-// Another build's data plane for A/B runs (--against): `obj` (a bannerwatch.bpf.o with the same
-// maps) opened under `pin_root`, where this build pinned its maps, so that its maps (pinned by name)
-// are this build's; only its bw_xdp_ingress and bw_tc_egress are loaded. The fds of those programs
+// Another build's data plane for A/B runs (--against): `obj` (a bannerwatch.bpf.o) opened under
+// `pin_root`, where this build pinned its maps, so that its maps (pinned by name) are this build's
+// where their definitions agree: the lists, pre-filter, configuration, ports and ring buffer must
+// (an error otherwise); maps that differ or that this build lacks (counters, scratch and per-flow
+// state of an older or newer version) are its own, unpinned. Only its bw_xdp_ingress and
+// bw_tc_egress are loaded. The fds of those programs
 // live as long as the object.
 class OtherDataPlane {
  public:
@@ -70,9 +75,16 @@ class OtherDataPlane {
   OtherDataPlane& operator=(const OtherDataPlane&) = delete;
   int xdp_fd() const { return xdp_fd_; }
   int tc_fd() const { return tc_fd_; }
+  // The maps it keeps to itself (its definition differs from this build's, or this build has no
+  // such map), by name.
+  const std::vector<std::string>& own_maps() const { return own_maps_; }
+  bool shares(const std::string& map) const {
+    return std::find(own_maps_.begin(), own_maps_.end(), map) == own_maps_.end();
+  }
 
  private:
   OtherDataPlane() = default;
+  std::vector<std::string> own_maps_;
   ::bpf_object* obj_ = nullptr;
   int xdp_fd_ = -1;
   int tc_fd_ = -1;

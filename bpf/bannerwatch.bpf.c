@@ -1031,137 +1031,13 @@ static __always_inline int bw_server_stream(void *ctx, int is_xdp, struct bw_cou
 	return BW_VERDICT_PASS;
 }
 
-/* What a part of stage 3 returns when it leaves the packet to the next part. */
-#define BW_NEXT (-1)
-
-/* A flow that either side's drop action recorded, seen from either end: dropped, every packet. */
-static __always_inline int bw_dropped_flow(const struct bw_config *cfg, struct bw_counters *cnt,
-					   const struct bw_pkt *p, struct bw_flow_key *k)
-{
-	if (cfg->banner_action[BW_SIDE_SERVER] != BW_BANNER_DROP &&
-	    cfg->banner_action[BW_SIDE_CLIENT] != BW_BANNER_DROP)
-		return 0;
-	bw_flow_key(p, k);
-	struct bw_flow_value *fv = bpf_map_lookup_elem(&bw_flows, k);
-
-	if (!fv)
-		return 0;
-	cnt->flow_drops++;
-	__sync_fetch_and_add(&fv->packets, 1);
-	return 1;
-}
-
-/* HTTP CONNECT through a proxy port: a client's request to a watched port is noted (bw_tunnels);
- * the proxy's "HTTP/1.x 200" opens the tunnel, and the first bytes after it — in that segment or
- * the next — are the far server's, whose "SSH-" takes the server side's action (act_tun). Other
- * packets: BW_NEXT. */
-static __always_inline int bw_tunnel(void *ctx, int is_xdp, struct bw_counters *cnt,
-				     const struct bw_pkt *p, const struct bw_match *m, __u8 act_tun,
-				     int proxy_srv, int proxy_cli, const __u8 *head, int ssh,
-				     struct bw_flow_key *k, struct bw_banner_src *b)
-{
-	/* A client asks a proxy for a tunnel. */
-	if (proxy_cli && p->payload_len >= 12 && head[0] == 'C' && head[1] == 'O' &&
-	    head[2] == 'N' && head[3] == 'N') {
-		bw_note_connect(ctx, is_xdp, cnt, p);
-		return BW_VERDICT_PASS;
-	}
-	if (!proxy_srv)
-		return BW_NEXT;
-	/* A proxy answers on a tunnel to a watched port. */
-	bw_dir_key(p, k, 0);
-	struct bw_tunnel *t = bpf_map_lookup_elem(&bw_tunnels, k);
-
-	if (!t)
-		return BW_NEXT;
-	b->match = BW_MATCH_CONNECT;
-	if (t->state == BW_TUNNEL_OPEN) {
-		bpf_map_delete_elem(&bw_tunnels, k);
-		if (ssh)
-			return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_tun, b);
-		return BW_VERDICT_PASS;
-	}
-	/* "HTTP/1.x 200": open; the banner may follow in this very segment. */
-	if (head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P') {
-		__u8 st[12];
-
-		if (p->payload_len < sizeof(st) ||
-		    bw_load(ctx, is_xdp, p->payload_off, st, sizeof(st)) || st[9] != '2' ||
-		    st[10] != '0' || st[11] != '0') {
-			bpf_map_delete_elem(&bw_tunnels, k);
-			return BW_VERDICT_PASS;
-		}
-		int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len, BW_SCAN_AFTER_HEAD);
-
-		if (at > 0) {
-			bpf_map_delete_elem(&bw_tunnels, k);
-			b->off = p->payload_off + (__u32)at;
-			b->len = p->payload_len - (__u32)at;
-			return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER, act_tun, b);
-		}
-		t->state = BW_TUNNEL_OPEN;
-	}
-	return BW_VERDICT_PASS;
-}
-
-/* A banner split over segments: a segment shorter than four bytes that starts "SSH-" waits in
- * bw_partial for the next one in sequence to complete it. Only segments that could start or
- * continue it ('S', 'H' or '-' first) look it up; the others: BW_NEXT. */
-static __always_inline int bw_split_banner(void *ctx, int is_xdp, struct bw_counters *cnt,
-					   const struct bw_pkt *p, const struct bw_match *m,
-					   __u8 side, __u8 act, const __u8 *head, __u64 hn,
-					   struct bw_flow_key *k, struct bw_banner_src *b)
-{
-	if (head[0] != 'S' && head[0] != 'H' && head[0] != '-')
-		return BW_NEXT;
-	bw_dir_key(p, k, 0);
-	struct bw_partial *pt = bpf_map_lookup_elem(&bw_partial, k);
-	__u32 have = 0;
-
-	if (pt && pt->next_seq == p->seq)
-		have = pt->len & 3;
-	/* Bytes of this segment that must continue "SSH-" from position `have`. */
-	__u32 need = 4 - have, got = hn < need ? hn : need;
-	int ok = 1;
-
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		if (i < got && head[i] != bw_ssh_char(have + i))
-			ok = 0;
-	if (ok && have + got == 4) {
-		if (pt)
-			bpf_map_delete_elem(&bw_partial, k);
-		if (have) {
-			b->match = BW_MATCH_SPLIT;
-			b->lead = 1;
-			b->off = p->payload_off + got;
-			b->len = p->payload_len - got;
-		}
-		return bw_banner_hit(ctx, is_xdp, cnt, p, m, side, act, b);
-	}
-	if (ok && p->payload_len < 4 && have + got < 4) {
-		struct bw_partial np = { .next_seq = p->seq + p->payload_len,
-					 .len = (__u8)(have + got) };
-
-		bpf_map_update_elem(&bw_partial, k, &np, BPF_ANY);
-		return BW_VERDICT_PASS;
-	}
-	if (pt)
-		bpf_map_delete_elem(&bw_partial, k);
-	return BW_NEXT;
-}
-
-/* Stage 3 of the decision: TCP with a watched or proxy port at either end. In order: flows a
- * drop action recorded; a server's SYN-ACK (its stream's start); CONNECT tunnels; "SSH-" at
- * payload offset 0 (the seed's rule); a banner split over segments; the server's stream as the
- * receiver delivers it (bw_server_stream). */
+/* Stage 3 of the decision: TCP with a watched or proxy port at either end. */
 static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt *p,
 				      const struct bw_match *m, __u8 sf, __u8 df)
 {
 	__u32 zero = 0, dk = m->dir;
 	struct bw_counters *cnt = bpf_map_lookup_elem(&bw_counters, &dk);
 	struct bw_config *cfg = bpf_map_lookup_elem(&bw_config, &zero);
-	int verdict;
 
 	if (!cnt || !cfg)
 		return BW_VERDICT_PASS;
@@ -1174,8 +1050,18 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	int proxy_cli = BW_HAVE_LOOP && (df & BW_PORT_PROXY) && act_tun != BW_BANNER_OFF;
 	struct bw_flow_key k;
 
-	if (bw_dropped_flow(cfg, cnt, p, &k))
-		return BW_VERDICT_DROP;
+	/* Either side's drop action may have recorded this flow, seen from either end. */
+	if (cfg->banner_action[BW_SIDE_SERVER] == BW_BANNER_DROP ||
+	    cfg->banner_action[BW_SIDE_CLIENT] == BW_BANNER_DROP) {
+		bw_flow_key(p, &k);
+		struct bw_flow_value *fv = bpf_map_lookup_elem(&bw_flows, &k);
+
+		if (fv) {
+			cnt->flow_drops++;
+			__sync_fetch_and_add(&fv->packets, 1);
+			return BW_VERDICT_DROP;
+		}
+	}
 	if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls && !proxy_srv &&
 	    !proxy_cli)
 		return BW_VERDICT_PASS;
@@ -1206,10 +1092,51 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	struct bw_banner_src b = { .off = p->payload_off, .len = p->payload_len,
 				   .match = BW_MATCH_DIRECT };
 
-	verdict = bw_tunnel(ctx, is_xdp, cnt, p, m, act_tun, proxy_srv, proxy_cli, head, ssh, &k,
-			    &b);
-	if (verdict != BW_NEXT)
-		return verdict;
+	/* A client asks a proxy for a tunnel. */
+	if (proxy_cli && p->payload_len >= 12 && head[0] == 'C' && head[1] == 'O' &&
+	    head[2] == 'N' && head[3] == 'N') {
+		bw_note_connect(ctx, is_xdp, cnt, p);
+		return BW_VERDICT_PASS;
+	}
+	/* A proxy answers on a tunnel to a watched port. */
+	if (proxy_srv) {
+		bw_dir_key(p, &k, 0);
+		struct bw_tunnel *t = bpf_map_lookup_elem(&bw_tunnels, &k);
+
+		if (t) {
+			b.match = BW_MATCH_CONNECT;
+			if (t->state == BW_TUNNEL_OPEN) {
+				bpf_map_delete_elem(&bw_tunnels, &k);
+				if (ssh)
+					return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER,
+							     act_tun, &b);
+				return BW_VERDICT_PASS;
+			}
+			/* "HTTP/1.x 200": open; the banner may follow in this very segment. */
+			if (head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P') {
+				__u8 st[12];
+
+				if (p->payload_len < sizeof(st) ||
+				    bw_load(ctx, is_xdp, p->payload_off, st, sizeof(st)) ||
+				    st[9] != '2' || st[10] != '0' || st[11] != '0') {
+					bpf_map_delete_elem(&bw_tunnels, &k);
+					return BW_VERDICT_PASS;
+				}
+				int at = bw_scan(ctx, is_xdp, p->payload_off, p->payload_len,
+						 BW_SCAN_AFTER_HEAD);
+
+				if (at > 0) {
+					bpf_map_delete_elem(&bw_tunnels, &k);
+					b.off = p->payload_off + (__u32)at;
+					b.len = p->payload_len - (__u32)at;
+					return bw_banner_hit(ctx, is_xdp, cnt, p, m, BW_SIDE_SERVER,
+							     act_tun, &b);
+				}
+				t->state = BW_TUNNEL_OPEN;
+			}
+			return BW_VERDICT_PASS;
+		}
+	}
 	if (act_srv == BW_BANNER_OFF && act_cli == BW_BANNER_OFF && !non_tls)
 		return BW_VERDICT_PASS;
 	__u8 side = act_srv != BW_BANNER_OFF ? BW_SIDE_SERVER : BW_SIDE_CLIENT;
@@ -1218,10 +1145,43 @@ static __always_inline int bw_banners(void *ctx, int is_xdp, const struct bw_pkt
 	/* "SSH-" at offset 0: the seed's rule. */
 	if (ssh && act != BW_BANNER_OFF)
 		return bw_banner_hit(ctx, is_xdp, cnt, p, m, side, act, &b);
-	if (act != BW_BANNER_OFF) {
-		verdict = bw_split_banner(ctx, is_xdp, cnt, p, m, side, act, head, hn, &k, &b);
-		if (verdict != BW_NEXT)
-			return verdict;
+	/* A split banner: a segment shorter than four bytes that starts "SSH-" waits for the rest;
+	 * only segments that could continue it ('S', 'H' or '-' first) look it up. */
+	if (act != BW_BANNER_OFF && (head[0] == 'S' || head[0] == 'H' || head[0] == '-')) {
+		bw_dir_key(p, &k, 0);
+		struct bw_partial *pt = bpf_map_lookup_elem(&bw_partial, &k);
+		__u32 have = 0;
+
+		if (pt && pt->next_seq == p->seq)
+			have = pt->len & 3;
+		/* Bytes of this segment that must continue "SSH-" from position `have`. */
+		__u32 need = 4 - have, got = hn < need ? hn : need;
+		int ok = 1;
+
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			if (i < got && head[i] != bw_ssh_char(have + i))
+				ok = 0;
+		if (ok && have + got == 4) {
+			if (pt)
+				bpf_map_delete_elem(&bw_partial, &k);
+			if (have) {
+				b.match = BW_MATCH_SPLIT;
+				b.lead = 1;
+				b.off = p->payload_off + got;
+				b.len = p->payload_len - got;
+			}
+			return bw_banner_hit(ctx, is_xdp, cnt, p, m, side, act, &b);
+		}
+		if (ok && p->payload_len < 4 && have + got < 4) {
+			struct bw_partial np = { .next_seq = p->seq + p->payload_len,
+						 .len = (__u8)(have + got) };
+
+			bpf_map_update_elem(&bw_partial, &k, &np, BPF_ANY);
+			return BW_VERDICT_PASS;
+		}
+		if (pt)
+			bpf_map_delete_elem(&bw_partial, &k);
 	}
 	/* A server's stream: its first bytes where the receiver puts them, the lines before its
 	 * version line, the non-TLS flag. */

@@ -6,11 +6,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "bwbench.skel.h"
 #include "maps/maps.hpp"
 
@@ -123,7 +124,7 @@ namespace {
 
 // The maps both versions must share for an A/B comparison to mean anything: the lists, the
 // pre-filter, the configuration and ports, the ring buffer.
-const absl::flat_hash_set<std::string> kShared = {
+constexpr absl::string_view kShared[] = {
     BW_MAP_WATCH_V4, BW_MAP_WATCH_V6, BW_MAP_V4_PRE, BW_MAP_V4_SUM, BW_MAP_V4_HOST,
     BW_MAP_V4_CLASS, BW_MAP_CONFIG,   BW_MAP_PORTS,  BW_MAP_EVENTS};
 
@@ -159,7 +160,7 @@ absl::StatusOr<std::unique_ptr<OtherDataPlane>> OtherDataPlane::Load(const std::
     // The other build's definition differs (or this build has no such map): it keeps a map of
     // its own, never pinned. That is right for working state (counters, scratch, per-flow
     // tracking: each version keeps its own) and wrong for what the comparison must share.
-    if (kShared.contains(name))
+    if (std::find(std::begin(kShared), std::end(kShared), name) != std::end(kShared))
       return absl::FailedPreconditionError(
           absl::StrCat(obj, ": its ", name, " differs from this build's: the two versions would "
                        "not see the same lists and configuration"));

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "bannerwatch.skel.h"
 #include "daemon/dataplane/kernel_probe.hpp"
 #include "daemon/dataplane/loader.hpp"
@@ -40,14 +42,11 @@ long WorstChain61(const std::string& log) {
   std::smatch sm;
   REQUIRE(std::regex_search(log, sm, std::regex("stack depth ([0-9+]+)")));
   std::vector<long> frames;
-  std::string figures = sm[1];
-  for (size_t at = 0; at < figures.size();) {
-    size_t plus = figures.find('+', at);
-    if (plus == std::string::npos) plus = figures.size();
-    frames.push_back(Frame61(std::stol(figures.substr(at, plus - at))));
-    at = plus + 1;
+  for (absl::string_view figure : absl::StrSplit(sm[1].str(), '+')) {
+    long depth = 0;
+    REQUIRE(absl::SimpleAtoi(figure, &depth));
+    frames.push_back(Frame61(depth));
   }
-  REQUIRE(!frames.empty());
   std::sort(frames.begin() + 1, frames.end(), std::greater<long>());
   long chain = frames[0];
   for (size_t i = 1; i < frames.size() && i <= 2; ++i) chain += frames[i];

@@ -3,7 +3,7 @@
 //
 // Test that: every frame runs in order, --local frames through TC egress and the rest through XDP,
 // and the EVE lines are the daemon's (signature, addresses, ports, direction, list) with capture
-// timestamps and in_iface = the file name; map state carries from frame to frame and file to file
+// timestamps and pcap_filename = the capture (no in_iface); map state carries from frame to frame and file to file
 // (a banner-dropped flow stays dropped); block events are rate-limited on capture time; Ethernet,
 // Linux cooked v1 and v2, pcap (micro- and nanosecond) and pcapng give the same alerts; frames cut
 // by the snaplen or too long for test_run still decide; the summary counts frames, verdicts,
@@ -40,6 +40,12 @@ namespace bw::test {
 namespace {
 
 using json = nlohmann::json;
+
+// The file name part of a record's pcap_filename ("" if it has none).
+std::string FileName(const json& j) {
+  if (!j.contains("pcap_filename")) return "";
+  return std::filesystem::path(j["pcap_filename"].get<std::string>()).filename().string();
+}
 
 // The seed's story, in documentation addresses plus the seed's subnet (only inside captures).
 constexpr const char* kLocal = "198.51.100.10";
@@ -331,7 +337,10 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(eve[0]["timestamp"] == "2013-09-11T14:00:00.000000+0000");
   CHECK(eve[2]["timestamp"] == "2013-09-11T14:00:00.020000+0000");
   CHECK(eve[5]["timestamp"] == "2013-09-11T14:00:02.500000+0000");
-  for (const json& j : eve) CHECK(j["in_iface"] == "seed.pcap");
+  for (const json& j : eve) {
+    CHECK(FileName(j) == "seed.pcap");  // pcap_filename: the capture as given
+    CHECK_FALSE(j.contains("in_iface"));  // no interface offline
+  }
   CHECK(eve[0]["bannerwatch"]["direction"] == "egress");
   CHECK(eve[0]["bannerwatch"]["list"] == "seed-2013-09");
   CHECK(eve[0]["bannerwatch"]["prefix"] == "37.9.53.0/24");
@@ -430,7 +439,7 @@ lists: []
   REQUIRE(eve.size() == 1u);
   CHECK(eve[0]["alert"]["signature_id"] == 1000146);
   CHECK(eve[0]["alert"]["action"] == "blocked");
-  CHECK(eve[0]["in_iface"] == "a.pcap");
+  CHECK(FileName(eve[0]) == "a.pcap");
   CHECK(r.report.captures == 2u);
   CHECK(r.report.frames == 7u);
   CHECK(r.report.drop == 3u);
@@ -449,7 +458,7 @@ TEST_CASE("scan: Linux cooked v1 and v2, nanosecond pcap and pcapng give the sam
   REQUIRE(base.lines.size() == 8u);
   auto without_iface = [](const Result& r) {
     std::vector<json> v = r.eve();
-    for (json& j : v) j.erase("in_iface");
+    for (json& j : v) j.erase("pcap_filename");
     return v;
   };
   struct Variant {
@@ -469,7 +478,7 @@ TEST_CASE("scan: Linux cooked v1 and v2, nanosecond pcap and pcapng give the sam
     INFO(r.status);
     REQUIRE(r.status.ok());
     CHECK(without_iface(r) == without_iface(base));
-    CHECK(r.eve()[0]["in_iface"] == v.name);
+    CHECK(FileName(r.eve()[0]) == v.name);
     CHECK(r.report.frames == base.report.frames);
     CHECK(r.report.egress == base.report.egress);
     CHECK(r.report.drop == base.report.drop);
@@ -540,13 +549,13 @@ TEST_CASE("scan: the binary prints the library's lines and the summary, exit 0")
   CHECK(c.err == FormatScanSummary(lib.report));
   CHECK(ScanPinRoots() == roots);  // its pin root is gone
 
-  // Several files, one stream: from stdin too ("-"), named "pcap".
+  // Several files, one stream: from stdin too, named "-" as on the command line.
   c = RunBinary(dir, "--config " + policy + " " + cap + " - < " + cap);
   CHECK(c.status == 0);
   std::vector<std::string> lines = Lines(c.out);
   REQUIRE(lines.size() >= 2u);
-  CHECK(json::parse(lines.front())["in_iface"] == "seed.pcap");
-  CHECK(json::parse(lines.back())["in_iface"] == "pcap");
+  CHECK(FileName(json::parse(lines.front())) == "seed.pcap");
+  CHECK(json::parse(lines.back())["pcap_filename"] == "-");
   CHECK(c.err.find("captures: 2\n") != std::string::npos);
   CHECK(c.err.find("frames: 26 (ingress 26, egress 0") != std::string::npos);
 }

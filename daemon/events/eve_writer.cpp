@@ -775,7 +775,7 @@ uint64_t EveFlowId(const bw_event& ev) {
 }
 
 std::string EveProtoName(uint8_t proto) {
-  char out[16];
+  char out[32];  // the longest name, "RSVP-E2E-IGNORE", is 15 characters, quoted 17
   char* p = Proto(out, proto);
   return std::string(out + 1, static_cast<size_t>(p - out - 2));
 }

@@ -287,6 +287,7 @@ TEST_CASE("eve conformance: protocol names are Suricata 7's") {
   CHECK(bw::EveProtoName(89) == "OSPF");
   CHECK(bw::EveProtoName(136) == "UDPLite");
   CHECK(bw::EveProtoName(143) == "Ethernet");
+  CHECK(bw::EveProtoName(134) == "RSVP-E2E-IGNORE");  // the longest name
   CHECK(bw::EveProtoName(144) == "144");  // past the table: the number
   CHECK(bw::EveProtoName(255) == "255");
   CHECK(bw::EveProtoName(0) == "0");      // not read (documented), not HOPOPT

@@ -30,6 +30,7 @@
 #include "daemon/scan/scan.hpp"
 #include "lib/netns.hpp"
 #include "lib/packet.hpp"
+#include "lib/suricata_schema.hpp"
 #include "lib/topology.hpp"
 
 #ifndef DLT_LINUX_SLL2
@@ -384,6 +385,30 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(sum.find("alerts: 8 (1000146: 2, 1000147: 1, 1000148: 3, 1000149: 2)\n") != std::string::npos);
   CHECK(sum.find("malformed: 1 (ingress 1, egress 0)\n") != std::string::npos);
   CHECK(sum.find("block and watch events held back: 2") != std::string::npos);
+}
+
+TEST_CASE("scan: with eve.schema suricata-7 every line validates against Suricata 7's schema") {
+  TempDir dir;
+  WritePcap(dir / "seed.pcap", Scenario());
+  Result r = RunScan(PolicyFile(dir, std::string(kPolicy) + "eve: { schema: suricata-7, host: s1 }\n"),
+                     {dir / "seed.pcap"});
+  INFO(r.status);
+  REQUIRE(r.status.ok());
+  std::set<int> sids;
+  for (const json& j : r.eve()) {
+    INFO(j.dump());
+    CHECK(SuricataSchemaErrors(j).empty());
+    CHECK(FileName(j) == "seed.pcap");
+    sids.insert(j["alert"]["signature_id"].get<int>());
+  }
+  for (int sid : {1000146, 1000147, 1000148, 1000149}) CHECK(sids.count(sid));
+  // The default form of the same capture is refused for bannerwatch's own keys only.
+  Result d = RunScan(PolicyFile(dir, std::string(kPolicy) + "eve: { host: s1 }\n"), {dir / "seed.pcap"});
+  REQUIRE(d.status.ok());
+  REQUIRE(d.lines.size() == r.lines.size());
+  for (const json& j : d.eve())
+    CHECK(SuricataSchemaErrors(j) == std::vector<std::string>{": additional property 'bannerwatch'",
+                                                              ": additional property 'host'"});
 }
 
 TEST_CASE("scan: without --local every frame is ingress") {

@@ -69,7 +69,7 @@ constexpr const char* kScanDescription =
     R"(Runs every frame of the pcap / pcapng CAPTUREs ("-": stdin), in order, through the data plane's
 own XDP and TC programs (BPF_PROG_TEST_RUN; needs root and bpffs) with the policy applied as
 `run` applies it, and writes the alerts as EVE JSON lines on stdout, timestamped with the capture
-times, in_iface = the capture's file name. A summary (frames, verdicts, alerts by signature id,
+times, pcap_filename = the CAPTURE as given (no in_iface). A summary (frames, verdicts, alerts by signature id,
 malformed frames, kernel counters) goes to stderr.)";
 
 constexpr const char* kScanFooter =

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,10 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/events/community_id.hpp"
 #include "daemon/events/signatures.hpp"
 #include "maps/maps.hpp"
 
@@ -213,10 +216,9 @@ inline size_t Utf8SeqLen(const uint8_t* s, size_t i, size_t n) {
 
 // UTF-8 text: well-formed multi-byte sequences verbatim, ASCII as for the banner, any other byte
 // as \u00xx. At most 6 bytes out per byte in.
-char* JsonText(char* p, std::string_view text) {
+char* JsonTextBody(char* p, std::string_view text) {
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const size_t n = text.size();
-  *p++ = '"';
   for (size_t i = 0; i < n;) {
     const uint8_t c = s[i];
     if (c < 0x80) {
@@ -238,6 +240,12 @@ char* JsonText(char* p, std::string_view text) {
       i += len;
     }
   }
+  return p;
+}
+
+char* JsonText(char* p, std::string_view text) {
+  *p++ = '"';
+  p = JsonTextBody(p, text);
   *p++ = '"';
   return p;
 }
@@ -386,19 +394,59 @@ inline std::string_view MatchName(uint8_t match) {
   }
 }
 
+// Suricata 7's names for IP protocols 0..143 (src/util-proto-name.c, known_proto[]: IANA's
+// keywords); it prints the number for the others. Index 0 is not used: see EveProtoName.
+constexpr std::string_view kProtoNames[] = {
+    "HOPOPT", "ICMP", "IGMP", "GGP", "IP-in-IP", "ST", "TCP", "CBT", "EGP", "IGP", "BBN-RCC-MON",
+    "NVP-II", "PUP", "ARGUS", "EMCON", "XNET", "CHAOS", "UDP", "MUX", "DCN-MEAS", "HMP", "PRM",
+    "XNS-IDP", "TRUNK-1", "TRUNK-2", "LEAF-1", "LEAF-2", "RDP", "IRTP", "ISO-TP4", "NETBLT",
+    "MFE-NSP", "MERIT-INP", "DCCP", "3PC", "IDPR", "XTP", "DDP", "IDPR-CMTP", "TP++", "IL", "IPv6",
+    "SDRP", "IPv6-Route", "IPv6-Frag", "IDRP", "RSVP", "GRE", "DSR", "BNA", "ESP", "AH", "I-NLSP",
+    "SwIPe", "NARP", "MOBILE", "TLSP", "SKIP", "IPv6-ICMP", "IPv6-NoNxt", "IPv6-Opts", "Any",
+    "CFTP", "Any", "SAT-EXPAK", "KRYPTOLAN", "RVD", "IPPC", "Any", "SAT-MON", "VISA", "IPCU",
+    "CPNX", "CPHB", "WSN", "PVP", "BR-SAT-MON", "SUN-ND", "WB-MON", "WB-EXPAK", "ISO-IP", "VMTP",
+    "SECURE-VMTP", "VINES", "TTP", "NSFNET-IGP", "DGP", "TCF", "EIGRP", "OSPF", "Sprite-RPC",
+    "LARP", "MTP", "AX.25", "OS", "MICP", "SCC-SP", "ETHERIP", "ENCAP", "Any", "GMTP", "IFMP",
+    "PNNI", "PIM", "ARIS", "SCPS", "QNX", "A/N", "IPComp", "SNP", "Compaq-Peer", "IPX-in-IP",
+    "VRRP", "PGM", "Any", "L2TP", "DDX", "IATP", "STP", "SRP", "UTI", "SMP", "SM", "PTP", "IS-IS",
+    "FIRE", "CRTP", "CRUDP", "SSCOPMCE", "IPLT", "SPS", "PIPE", "SCTP", "FC", "RSVP-E2E-IGNORE",
+    "Mobility", "UDPLite", "MPLS-in-IP", "manet", "HIP", "Shim6", "WESP", "ROHC", "Ethernet",
+};
+
 inline char* Proto(char* p, uint8_t proto) {
-  switch (proto) {
-    case IPPROTO_TCP:
-      return Lit(p, "\"TCP\"");
-    case IPPROTO_UDP:
-      return Lit(p, "\"UDP\"");
-    case IPPROTO_ICMP:
-      return Lit(p, "\"ICMP\"");
-    case IPPROTO_ICMPV6:
-      return Lit(p, "\"IPV6-ICMP\"");
+  *p++ = '"';
+  if (proto != 0 && proto < std::size(kProtoNames)) {
+    p = Str(p, kProtoNames[proto]);
+  } else {
+    p = U8(p, proto);
   }
   *p++ = '"';
-  p = U8(p, proto);
+  return p;
+}
+
+// Suricata's payload_printable: printable ASCII, CR and LF as they are, any other byte as '.'
+// (util-print.c, PrintStringsToBuffer); then JSON-escaped.
+char* PrintablePayload(char* p, const uint8_t* b, size_t n) {
+  *p++ = '"';
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t c = b[i];
+    const bool keep = (c >= 0x20 && c < 0x7f) || c == '\r' || c == '\n';
+    const uint8_t out = keep ? c : '.';
+    if (kEscape[out] == 0) {
+      *p++ = static_cast<char>(out);
+    } else {
+      p = EscapeByte(p, out);
+    }
+  }
+  *p++ = '"';
+  return p;
+}
+
+// Base64 (RFC 4648, padded), as Suricata writes "payload".
+char* Base64(char* p, const uint8_t* b, size_t n) {
+  *p++ = '"';
+  const int w = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(p), b, static_cast<int>(n));
+  p += w;
   *p++ = '"';
   return p;
 }
@@ -453,22 +501,37 @@ absl::StatusOr<std::string_view> EveFormatter::Format(const bw_event& ev) {
 absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int64_t wall_ns) {
   if (absl::Status st = Validate(ev); !st.ok()) return st;
   const Signature* sig = SignatureForEvent(ev.kind, ev.banner_side);
+  const bool strict = options_.schema == EveSchema::kSuricata7;
 
   // Metadata first, so the whole line's size is bounded before writing.
-  std::string_view ifname, source_id;
+  std::string_view ifname, source_id, pcap;
   EveListInfo list;
   bool list_known = false;
   if (lookup_ != nullptr) {
     ifname = lookup_->IfName(ev.ifindex);
+    pcap = lookup_->PcapFilename();
     if (ev.list_id != 0) list_known = lookup_->List(ev.list_id, &list);
     if (ev.entry_ref != 0) source_id = lookup_->EntrySourceId(ev.entry_ref);
   }
-  // Fixed text and numbers stay well under 1024 bytes; each escaped byte takes at most 6.
-  size_t bound = 1024 + 6 * (sig->msg.size() + sig->category.size() + size_t{ev.banner_len} +
-                            ifname.size() + source_id.size());
+  const std::string_view host = options_.host;
+  const bool ports = HasPorts(ev);
+  char msg_buf[256];
+  const std::string_view msg =
+      sig->msg.size() + kSignatureMessageExtra <= sizeof(msg_buf)
+          ? SignatureMessage(*sig, ports ? Port(ev.sport) : 0, ports ? Port(ev.dport) : 0, msg_buf)
+          : sig->msg;
+  char community_id[kCommunityIdChars];
+  const bool have_community_id = EveCommunityId(ev, options_.community_id_seed, community_id);
+  const bool payload = ev.kind == BW_EV_BANNER || ev.kind == BW_EV_NON_TLS;
+
+  // Fixed text and numbers stay well under 2048 bytes (the strict form's tag prefixes included);
+  // each escaped byte takes at most 6; the strict form writes the banner twice (base64, printable).
+  size_t bound = 2048 + 6 * (msg.size() + sig->category.size() + size_t{ev.banner_len} +
+                             ifname.size() + source_id.size() + host.size() + pcap.size()) +
+                 (strict ? 8 * size_t{ev.banner_len} : 0);
   if (list_known) {
     bound += 6 * (list.name.size() + list.reason.size());
-    for (const std::string& t : list.tags) bound += 6 * t.size() + 3;
+    for (const std::string& t : list.tags) bound += 6 * t.size() + 24;
   }
   char* const start = Reserve(bound);
   char* p = start;
@@ -485,13 +548,16 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
   p = Micros(p, usec);
   p = Lit(p, "\",\"flow_id\":");
   p = U64(p, EveFlowId(ev));
-  if (!ifname.empty()) {
+  if (!pcap.empty()) {
+    p = Lit(p, ",\"pcap_filename\":");
+    p = JsonText(p, pcap);
+  }
+  if (!ifname.empty() && !strict) {
     p = Lit(p, ",\"in_iface\":");
     p = JsonText(p, ifname);
   }
   p = Lit(p, ",\"event_type\":\"alert\",\"src_ip\":\"");
   p = Addr(p, ev.family, ev.saddr);
-  const bool ports = HasPorts(ev);
   if (ports) {
     p = Lit(p, "\",\"src_port\":");
     p = U64(p, Port(ev.sport));
@@ -508,8 +574,27 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     p = Lit(p, "\",\"proto\":");
   }
   p = Proto(p, ev.l4proto);
+  if (have_community_id) {
+    p = Lit(p, ",\"community_id\":\"");
+    p = Str(p, std::string_view(community_id, kCommunityIdChars));
+    *p++ = '"';
+  }
   p = EveToServer(ev, lookup_) ? Lit(p, ",\"direction\":\"to_server\"")
                                : Lit(p, ",\"direction\":\"to_client\"");
+  if (strict) {
+    if (payload) {
+      p = Lit(p, ",\"payload\":");
+      p = Base64(p, ev.banner, ev.banner_len);
+      p = Lit(p, ",\"payload_printable\":");
+      p = PrintablePayload(p, ev.banner, ev.banner_len);
+    }
+    if (ev.l4proto == IPPROTO_TCP) {
+      p = Lit(p, ",\"tcp\":{\"tcp_flags\":\"");
+      *p++ = kHex[ev.tcp_flags >> 4];
+      *p++ = kHex[ev.tcp_flags & 0xf];
+      p = Lit(p, "\"}");
+    }
+  }
 
   p = ev.verdict == BW_VERDICT_DROP ? Lit(p, ",\"alert\":{\"action\":\"blocked\",\"gid\":")
                                     : Lit(p, ",\"alert\":{\"action\":\"allowed\",\"gid\":");
@@ -519,80 +604,110 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
   p = Lit(p, ",\"rev\":");
   p = U64(p, sig->rev);
   p = Lit(p, ",\"signature\":");
-  p = JsonText(p, sig->msg);
+  p = JsonText(p, msg);
   p = Lit(p, ",\"category\":");
   p = JsonText(p, sig->category);
   p = Lit(p, ",\"severity\":");
   p = U64(p, sig->severity);
 
-  p = Lit(p, "},\"bannerwatch\":{\"kind\":\"");
-  p = Str(p, KindName(ev.kind));
-  p = ev.direction == BW_DIR_EGRESS ? Lit(p, "\",\"direction\":\"egress\"")
-                                    : Lit(p, "\",\"direction\":\"ingress\"");
+  // The bannerwatch details: an object of their own, or (strict) "bannerwatch.NAME:VALUE" strings
+  // in alert.metadata.tag, the one free-form list Suricata 7's schema has room for.
+  bool first = true;
+  auto key = [&](std::string_view name) {  // opens one detail; its value follows
+    if (strict) {
+      if (!first) *p++ = ',';
+      p = Lit(p, "\"bannerwatch.");
+      p = Str(p, name);
+      *p++ = ':';
+    } else {
+      if (!first) *p++ = ',';
+      *p++ = '"';
+      p = Str(p, name);
+      p = Lit(p, "\":");
+    }
+    first = false;
+  };
+  auto text = [&](std::string_view name, std::string_view v) {  // a string value
+    key(name);
+    if (strict) {
+      p = JsonTextBody(p, v);
+      *p++ = '"';
+    } else {
+      p = JsonText(p, v);
+    }
+  };
+  auto number = [&](std::string_view name, uint64_t v) {
+    key(name);
+    p = U64(p, v);
+    if (strict) *p++ = '"';
+  };
+  if (strict) {
+    p = Lit(p, ",\"metadata\":{\"tag\":[");
+  } else {
+    p = Lit(p, "},\"bannerwatch\":{");
+  }
+  text("kind", KindName(ev.kind));
+  text("direction", ev.direction == BW_DIR_EGRESS ? "egress" : "ingress");
   if (ev.kind == BW_EV_BANNER) {
-    p = ev.banner_side == BW_SIDE_CLIENT ? Lit(p, ",\"banner_side\":\"client\",\"banner\":")
-                                         : Lit(p, ",\"banner_side\":\"server\",\"banner\":");
-    p = JsonBanner(p, ev.banner, ev.banner_len);
-    p = Lit(p, ",\"match\":\"");
-    p = Str(p, MatchName(ev.match));
-    *p++ = '"';
-  } else if (ev.kind == BW_EV_NON_TLS) {
-    p = Lit(p, ",\"payload\":");
+    text("banner_side", ev.banner_side == BW_SIDE_CLIENT ? "client" : "server");
+    if (!strict) {
+      key("banner");
+      p = JsonBanner(p, ev.banner, ev.banner_len);
+    }
+    text("match", MatchName(ev.match));
+  } else if (ev.kind == BW_EV_NON_TLS && !strict) {
+    key("payload");
     p = JsonBanner(p, ev.banner, ev.banner_len);
   }
-  if (ev.l4proto == IPPROTO_TCP) {
-    p = Lit(p, ",\"tcp_flags\":\"");
-    *p++ = kHex[ev.tcp_flags >> 4];
-    *p++ = kHex[ev.tcp_flags & 0xf];
-    *p++ = '"';
+  if (ev.l4proto == IPPROTO_TCP && !strict) {
+    char flags[2] = {kHex[ev.tcp_flags >> 4], kHex[ev.tcp_flags & 0xf]};
+    text("tcp_flags", std::string_view(flags, 2));
   }
   if (ev.list_id != 0) {
     if (list_known) {
-      p = Lit(p, ",\"list\":");
-      p = JsonText(p, list.name);
+      text("list", list.name);
     } else {
-      p = Lit(p, ",\"list_id\":");
-      p = U64(p, ev.list_id);
+      number("list_id", ev.list_id);
     }
   }
   if (const std::string_view action = ActionName(ev.list_action); !action.empty()) {
-    p = Lit(p, ",\"list_action\":\"");
-    p = Str(p, action);
-    *p++ = '"';
+    text("list_action", action);
     // No entry and no length: the reader could not complete a pre-filter event (a reload came
     // in between), so there is no prefix to name, rather than 0.0.0.0/0.
     const bool have_prefix = ev.entry_ref != 0 || ev.prefixlen != 0;
-    char* const before = p;
-    p = Lit(p, ",\"prefix\":\"");
-    char* const addr = p;
-    if (have_prefix) p = Prefix(p, ev);
-    if (p == addr) {
-      p = before;
-    } else {
-      *p++ = '"';
-    }
+    char prefix[64];
+    char* const pe = have_prefix ? Prefix(prefix, ev) : prefix;
+    if (pe != prefix) text("prefix", std::string_view(prefix, static_cast<size_t>(pe - prefix)));
   }
   if (list_known) {
-    p = Lit(p, ",\"tags\":[");
-    for (size_t i = 0; i < list.tags.size(); ++i) {
-      if (i) *p++ = ',';
-      p = JsonText(p, list.tags[i]);
+    if (strict) {
+      for (const std::string& t : list.tags) text("tags", t);
+    } else {
+      key("tags");
+      *p++ = '[';
+      for (size_t i = 0; i < list.tags.size(); ++i) {
+        if (i) *p++ = ',';
+        p = JsonText(p, list.tags[i]);
+      }
+      *p++ = ']';
     }
-    *p++ = ']';
-    if (!list.reason.empty()) {
-      p = Lit(p, ",\"reason\":");
-      p = JsonText(p, list.reason);
+    if (!list.reason.empty()) text("reason", list.reason);
+  }
+  if (!source_id.empty()) text("source_id", source_id);
+  if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) number("suppressed", ev.suppressed);
+  if (strict) {
+    // Not properties of Suricata 7's schema: kept here rather than lost.
+    if (!ifname.empty()) text("in_iface", ifname);
+    if (!host.empty()) text("host", host);
+    p = Lit(p, "]}}");
+  } else {
+    *p++ = '}';
+    if (!host.empty()) {
+      p = Lit(p, ",\"host\":");
+      p = JsonText(p, host);
     }
   }
-  if (!source_id.empty()) {
-    p = Lit(p, ",\"source_id\":");
-    p = JsonText(p, source_id);
-  }
-  if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) {
-    p = Lit(p, ",\"suppressed\":");
-    p = U64(p, ev.suppressed);
-  }
-  p = Lit(p, "}}");
+  *p++ = '}';
   return std::string_view(start, static_cast<size_t>(p - start));
 }
 
@@ -657,6 +772,33 @@ uint64_t EveFlowId(const bw_event& ev) {
   uint64_t h = 0x6a09e667f3bcc908ULL;
   for (uint64_t w : words) h = (h ^ Mix64(w)) * 0x9e3779b97f4a7c15ULL;
   return Mix64(h) & kFlowIdMask;
+}
+
+std::string EveProtoName(uint8_t proto) {
+  char out[32];  // the longest name, "RSVP-E2E-IGNORE", is 15 characters, quoted 17
+  char* p = Proto(out, proto);
+  return std::string(out + 1, static_cast<size_t>(p - out - 2));
+}
+
+bool EveCommunityId(const bw_event& ev, uint16_t seed, char* out) {
+  const size_t alen = ev.family == BW_FAMILY_V4 ? 4 : 16;
+  CommunityIdTuple t{ev.saddr, ev.daddr, alen, ev.l4proto, HasPorts(ev)};
+  switch (ev.l4proto) {
+    case 0:               // not read: a later fragment, an unwalked extension header chain
+    case IPPROTO_ICMP:    // type and code are not in the event
+    case IPPROTO_ICMPV6:
+    case IPPROTO_SCTP:    // its ports are not in the event
+      return false;
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+      t.sport = Port(ev.sport);
+      t.dport = Port(ev.dport);
+      break;
+    default:              // protocols without ports: addresses and protocol only
+      break;
+  }
+  CommunityIdV1(t, seed, out);
+  return true;
 }
 
 bool EveToServer(const bw_event& ev, const EveLookup* lookup) {

@@ -1,7 +1,9 @@
 // eve_writer.hpp — bw_event records as Suricata EVE JSON alert lines, and the sink that writes them.
 //
 // Contract: EveFormatter::Format turns one bw_event into one line of JSON (no trailing newline) in
-// Suricata's alert schema plus a "bannerwatch" object (field list: docs/signatures.md). The line is
+// Suricata's alert schema plus a "bannerwatch" object (field list: docs/signatures.md), or, with
+// EveSchema::kSuricata7, only properties Suricata 7's etc/schema.json allows, the bannerwatch
+// details carried as alert.metadata.tag strings and the banner as payload/payload_printable. The line is
 // always valid JSON: every string is escaped, the banner byte-exactly (see below). Formatting
 // writes into a buffer the formatter owns and reuses: the returned view is valid until the next
 // call on that formatter; no per-event heap allocation once the buffer has grown. A formatter is
@@ -26,6 +28,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -58,6 +61,20 @@ class EveLookup {
   // Whether `port` (host order) is a watched TCP port; used to tell client from server in block
   // and watch events that are not a SYN or SYN-ACK (see EveDirection).
   virtual bool IsWatchedPort(uint16_t /*port*/) const { return false; }
+  // The capture file the event comes from ("pcap_filename", offline replay); empty: omitted.
+  virtual std::string_view PcapFilename() const { return {}; }
+};
+
+// ---- options --------------------------------------------------------------------------------------
+enum class EveSchema : uint8_t {
+  kBannerwatch,  // Suricata's alert fields plus the "bannerwatch" object (the default)
+  kSuricata7,    // only what Suricata 7's etc/schema.json allows (docs/signatures.md)
+};
+
+struct EveOptions {
+  std::string host;                 // "host": the sensor's name; empty: omitted
+  uint16_t community_id_seed = 0;   // Community ID v1 seed
+  EveSchema schema = EveSchema::kBannerwatch;
 };
 
 // ---- formatting -----------------------------------------------------------------------------------
@@ -70,6 +87,8 @@ class EveFormatter {
   EveFormatter& operator=(const EveFormatter&) = delete;
 
   void set_lookup(const EveLookup* lookup) { lookup_ = lookup; }
+  void set_options(EveOptions options) { options_ = std::move(options); }
+  const EveOptions& options() const { return options_; }
   void set_clock_offset_ns(int64_t offset) { clock_offset_ns_ = offset; }
   int64_t clock_offset_ns() const { return clock_offset_ns_; }
 
@@ -84,6 +103,7 @@ class EveFormatter {
   char* Reserve(size_t n);
 
   const EveLookup* lookup_;
+  EveOptions options_;
   int64_t clock_offset_ns_;
   std::string buf_;       // grows, never shrinks; its size is the capacity in use
   int64_t cached_sec_;    // second whose "YYYY-MM-DDTHH:MM:SS" is in cached_date_
@@ -110,6 +130,16 @@ std::string FormatEvePrefix(const bw_event& ev);
 // as in bw_flow_key), the same for both directions of a flow and stable across runs and builds,
 // reduced to 51 bits like Suricata's so JSON consumers using doubles keep it exact.
 uint64_t EveFlowId(const bw_event& ev);
+
+// Suricata 7's "proto" text for an IP protocol number (its util-proto-name.c table: "TCP", "UDP",
+// "ICMP", "IPv6-ICMP", "SCTP", "GRE", ...), the number as text where it has none, and "0" for 0,
+// which in a bw_event means "not read" (a later IP fragment, an unwalked IPv6 chain), not HOPOPT.
+std::string EveProtoName(uint8_t proto);
+
+// The event's Community ID v1 (community_id.hpp) into `out` (kCommunityIdChars characters);
+// false when the event lacks what the hash needs: ICMP/ICMPv6 (the event carries no type and
+// code), SCTP (no ports), or an unread protocol (0).
+bool EveCommunityId(const bw_event& ev, uint16_t seed, char* out);
 
 // Suricata "direction": true for "to_server", false for "to_client".
 //   banner: server side (from the watched port) -> to_client; client side -> to_server.

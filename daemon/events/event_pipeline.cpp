@@ -65,6 +65,7 @@ EventPipeline::~EventPipeline() {
 void EventPipeline::SetPolicy(const CompiledPolicy* policy) {
   std::lock_guard<std::mutex> l(policy_mu_);
   lookup_.set_policy(policy);
+  if (policy) formatter_.set_options(EveOptionsFor(policy->eve));
   v4_match_.reset();  // built from the new one's table when an event first needs it
 }
 

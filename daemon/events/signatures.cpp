@@ -1,6 +1,7 @@
 #include "daemon/events/signatures.hpp"
 
 #include <array>
+#include <cstring>
 
 #include "maps/bannerwatch_abi.h"
 
@@ -15,7 +16,7 @@ namespace {
 //   protocol-command-decode "Generic Protocol Command Decode" 3
 constexpr std::array<Signature, 6> kTable = {{
     {1, kSidSshServerBanner, 1, "ET POLICY SSH banner detected on TCP 443 likely proxy evasion",
-     "misc-activity", "Misc activity", 3, true},
+     "misc-activity", "Misc activity", 3, true, MsgPort::kSource},
     {1, kSidSshClientBanner, 1,
      "BANNERWATCH SSH client banner sent to watched TCP port likely proxy evasion",
      "policy-violation", "Potential Corporate Privacy Violation", 1, true},
@@ -52,6 +53,29 @@ const Signature* SignatureForEvent(uint8_t kind, uint8_t banner_side) {
 }
 
 std::span<const Signature> AllSignatures() { return kTable; }
+
+std::string_view SignatureMessage(const Signature& s, uint16_t sport, uint16_t dport, char* buf) {
+  if (s.msg_port == MsgPort::kNone) return s.msg;
+  const uint16_t port = s.msg_port == MsgPort::kSource ? sport : dport;
+  constexpr std::string_view kDefault = "TCP 443";
+  const size_t at = s.msg.find(kDefault);
+  if (at == std::string_view::npos || port == 443) return s.msg;
+  char* p = buf;
+  std::memcpy(p, s.msg.data(), at + 4);  // up to and including "TCP "
+  p += at + 4;
+  char digits[5];
+  int n = 0;
+  uint16_t v = port;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = digits[--n];
+  const std::string_view rest = s.msg.substr(at + kDefault.size());
+  std::memcpy(p, rest.data(), rest.size());
+  p += rest.size();
+  return std::string_view(buf, static_cast<size_t>(p - buf));
+}
 
 const Signature* SignatureById(uint32_t signature_id) {
   for (const Signature& s : kTable)

@@ -259,6 +259,7 @@ class PolicyParser {
   absl::Status Banner(const YAML::Node& n, Policy& p);
   absl::Status Limits(const YAML::Node& n, Policy& p);
   absl::Status Output(const YAML::Node& n, Policy& p);
+  absl::Status Eve(const YAML::Node& n, Policy& p);
   absl::Status Metrics(const YAML::Node& n, Policy& p);
   absl::Status Interfaces(const YAML::Node& n, Policy& p);
   absl::Status Ports(const YAML::Node& n, const std::string& key, std::vector<uint16_t>* out);
@@ -339,6 +340,31 @@ absl::Status PolicyParser::Output(const YAML::Node& n, Policy& p) {
   for (auto& [key, k, v] : *f) {
     absl::Status st = key == "eve" ? PathSetting(v, "output.eve", true, &p.eve_path)
                                    : Bool(v, "output.stdout", &p.eve_stdout);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PolicyParser::Eve(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "eve", {"host", "community_id_seed", "schema"});
+  if (!f.ok()) return f.status();
+  for (auto& [key, k, v] : *f) {
+    absl::Status st;
+    if (key == "host") {
+      std::string h;
+      st = Str(v, "eve.host", &h);
+      if (st.ok() && (h.empty() || h.size() > 255))
+        st = Fail(v, "eve.host", "expected a sensor name of 1 to 255 bytes");
+      if (st.ok()) p.eve.host = h;
+    } else if (key == "community_id_seed") {
+      uint64_t x = 0;
+      st = Uint(v, "eve.community_id_seed", 0, 65535, &x);
+      if (st.ok()) p.eve.community_id_seed = static_cast<uint16_t>(x);
+    } else {
+      const std::vector<std::pair<absl::string_view, bool>> values = {{"bannerwatch", false},
+                                                                      {"suricata-7", true}};
+      st = Enum(v, "eve.schema", values, &p.eve.suricata7);
+    }
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
@@ -594,7 +620,8 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
                           {"ports", "proxy_ports", "banner", "allow_default_route", "keep_on_exit",
                            "keep_reload_buffers", "limits", "unparsed",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
-                           "control_group", "control_admin_group", "metrics", "state_file", "pin_root"});
+                           "control_group", "control_admin_group", "metrics", "state_file", "pin_root",
+                           "eve"});
   if (!fields.ok()) return fields.status();
 
   // Settings that change how lists parse come first, whatever their order in the file.
@@ -645,6 +672,8 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = Interfaces(v, p);
     } else if (key == "output") {
       st = Output(v, p);
+    } else if (key == "eve") {
+      st = Eve(v, p);
     } else if (key == "control_socket") {
       st = PathSetting(v, key, true, &p.control_socket);
       if (st.ok() && p.control_socket.size() > 107)
@@ -1018,6 +1047,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.config.banner_action[BW_SIDE_CLIENT] = static_cast<uint8_t>(policy.banner_client);
   c.config.flags = policy.non_tls ? BW_CFG_NON_TLS : 0;
   c.config.unparsed = static_cast<uint8_t>(policy.unparsed);
+  c.eve = policy.eve;
   c.proxy_ports = policy.proxy_ports;
   std::sort(c.proxy_ports.begin(), c.proxy_ports.end());
   c.proxy_ports.erase(std::unique(c.proxy_ports.begin(), c.proxy_ports.end()), c.proxy_ports.end());

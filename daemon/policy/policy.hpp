@@ -76,6 +76,13 @@ struct ListSpec {
   uint32_t line = 0;                 // line of the list in the policy
 };
 
+// policy `eve:` (policies/README.md).
+struct EveSettings {
+  std::string host;  // "host"; empty = the machine's host name when the records are written
+  uint16_t community_id_seed = 0;
+  bool suricata7 = false;  // schema: suricata-7 (true) or bannerwatch (false, the default)
+};
+
 struct Policy {
   std::string path;                // the policy file as given
   std::vector<std::string> files;  // [0] = path, then every list file (PolicyEntry::file)
@@ -107,6 +114,10 @@ struct Policy {
   absl::Duration block_event_interval = absl::Seconds(1);
   // At most this many block events per second on each CPU; 0: no budget.
   uint32_t block_event_budget = BW_BLOCK_EVENT_BUDGET_DEFAULT;
+
+  // EVE records (`eve:`): the sensor name ("host"; empty = this machine's host name), the
+  // Community ID seed, and the schema they follow (docs/signatures.md).
+  EveSettings eve;
 
   // Daemon settings (all optional). Empty string = off.
   std::vector<std::string> interfaces;  // attach to these; empty: as the command line says
@@ -204,6 +215,7 @@ struct CompileState;
 
 struct CompiledPolicy {
   std::string policy_path;
+  EveSettings eve;  // Policy::eve
   absl::Time compiled_at = absl::InfinitePast();
   std::vector<std::string> files;
   uint32_t numbered_file = 0;  // Policy::numbered_file

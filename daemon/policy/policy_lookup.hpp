@@ -3,10 +3,15 @@
 //
 // Contract: answers from the CompiledPolicy last given to set_policy() (not owned; null: unknown
 // everything). Interface names are the subclass's business (live ifindex vs a capture's name).
+// EveOptionsFor turns the policy's `eve:` settings into the formatter's options, the host name
+// (gethostname) standing in for an unset eve.host.
 #pragma once
+
+#include <unistd.h>
 
 #include <cstdint>
 #include <set>
+#include <string>
 #include <string_view>
 
 #include "daemon/events/eve_writer.hpp"
@@ -41,5 +46,17 @@ class PolicyEveLookup : public EveLookup {
   const CompiledPolicy* policy_ = nullptr;
   std::set<uint16_t> ports_;
 };
+
+inline EveOptions EveOptionsFor(const EveSettings& s) {
+  EveOptions o;
+  o.host = s.host;
+  if (o.host.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0) o.host = name;
+  }
+  o.community_id_seed = s.community_id_seed;
+  o.schema = s.suricata7 ? EveSchema::kSuricata7 : EveSchema::kBannerwatch;
+  return o;
+}
 
 }  // namespace bw

@@ -162,11 +162,12 @@ void Prepare(Frame* f, uint32_t eth_wirelen, size_t max_run, const std::vector<P
 class ScanLookup : public PolicyEveLookup {
  public:
   explicit ScanLookup(const CompiledPolicy* c) { set_policy(c); }
-  void set_iface(std::string name) { iface_ = std::move(name); }
-  std::string_view IfName(uint32_t) const override { return iface_; }
+  void set_pcap_filename(std::string name) { pcap_ = std::move(name); }
+  // Offline there is no interface (docs/signatures.md): the capture is named in pcap_filename.
+  std::string_view PcapFilename() const override { return pcap_; }
 
  private:
-  std::string iface_;
+  std::string pcap_;
 };
 
 // ---- captures -------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ using PcapPtr = std::unique_ptr<pcap_t, PcapCloser>;
 
 struct Capture {
   std::string path;
-  std::string iface;  // in_iface
+  std::string pcap_filename;  // as given on the command line; "-" is standard input
   PcapPtr pcap;
   int linktype = 0;
 };
@@ -197,8 +198,7 @@ absl::StatusOr<Capture> OpenCapture(const std::string& path) {
   Capture c;
   c.path = path;
   c.pcap.reset(p);
-  c.iface = path == "-" ? "pcap" : std::filesystem::path(path).filename().string();
-  if (c.iface.empty()) c.iface = "pcap";
+  c.pcap_filename = path;
   c.linktype = pcap_datalink(p);
   if (c.linktype != DLT_EN10MB && c.linktype != DLT_LINUX_SLL && c.linktype != DLT_LINUX_SLL2) {
     const char* name = pcap_datalink_val_to_name(c.linktype);
@@ -319,6 +319,7 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
 
   ScanLookup lookup(&*compiled);
   EveFormatter formatter(&lookup);
+  formatter.set_options(EveOptionsFor(pol->eve));
   struct Held {
     uint64_t last_ns = 0;
     uint32_t suppressed = 0;
@@ -362,7 +363,7 @@ absl::Status Scan(const ScanOptions& opts, const ScanLineSink& emit, ScanReport*
   absl::Status result = absl::OkStatus();
   Frame f;
   for (Capture& c : caps) {
-    lookup.set_iface(c.iface);
+    lookup.set_pcap_filename(c.pcap_filename);
     pcap_pkthdr* h;
     const u_char* data;
     int r;

@@ -10,8 +10,8 @@
 // Direction: a frame whose IP source is inside a `local` prefix goes through the TC egress program
 // (a __sk_buff context), every other frame (no `local`: all of them; non-IP frames too) through XDP.
 // Each kernel event becomes one EVE line, exactly as the daemon writes it except that the timestamp
-// is the frame's capture time (EveFormatter::FormatAt) and in_iface is the capture's file name
-// ("pcap" when read from stdin, "-"); lines go to `emit` in order.
+// is the frame's capture time (EveFormatter::FormatAt), there is no in_iface, and pcap_filename
+// names the capture as given ("-" when read from stdin); lines go to `emit` in order.
 // Block and watch events: the kernel rate-limits them on its clock, which in a replay is the
 // replay's, not the capture's. A scan therefore sets the kernel's interval to 0 and applies the
 // policy's block_event_interval itself, on capture time: at most one block or watch event per

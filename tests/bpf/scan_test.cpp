@@ -3,7 +3,7 @@
 //
 // Test that: every frame runs in order, --local frames through TC egress and the rest through XDP,
 // and the EVE lines are the daemon's (signature, addresses, ports, direction, list) with capture
-// timestamps and in_iface = the file name; map state carries from frame to frame and file to file
+// timestamps and pcap_filename = the capture (no in_iface); map state carries from frame to frame and file to file
 // (a banner-dropped flow stays dropped); block events are rate-limited on capture time; Ethernet,
 // Linux cooked v1 and v2, pcap (micro- and nanosecond) and pcapng give the same alerts; frames cut
 // by the snaplen or too long for test_run still decide; the summary counts frames, verdicts,
@@ -30,6 +30,7 @@
 #include "daemon/scan/scan.hpp"
 #include "lib/netns.hpp"
 #include "lib/packet.hpp"
+#include "lib/suricata_schema.hpp"
 #include "lib/topology.hpp"
 
 #ifndef DLT_LINUX_SLL2
@@ -40,6 +41,12 @@ namespace bw::test {
 namespace {
 
 using json = nlohmann::json;
+
+// The file name part of a record's pcap_filename ("" if it has none).
+std::string FileName(const json& j) {
+  if (!j.contains("pcap_filename")) return "";
+  return std::filesystem::path(j["pcap_filename"].get<std::string>()).filename().string();
+}
 
 // The seed's story, in documentation addresses plus the seed's subnet (only inside captures).
 constexpr const char* kLocal = "198.51.100.10";
@@ -331,7 +338,10 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(eve[0]["timestamp"] == "2013-09-11T14:00:00.000000+0000");
   CHECK(eve[2]["timestamp"] == "2013-09-11T14:00:00.020000+0000");
   CHECK(eve[5]["timestamp"] == "2013-09-11T14:00:02.500000+0000");
-  for (const json& j : eve) CHECK(j["in_iface"] == "seed.pcap");
+  for (const json& j : eve) {
+    CHECK(FileName(j) == "seed.pcap");  // pcap_filename: the capture as given
+    CHECK_FALSE(j.contains("in_iface"));  // no interface offline
+  }
   CHECK(eve[0]["bannerwatch"]["direction"] == "egress");
   CHECK(eve[0]["bannerwatch"]["list"] == "seed-2013-09");
   CHECK(eve[0]["bannerwatch"]["prefix"] == "37.9.53.0/24");
@@ -375,6 +385,30 @@ TEST_CASE("scan: every frame in order, local frames through TC egress, EVE lines
   CHECK(sum.find("alerts: 8 (1000146: 2, 1000147: 1, 1000148: 3, 1000149: 2)\n") != std::string::npos);
   CHECK(sum.find("malformed: 1 (ingress 1, egress 0)\n") != std::string::npos);
   CHECK(sum.find("block and watch events held back: 2") != std::string::npos);
+}
+
+TEST_CASE("scan: with eve.schema suricata-7 every line validates against Suricata 7's schema") {
+  TempDir dir;
+  WritePcap(dir / "seed.pcap", Scenario());
+  Result r = RunScan(PolicyFile(dir, std::string(kPolicy) + "eve: { schema: suricata-7, host: s1 }\n"),
+                     {dir / "seed.pcap"});
+  INFO(r.status);
+  REQUIRE(r.status.ok());
+  std::set<int> sids;
+  for (const json& j : r.eve()) {
+    INFO(j.dump());
+    CHECK(SuricataSchemaErrors(j).empty());
+    CHECK(FileName(j) == "seed.pcap");
+    sids.insert(j["alert"]["signature_id"].get<int>());
+  }
+  for (int sid : {1000146, 1000147, 1000148, 1000149}) CHECK(sids.count(sid));
+  // The default form of the same capture is refused for bannerwatch's own keys only.
+  Result d = RunScan(PolicyFile(dir, std::string(kPolicy) + "eve: { host: s1 }\n"), {dir / "seed.pcap"});
+  REQUIRE(d.status.ok());
+  REQUIRE(d.lines.size() == r.lines.size());
+  for (const json& j : d.eve())
+    CHECK(SuricataSchemaErrors(j) == std::vector<std::string>{": additional property 'bannerwatch'",
+                                                              ": additional property 'host'"});
 }
 
 TEST_CASE("scan: without --local every frame is ingress") {
@@ -430,7 +464,7 @@ lists: []
   REQUIRE(eve.size() == 1u);
   CHECK(eve[0]["alert"]["signature_id"] == 1000146);
   CHECK(eve[0]["alert"]["action"] == "blocked");
-  CHECK(eve[0]["in_iface"] == "a.pcap");
+  CHECK(FileName(eve[0]) == "a.pcap");
   CHECK(r.report.captures == 2u);
   CHECK(r.report.frames == 7u);
   CHECK(r.report.drop == 3u);
@@ -449,7 +483,7 @@ TEST_CASE("scan: Linux cooked v1 and v2, nanosecond pcap and pcapng give the sam
   REQUIRE(base.lines.size() == 8u);
   auto without_iface = [](const Result& r) {
     std::vector<json> v = r.eve();
-    for (json& j : v) j.erase("in_iface");
+    for (json& j : v) j.erase("pcap_filename");
     return v;
   };
   struct Variant {
@@ -469,7 +503,7 @@ TEST_CASE("scan: Linux cooked v1 and v2, nanosecond pcap and pcapng give the sam
     INFO(r.status);
     REQUIRE(r.status.ok());
     CHECK(without_iface(r) == without_iface(base));
-    CHECK(r.eve()[0]["in_iface"] == v.name);
+    CHECK(FileName(r.eve()[0]) == v.name);
     CHECK(r.report.frames == base.report.frames);
     CHECK(r.report.egress == base.report.egress);
     CHECK(r.report.drop == base.report.drop);
@@ -540,13 +574,13 @@ TEST_CASE("scan: the binary prints the library's lines and the summary, exit 0")
   CHECK(c.err == FormatScanSummary(lib.report));
   CHECK(ScanPinRoots() == roots);  // its pin root is gone
 
-  // Several files, one stream: from stdin too ("-"), named "pcap".
+  // Several files, one stream: from stdin too, named "-" as on the command line.
   c = RunBinary(dir, "--config " + policy + " " + cap + " - < " + cap);
   CHECK(c.status == 0);
   std::vector<std::string> lines = Lines(c.out);
   REQUIRE(lines.size() >= 2u);
-  CHECK(json::parse(lines.front())["in_iface"] == "seed.pcap");
-  CHECK(json::parse(lines.back())["in_iface"] == "pcap");
+  CHECK(FileName(json::parse(lines.front())) == "seed.pcap");
+  CHECK(json::parse(lines.back())["pcap_filename"] == "-");
   CHECK(c.err.find("captures: 2\n") != std::string::npos);
   CHECK(c.err.find("frames: 26 (ingress 26, egress 0") != std::string::npos);
 }

@@ -128,6 +128,7 @@ block_event_interval: 250ms
 block_event_budget: 50
 interfaces: [eth0, ens3]
 output: { eve: logs/eve.json, stdout: true }
+eve: { host: sensor-fra-1, community_id_seed: 65535, schema: suricata-7 }
 control_socket: /run/bw.sock
 metrics: "[::1]:9470"
 state_file: off
@@ -164,6 +165,9 @@ unparsed: drop
   CHECK(p->interfaces == std::vector<std::string>{"eth0", "ens3"});
   CHECK(p->eve_path == d.path() + "/logs/eve.json");
   CHECK(p->eve_stdout);
+  CHECK(p->eve.host == "sensor-fra-1");
+  CHECK(p->eve.community_id_seed == 65535);
+  CHECK(p->eve.suricata7);
   CHECK(p->control_socket == "/run/bw.sock");
   CHECK(p->metrics_listen == "[::1]:9470");
   CHECK(p->state_file.empty());
@@ -176,7 +180,7 @@ unparsed: drop
   CHECK(*l.expires == absl::FromCivil(absl::CivilSecond(2027, 1, 1, 0, 0, 0), absl::UTCTimeZone()));
   REQUIRE(l.entries.size() == 4);
   CHECK(l.entries[0].file == 0u);  // inline entries: the policy file
-  CHECK(l.entries[0].line == 25u);
+  CHECK(l.entries[0].line == 26u);
   CHECK(p->files[l.entries[2].file] == d.path() + "/lists/extra.txt");
   CHECK(l.entries[2].line == 2u);
   CHECK(l.entries[3].source_id == "SBL000002");
@@ -190,6 +194,9 @@ unparsed: drop
   CHECK(m.block_event_interval == absl::Seconds(1));
   CHECK(m.block_event_budget == BW_BLOCK_EVENT_BUDGET_DEFAULT);
   CHECK(m.eve_path == "/var/log/bannerwatch/eve.json");
+  CHECK(m.eve.host.empty());  // the host name, when records are written
+  CHECK(m.eve.community_id_seed == 0);
+  CHECK_FALSE(m.eve.suricata7);
   CHECK(m.metrics_listen == "127.0.0.1:9464");
   CHECK(MustParse("metrics: off\n").metrics_listen.empty());
   CHECK(m.pin_root == BW_PIN_ROOT_DEFAULT);
@@ -286,6 +293,10 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"interfaces: [averyveryverylongname0]\n", 1, "is not an interface name"},
       {"output:\n  eve: \"\"\n", 2, "output.eve: empty path (write off to disable)"},
       {"output:\n  file: x\n", 2, "unknown key 'file'"},
+      {"eve:\n  schema: suricata\n", 2, "eve.schema: 'suricata' is not one of bannerwatch, suricata-7"},
+      {"eve:\n  community_id_seed: 65536\n", 2, "eve.community_id_seed: 65536 is out of range"},
+      {"eve:\n  host: \"\"\n", 2, "eve.host: expected a sensor name of 1 to 255 bytes"},
+      {"eve:\n  seed: 1\n", 2, "unknown key 'seed'"},
       {"control_socket: [a]\n", 1, "control_socket: expected a string"},
       // lists
       {"lists: {}\n", 1, "lists: expected a sequence of lists, got a mapping"},

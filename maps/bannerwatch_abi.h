@@ -116,11 +116,11 @@
 #define BW_V4_HOST_DEAD (1ULL << 63)
 
 /* ---- object variants ------------------------------------------------------------------------- */
-/* bpf/bannerwatch.bpf.c is built twice (CMakeLists.txt). The full object needs bpf_loop (5.17),
- * bpf_xdp_load_bytes (5.18), bpf_ktime_get_coarse_ns (5.11) and pointer arguments to global
- * functions (5.12); the core object (BW_CORE=1) needs none of them and loads on 5.10. The daemon
- * probes the kernel and loads the full object where it can. Both have the same maps, programs and
- * globals, so either is opened through the one skeleton. What the core object leaves out: */
+/* The data plane (bpf/, one linked object) is built twice (CMakeLists.txt). The full object needs
+ * bpf_loop (5.17), bpf_xdp_load_bytes (5.18), bpf_ktime_get_coarse_ns (5.11) and pointer arguments
+ * to global functions (5.12); the core object (BW_CORE=1) needs none of them and loads on 5.10.
+ * The daemon probes the kernel and loads the full object where it can. Both have the same maps,
+ * programs and globals, so either is opened through the one skeleton. What the core object leaves out: */
 enum bw_feature {
 	BW_FEAT_PRELINES = 1 << 0,      /* lines before a server's version line (bpf_loop) */
 	BW_FEAT_CONNECT = 1 << 1,       /* HTTP CONNECT tunnels through proxy_ports (bpf_loop) */

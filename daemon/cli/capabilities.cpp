@@ -70,12 +70,4 @@ absl::Status CapabilityCheck(const std::string& what) {
       " when starting it as another user"));
 }
 
-std::string SysAdminWarning() {
-  auto eff = EffectiveCapabilities();
-  if (!eff.ok() || Has(*eff, kCapSysAdmin)) return "";
-  return "without CAP_SYS_ADMIN the daemon cannot recognise its own TC egress filter by program id "
-         "(bpf_prog_get_fd_by_id needs it): stopping will leave that filter attached and the next "
-         "start will refuse the interface; grant CAP_SYS_ADMIN too (the packaged unit does)";
-}
-
 }  // namespace bw

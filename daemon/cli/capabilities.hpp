@@ -29,10 +29,5 @@ std::vector<std::string> MissingCapabilities(uint64_t effective, bool kernel_has
 // OK, or FailedPrecondition: "<what> needs CAP_X, CAP_Y (missing from this process's effective
 // capabilities); run as root or grant them: ..." — `what` is e.g. "run".
 absl::Status CapabilityCheck(const std::string& what);
-// "" when CAP_SYS_ADMIN is effective; else what goes wrong without it. The daemon recognises its
-// own TC egress filter (at stop, detach and restart) by program id, and bpf_prog_get_fd_by_id
-// needs CAP_SYS_ADMIN even on kernels with CAP_BPF: without it a stop leaves the filter attached
-// and the next start refuses the interface (tests/integration/capabilities_test.cpp).
-std::string SysAdminWarning();
 
 }  // namespace bw

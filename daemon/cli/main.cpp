@@ -29,8 +29,6 @@ int CmdRun(const bw::DaemonOptions& o) {
     std::fprintf(stderr, "bannerwatch: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  if (std::string w = bw::SysAdminWarning(); !w.empty())
-    std::fprintf(stderr, "bannerwatch: warning: %s\n", w.c_str());
   return bw::RunDaemon(o);
 }
 

@@ -32,6 +32,62 @@ std::string XdpLinkPin(const std::string& pin_root, const std::string& ifname) {
   return absl::StrCat(pin_root, "/link_xdp_", ifname);
 }
 
+std::string ProgramPin(const std::string& pin_root, uint32_t prog_id) {
+  return absl::StrCat(pin_root, "/", kProgramPinPrefix, prog_id);
+}
+
+namespace {
+
+// The id of the program (or link's program) behind an fd; 0 when it cannot be read. Reading an fd
+// one holds needs no capability.
+uint32_t ProgIdOf(int prog_fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(prog_fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// The ids of the programs pinned as prog_<id> under pin_root (each checked through its pin).
+std::vector<uint32_t> PinnedProgramIds(const std::string& pin_root) {
+  std::vector<uint32_t> ids;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(kProgramPinPrefix, 0) != 0) continue;
+    int fd = bpf_obj_get(e.path().c_str());
+    if (fd < 0) continue;
+    Fd prog(fd);
+    if (uint32_t id = ProgIdOf(fd); id != 0) ids.push_back(id);
+  }
+  return ids;
+}
+
+}  // namespace
+
+absl::Status PinPrograms(const std::string& pin_root, const std::vector<int>& prog_fds) {
+  for (int fd : prog_fds) {
+    const uint32_t id = ProgIdOf(fd);
+    if (id == 0) return ErrnoStatus("program", "bpf_obj_get_info_by_fd", errno);
+    const std::string pin = ProgramPin(pin_root, id);
+    if (bpf_obj_pin(fd, pin.c_str()) != 0 && errno != EEXIST)
+      return ErrnoStatus(pin, "bpf_obj_pin", errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UnpinProgramsExcept(const std::string& pin_root, const std::vector<int>& keep_fds) {
+  std::vector<std::string> keep;
+  for (int fd : keep_fds) keep.push_back(absl::StrCat(kProgramPinPrefix, ProgIdOf(fd)));
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(kProgramPinPrefix, 0) != 0) continue;
+    if (std::find(keep.begin(), keep.end(), n) != keep.end()) continue;
+    if (::unlink(e.path().c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(e.path().string(), "unlink", errno);
+  }
+  return absl::OkStatus();
+}
+
 std::string XdpModeOf(int ifindex) {
   LIBBPF_OPTS(bpf_xdp_query_opts, q);
   if (bpf_xdp_query(ifindex, 0, &q) != 0) return "unknown";
@@ -100,7 +156,7 @@ namespace {
 
 std::string ProgName(uint32_t id) {
   int fd = bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return "?";
+  if (fd < 0) return errno == EPERM ? "name not readable without CAP_SYS_ADMIN" : "?";
   Fd owner(fd);
   bpf_prog_info info{};
   uint32_t len = sizeof(info);
@@ -147,6 +203,11 @@ uint32_t TcEgressProg(int ifindex) {
 }  // namespace
 
 bool ProgramOfPinRoot(uint32_t prog_id, const std::string& pin_root) {
+  if (prog_id == 0) return false;
+  const std::vector<uint32_t> pinned = PinnedProgramIds(pin_root);
+  if (std::find(pinned.begin(), pinned.end(), prog_id) != pinned.end()) return true;
+  // A pin root from before programs were pinned: the program is its own when it uses the maps
+  // pinned there. bpf_prog_get_fd_by_id needs CAP_SYS_ADMIN; without it, the answer is no.
   int mfd = bpf_obj_get(absl::StrCat(pin_root, "/", BW_MAP_CONFIG).c_str());
   if (mfd < 0) return false;
   Fd map(mfd);
@@ -169,9 +230,6 @@ bool ProgramOfPinRoot(uint32_t prog_id, const std::string& pin_root) {
   ids.resize(std::min<size_t>(ids.size(), again.nr_map_ids));
   return std::find(ids.begin(), ids.end(), mi.id) != ids.end();
 }
-
-namespace {
-}  // namespace
 
 absl::Status CheckInterfaceFree(const std::string& pin_root, const std::string& ifname) {
   int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));

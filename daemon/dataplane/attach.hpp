@@ -5,7 +5,9 @@
 // program into the existing link (bpf_link_update: atomic, no moment without enforcement) instead
 // of attaching a second time. TC egress uses a clsact qdisc and one direct-action filter at a fixed
 // handle/priority, replaced atomically (BPF_TC_F_REPLACE); netlink filters outlive the process.
-// DetachInterface() removes both and the pin.
+// DetachInterface() removes both and the pin. The programs a pin root's daemon attaches are pinned
+// there too (prog_<id>), so that it, its successor and `bannerwatch detach` recognise them with
+// file access alone (bpf_prog_get_fd_by_id, the other way, needs CAP_SYS_ADMIN).
 #pragma once
 
 #include <cstdint>
@@ -33,8 +35,22 @@ inline constexpr unsigned kTcPriority = 0xc000;
 
 std::string XdpLinkPin(const std::string& pin_root, const std::string& ifname);
 
-// A program is a pin root's when it uses the maps pinned there (its bw_config): how a daemon tells
-// its own attachments (a restart adopts them) from another daemon's or another tool's.
+// Programs pinned under a pin root: <pin root>/prog_<program id>.
+inline constexpr const char* kProgramPinPrefix = "prog_";
+std::string ProgramPin(const std::string& pin_root, uint32_t prog_id);
+
+// Pins each program (by fd) at its ProgramPin, before it is attached anywhere; one already pinned
+// is left as it is.
+absl::Status PinPrograms(const std::string& pin_root, const std::vector<int>& prog_fds);
+
+// Removes the program pins under pin_root but those of keep_fds' programs: the programs of an
+// earlier daemon once this one's have taken their place on every interface, or (keep_fds empty)
+// all of them once everything is detached.
+absl::Status UnpinProgramsExcept(const std::string& pin_root, const std::vector<int>& keep_fds);
+
+// A program is a pin root's when it is pinned there (ProgramPin), or, for a pin root from before
+// programs were pinned, when it uses the maps pinned there (this needs CAP_SYS_ADMIN): how a
+// daemon tells its own attachments (a restart adopts them) from another daemon's or another tool's.
 bool ProgramOfPinRoot(uint32_t prog_id, const std::string& pin_root);
 
 // OK when no program on the interface (XDP, or TC egress at bannerwatch's handle) is another

@@ -45,7 +45,8 @@ int DetachAll(const std::string& pin_root) {
     std::fprintf(stderr, "bannerwatch: nothing pinned under %s\n", pin_root.c_str());
     return 0;
   }
-  // Only bannerwatch's own pins are removed: its maps (by the object's names) and XDP links.
+  // Only bannerwatch's own pins are removed: its maps (by the object's names), XDP links and
+  // programs (prog_<id>).
   // A directory holding neither is somebody else's and is not touched at all.
   std::set<std::string> ours;
   for (const std::string& n : DataPlaneMapNames()) ours.insert(n);
@@ -89,7 +90,7 @@ int DetachAll(const std::string& pin_root) {
   std::vector<std::string> foreign;
   for (const auto& e : std::filesystem::directory_iterator(pin_root, ec)) {
     std::string n = e.path().filename().string();
-    if (!ours.count(n)) {
+    if (!ours.count(n) && n.rfind(kProgramPinPrefix, 0) != 0) {
       foreign.push_back(n);
       continue;
     }

@@ -426,6 +426,10 @@ absl::Status Daemon::Start() {
   auto drained = events_->DrainNow();
   if (drained.ok() && *drained > 0) Log(absl::StrCat(*drained, " events buffered while down, written"));
 
+  // Pinned before they are attached: whatever happens next, the filters and links they end up in
+  // are recognised as this pin root's (by this daemon at stop, the next one, `detach`).
+  if (absl::Status pinned = PinPrograms(pin_root_, {dp_->xdp_fd(), dp_->tc_fd()}); !pinned.ok())
+    return pinned;
   for (const std::string& ifn : ifaces) {
     auto a = AttachInterface(pin_root_, dp_->xdp_fd(), dp_->tc_fd(), ifn, opts_.xdp_mode);
     if (!a.ok()) return a.status();
@@ -441,6 +445,9 @@ absl::Status Daemon::Start() {
                : absl::StrCat("detaching from ", old, ": ", d.message()),
         d.ok() ? LogLevel::kInfo : LogLevel::kWarning);
   }
+  // A previous daemon's programs are on no interface now: their pins go.
+  if (absl::Status u = UnpinProgramsExcept(pin_root_, {dp_->xdp_fd(), dp_->tc_fd()}); !u.ok())
+    Log(absl::StrCat("unpinning earlier programs: ", u.message()), LogLevel::kWarning);
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -492,7 +499,8 @@ void Daemon::Shutdown() {
     absl::Status st = DetachInterface(pin_root_, a.ifname);
     if (!st.ok()) Log(absl::StrCat("detach ", a.ifname, ": ", st.message()), LogLevel::kError);
   }
-  absl::Status st = dp_->UnpinMaps();
+  absl::Status st = UnpinProgramsExcept(pin_root_, {});
+  if (st.ok()) st = dp_->UnpinMaps();
   if (!st.ok()) Log(absl::StrCat("unpin: ", st.message()), LogLevel::kError);
   Log("stopped; detached and unpinned");
 }
@@ -505,6 +513,7 @@ int Daemon::Run() {
     // Attachments made before the failure must not stay behind a dead daemon, unless adopted.
     if (dp_ && !keep_on_exit_ && !dp_->adopted()) {
       for (const Attachment& a : attached_) (void)DetachInterface(pin_root_, a.ifname);
+      (void)UnpinProgramsExcept(pin_root_, {});
       (void)dp_->UnpinMaps();
     }
     // A pin root this start made and left empty (refused before loading) goes too.

@@ -43,8 +43,9 @@ using json = nlohmann::json;
 // EventPipeline (its own thread), ControlServer and MetricsServer (deadlines and limits per
 // connection), FileWatch, ListCounters. The Daemon wires them and answers status and metrics
 // from them, and tells the service manager how it goes (Notifier: READY=1 once the policy is
-// enforced on every interface, RELOADING=1/READY=1 around SIGHUP, STOPPING=1, STATUS=, the
-// watchdog's pings from the loop's 100 ms timer).
+// enforced on every interface, RELOADING=1/READY=1 around every reload of the policy (SIGHUP, the
+// control socket's `reload`, a changed policy or list file), STOPPING=1, STATUS=, the watchdog's
+// pings from the loop's 100 ms timer).
 class Daemon {
  public:
   explicit Daemon(DaemonOptions o) : opts_(std::move(o)) {}
@@ -62,8 +63,11 @@ class Daemon {
   void WatchPolicyFiles();
   // "enforcing N prefixes on IF1, IF2 (last reload ...)", for STATUS=.
   std::string StatusText();
-  // A SIGHUP: RELOADING=1, the EVE file reopened and the policy reloaded, READY=1.
+  // A SIGHUP: the EVE file reopened and the policy reloaded.
   void OnReloadSignal();
+  // Reloads the policy (`why`: the log's word for the cause) between RELOADING=1 and READY=1 with
+  // the new STATUS=, so the service manager shows every reload, whoever started it.
+  absl::Status ReloadPolicy(const std::string& why);
 
   DaemonOptions opts_;
   Notifier notify_ = Notifier::FromEnvironment();
@@ -176,7 +180,7 @@ ControlServer::Reply Daemon::HandleControl(const json& raw) {
   if (cmd == "unlist") return {runtime_->Unlist(req)};
   if (cmd == "list") return {runtime_->List()};
   if (cmd == "reload") {
-    absl::Status st = reloader_->Reload("control", runtime_->state());
+    absl::Status st = ReloadPolicy("control");
     if (!st.ok()) return {{{"ok", false}, {"error", std::string(st.message())}}};
     return {{{"ok", true}, {"summary", reloader_->record().summary}}};
   }
@@ -292,16 +296,21 @@ std::string Daemon::StatusText() {
       r.last_ok ? "" : absl::StrCat("; last reload rejected: ", r.error)));
 }
 
-void Daemon::OnReloadSignal() {
+absl::Status Daemon::ReloadPolicy(const std::string& why) {
   // MONOTONIC_USEC: systemd 253 and later match the reload to its READY=1 by it.
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   notify_.Send(absl::StrCat("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=",
                             uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000));
+  absl::Status st = reloader_->Reload(why, runtime_->state());
+  notify_.Send(absl::StrCat("READY=1\nSTATUS=", StatusText()));
+  return st;
+}
+
+void Daemon::OnReloadSignal() {
   absl::Status rs = events_->ReopenSink();
   if (!rs.ok()) Log(absl::StrCat("reopen EVE: ", rs.message()), LogLevel::kError);
-  (void)reloader_->Reload("SIGHUP", runtime_->state());
-  notify_.Send(absl::StrCat("READY=1\nSTATUS=", StatusText()));
+  (void)ReloadPolicy("SIGHUP");
 }
 
 void Daemon::OnTimer() {
@@ -314,7 +323,7 @@ void Daemon::OnTimer() {
   if (control_) control_->ExpireDeadlines(now);
   if (metrics_) metrics_->ExpireDeadlines(now);
   reloader_->TakePremade();  // the buffers made after the start, once ready
-  if (files_->TakeDue(now)) (void)reloader_->Reload("file changed", runtime_->state());
+  if (files_->TakeDue(now)) (void)ReloadPolicy("file changed");
   if (now >= runtime_->NextExpiry()) runtime_->Expire(now);
 }
 

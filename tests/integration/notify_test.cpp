@@ -76,7 +76,7 @@ int Count(const std::vector<std::string>& msgs, const std::string& what) {
 }
 
 TEST_CASE("a daemon under a service manager: READY=1 once attached, watchdog pings, RELOADING=1 "
-          "and READY=1 around SIGHUP, STOPPING=1") {
+          "and READY=1 around every reload (SIGHUP, control socket, changed file), STOPPING=1") {
   Topology t;
   std::string path = t.dir() + "/notify";
   NotifyReceiver r(path);
@@ -108,6 +108,20 @@ TEST_CASE("a daemon under a service manager: READY=1 once attached, watchdog pin
   CHECK(absl::StrContains(reload.back(), "MONOTONIC_USEC="));
   REQUIRE(r.Until("READY=1", 5000 * TimeScale(), &reload));
   CHECK(absl::StrContains(reload.back(), "STATUS=enforcing "));
+
+  // The control socket's reload, then a policy the daemon sees change on disk (one that does not
+  // check out: the STATUS= that follows says the last reload was rejected).
+  std::vector<std::string> control;
+  REQUIRE(d.Cli("reload") == 0);
+  REQUIRE(r.Until("RELOADING=1", 5000 * TimeScale(), &control));
+  REQUIRE(r.Until("READY=1", 5000 * TimeScale(), &control));
+  CHECK(absl::StrContains(control.back(), "STATUS=enforcing "));
+  std::vector<std::string> changed;
+  d.WritePolicy("ports: [443]\nbanner:\n  server: sideways\n");
+  REQUIRE(r.Until("RELOADING=1", 10000 * TimeScale(), &changed));
+  REQUIRE(r.Until("READY=1", 5000 * TimeScale(), &changed));
+  INFO("after the change: " << absl::StrJoin(changed, " | "));
+  CHECK(absl::StrContains(changed.back(), "last reload rejected"));
 
   CHECK(d.Stop() == 0);
   std::vector<std::string> stop;

@@ -227,7 +227,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
 
   // ---- the daemon and the offline commands ----
   std::string xdp_mode = "auto", variant = "auto", pin_root, eve, control, metrics, state;
-  bool no_eve = false, eve_stdout = false;
+  bool no_eve = false, eve_stdout = false, eve_syslog = false;
   CLI::App* run = sub("run",
                       "Load the data plane, attach it (XDP ingress + TC egress) and serve: EVE "
                       "events, the control\nsocket, metrics, reloads, expiry. Needs CAP_BPF, CAP_NET_ADMIN and "
@@ -251,6 +251,9 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       ->type_name("FILE");
   run->add_flag("--no-eve-file", no_eve, "write no EVE file");
   run->add_flag("--eve-stdout", eve_stdout, "write the EVE lines to stdout too");
+  run->add_flag("--eve-syslog", eve_syslog,
+                "send the EVE lines to syslog too (RFC 5424; the policy's\noutput.syslog, "
+                "default /dev/log, local5.info)");
   run->add_option("--control", control,
                   "the control socket (default: the policy's control_socket,\n" +
                       std::string(kControlSocketDefault) + ")")
@@ -452,6 +455,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
     if (run->count("--eve")) c.run.eve_path = eve;
     if (no_eve) c.run.eve_path = "";
     if (eve_stdout) c.run.eve_stdout = true;
+    if (eve_syslog) c.run.eve_syslog = true;
     if (run->count("--control")) c.run.control_socket = control;
     if (run->count("--metrics")) c.run.metrics_listen = metrics;
     if (run->count("--state")) c.run.state_file = state;

@@ -129,6 +129,11 @@ void PrintStatus(const json& j) {
   std::printf("EVE %s: %llu lines written, %llu dropped\n", e.value("path", "").c_str(),
               static_cast<unsigned long long>(e.value("lines_written", 0)),
               static_cast<unsigned long long>(e.value("lines_dropped", 0)));
+  if (e.contains("syslog"))
+    std::printf("EVE to syslog %s: %llu sent, %llu dropped\n",
+                e["syslog"].value("socket", "").c_str(),
+                static_cast<unsigned long long>(e["syslog"].value("sent", uint64_t{0})),
+                static_cast<unsigned long long>(e["syslog"].value("dropped", uint64_t{0})));
   if (j.contains("reload_buffers")) {
     const auto& b = j["reload_buffers"];
     std::printf("reload buffers: %.1f MiB held%s\n",

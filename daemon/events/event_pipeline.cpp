@@ -39,9 +39,10 @@ std::string_view EventPipeline::Lookup::IfName(uint32_t ifindex) const {
 }
 
 absl::StatusOr<std::unique_ptr<EventPipeline>> EventPipeline::Create(
-    int ringbuf_fd, std::unique_ptr<EveSink> sink) {
+    int ringbuf_fd, std::unique_ptr<EveSink> sink, std::unique_ptr<SyslogSink> syslog) {
   std::unique_ptr<EventPipeline> p(new EventPipeline());
   p->sink_ = std::move(sink);
+  p->syslog_ = std::move(syslog);
   p->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->wake_fd_ < 0) return ErrnoStatus("event pipeline", "eventfd", errno);
   EventPipeline* self = p.get();
@@ -93,6 +94,7 @@ void EventPipeline::OnEvent(const bw_event& ev) {
     line = *formatted;  // the formatter's buffer: only this thread formats
   }
   if (sink_) (void)sink_->Write(line);  // errors are counted by the sink
+  if (syslog_) syslog_->Send(line);      // and so are the syslog socket's
   std::lock_guard<std::mutex> l(out_mu_);
   if (!followers_.empty()) {
     std::string with_nl(line);
@@ -185,6 +187,11 @@ EventPipeline::Stats EventPipeline::stats() const {
     s.sink_path = sink_->path();
     s.lines_written = sink_->lines_written();
     s.lines_dropped = sink_->lines_dropped();
+  }
+  if (syslog_) {
+    s.syslog_socket = syslog_->socket();
+    s.syslog_sent = syslog_->sent();
+    s.syslog_dropped = syslog_->dropped();
   }
   s.followers = follower_count_.load(std::memory_order_relaxed);
   return s;

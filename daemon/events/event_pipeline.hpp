@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "daemon/events/eve_writer.hpp"
 #include "daemon/events/events.hpp"
+#include "daemon/events/syslog_sink.hpp"
 #include "daemon/policy/policy.hpp"
 #include "daemon/policy/policy_lookup.hpp"
 #include "daemon/dataplane/v4_match.hpp"
@@ -35,9 +36,10 @@ namespace bw {
 
 class EventPipeline {
  public:
-  // `sink` may be null (no EVE output: followers and the recent ring still get lines).
-  static absl::StatusOr<std::unique_ptr<EventPipeline>> Create(int ringbuf_fd,
-                                                              std::unique_ptr<EveSink> sink);
+  // `sink` (file, stdout) and `syslog` may each be null (no such output: followers and the recent
+  // ring still get lines); every line goes to each one there is.
+  static absl::StatusOr<std::unique_ptr<EventPipeline>> Create(
+      int ringbuf_fd, std::unique_ptr<EveSink> sink, std::unique_ptr<SyslogSink> syslog = nullptr);
   ~EventPipeline();  // Stop()
   EventPipeline(const EventPipeline&) = delete;
   EventPipeline& operator=(const EventPipeline&) = delete;
@@ -70,6 +72,8 @@ class EventPipeline {
     size_t followers = 0;
     std::string sink_path;  // "" for stdout or none
     bool has_sink = false;
+    std::string syslog_socket;  // "" when there is no syslog output
+    uint64_t syslog_sent = 0, syslog_dropped = 0;
   };
   Stats stats() const;
 
@@ -93,6 +97,7 @@ class EventPipeline {
 
   std::unique_ptr<EventReader> reader_;
   std::unique_ptr<EveSink> sink_;
+  std::unique_ptr<SyslogSink> syslog_;
   int wake_fd_ = -1;  // eventfd: Stop() wakes the thread
   std::thread thread_;
   std::atomic<bool> stop_{false};

@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/events/syslog_sink.hpp"
 
 namespace bw {
 
@@ -259,6 +260,7 @@ class PolicyParser {
   absl::Status Banner(const YAML::Node& n, Policy& p);
   absl::Status Limits(const YAML::Node& n, Policy& p);
   absl::Status Output(const YAML::Node& n, Policy& p);
+  absl::Status Syslog(const YAML::Node& n, Policy& p);
   absl::Status Eve(const YAML::Node& n, Policy& p);
   absl::Status Metrics(const YAML::Node& n, Policy& p);
   absl::Status Interfaces(const YAML::Node& n, Policy& p);
@@ -335,13 +337,56 @@ absl::Status PolicyParser::Limits(const YAML::Node& n, Policy& p) {
 }
 
 absl::Status PolicyParser::Output(const YAML::Node& n, Policy& p) {
-  auto f = MapFields(n, "output", {"eve", "stdout"});
+  auto f = MapFields(n, "output", {"eve", "stdout", "syslog"});
   if (!f.ok()) return f.status();
   for (auto& [key, k, v] : *f) {
-    absl::Status st = key == "eve" ? PathSetting(v, "output.eve", true, &p.eve_path)
-                                   : Bool(v, "output.stdout", &p.eve_stdout);
+    absl::Status st;
+    if (key == "eve") {
+      st = PathSetting(v, "output.eve", true, &p.eve_path);
+    } else if (key == "stdout") {
+      st = Bool(v, "output.stdout", &p.eve_stdout);
+    } else {
+      st = Syslog(v, p);
+    }
     if (!st.ok()) return st;
   }
+  return absl::OkStatus();
+}
+
+// `syslog: true` (the defaults), `false`, or {socket, facility, level}.
+absl::Status PolicyParser::Syslog(const YAML::Node& n, Policy& p) {
+  EveSyslog s;
+  if (n.IsScalar()) {
+    if (auto st = Bool(n, "output.syslog", &s.on); !st.ok()) return st;
+    p.eve_syslog = s;
+    return absl::OkStatus();
+  }
+  auto f = MapFields(n, "output.syslog", {"socket", "facility", "level"});
+  if (!f.ok()) return f.status();
+  s.on = true;
+  for (auto& [key, k, v] : *f) {
+    std::string name;
+    absl::Status st;
+    if (key == "socket") {
+      st = PathSetting(v, "output.syslog.socket", false, &s.socket);
+      if (st.ok() && s.socket.size() > 107)
+        st = Fail(v, "output.syslog.socket", "longer than a socket path can be (107 bytes)");
+    } else if (key == "facility") {
+      st = Str(v, "output.syslog.facility", &name);
+      if (st.ok() && (s.facility = SyslogFacility(name)) < 0)
+        st = Fail(v, "output.syslog.facility",
+                  absl::StrCat("'", absl::CHexEscape(name), "' is not a syslog facility (kern, user, "
+                               "daemon, auth, ..., local0 to local7)"));
+    } else {
+      st = Str(v, "output.syslog.level", &name);
+      if (st.ok() && (s.severity = SyslogSeverity(name)) < 0)
+        st = Fail(v, "output.syslog.level",
+                  absl::StrCat("'", absl::CHexEscape(name), "' is not a syslog level (emerg, alert, "
+                               "crit, err, warning, notice, info, debug)"));
+    }
+    if (!st.ok()) return st;
+  }
+  p.eve_syslog = s;
   return absl::OkStatus();
 }
 

@@ -83,6 +83,15 @@ struct EveSettings {
   bool suricata7 = false;  // schema: suricata-7 (true) or bannerwatch (false, the default)
 };
 
+// EVE to the local syslog socket (`output.syslog`): RFC 5424, one message per line
+// (daemon/events/syslog_sink.hpp).
+struct EveSyslog {
+  bool on = false;
+  std::string socket = "/dev/log";
+  int facility = 21;  // local5
+  int severity = 6;   // info
+};
+
 struct Policy {
   std::string path;                // the policy file as given
   std::vector<std::string> files;  // [0] = path, then every list file (PolicyEntry::file)
@@ -123,6 +132,7 @@ struct Policy {
   std::vector<std::string> interfaces;  // attach to these; empty: as the command line says
   std::string eve_path = "/var/log/bannerwatch/eve.json";
   bool eve_stdout = false;
+  EveSyslog eve_syslog;
   std::string control_socket = "/run/bannerwatch/control.sock";
   // The control socket's group: empty = the socket is mode 0600 (the daemon's user only); a group
   // name = it belongs to that group, mode 0660, whose members may use the read-only commands.

@@ -153,6 +153,10 @@ json Daemon::Status() {
               {"lines_dropped", es.lines_dropped},
               {"format_errors", es.format_errors},
               {"followers", es.followers}};
+  if (!es.syslog_socket.empty())
+    j["eve"]["syslog"] = {{"socket", es.syslog_socket},
+                          {"sent", es.syslog_sent},
+                          {"dropped", es.syslog_dropped}};
   auto conns = [](const RequestServer& r) {
     return json{{"open", r.open_connections()}, {"refused_busy", r.refused_busy()},
                 {"evicted_idle", r.evicted()}, {"timed_out", r.timed_out()}};
@@ -253,6 +257,13 @@ std::string Daemon::RenderMetrics() {
   m.Sample("bannerwatch_eve_lines_written_total", "", es.lines_written);
   m.Family("bannerwatch_eve_lines_dropped_total", "counter", "EVE lines lost to write errors");
   m.Sample("bannerwatch_eve_lines_dropped_total", "", es.lines_dropped);
+  if (!es.syslog_socket.empty()) {
+    m.Family("bannerwatch_eve_syslog_sent_total", "counter", "EVE lines sent to the syslog socket");
+    m.Sample("bannerwatch_eve_syslog_sent_total", "", es.syslog_sent);
+    m.Family("bannerwatch_eve_syslog_dropped_total", "counter",
+             "EVE lines the syslog socket did not take (no receiver, or its queue full)");
+    m.Sample("bannerwatch_eve_syslog_dropped_total", "", es.syslog_dropped);
+  }
   m.Family("bannerwatch_events_read_total", "counter", "Event records read from the ring buffer");
   m.Sample("bannerwatch_events_read_total", "", es.delivered);
   m.Family("bannerwatch_connections_refused_total", "counter",
@@ -426,7 +437,19 @@ absl::Status Daemon::Start() {
     if (!opened.ok()) return opened.status();
     sink = std::move(*opened);
   }
-  auto events = EventPipeline::Create(dp_->events_fd(), std::move(sink));
+  std::unique_ptr<SyslogSink> syslog;
+  EveSyslog sl = reloader_->policy().eve_syslog;
+  if (opts_.eve_syslog.value_or(sl.on)) {
+    SyslogOptions o;
+    o.socket = sl.socket;
+    o.facility = sl.facility;
+    o.severity = sl.severity;
+    o.hostname = reloader_->policy().eve.host;
+    auto opened = SyslogSink::Open(o);
+    if (!opened.ok()) return opened.status();
+    syslog = std::move(*opened);
+  }
+  auto events = EventPipeline::Create(dp_->events_fd(), std::move(sink), std::move(syslog));
   if (!events.ok()) return events.status();
   events_ = std::move(*events);
   events_->SetPolicy(reloader_->compiled());
@@ -485,6 +508,7 @@ absl::Status Daemon::Start() {
   EventPipeline::Stats es = events_->stats();
   Log(absl::StrCat("running: policy ", opts_.config_path, ", EVE ",
                    es.has_sink ? (es.sink_path.empty() ? "stdout" : es.sink_path) : "off",
+                   es.syslog_socket.empty() ? "" : absl::StrCat(" and syslog ", es.syslog_socket),
                    control_ ? absl::StrCat(", control ", ctl) : ""));
   reloader_->StartPremade();
   // The policy is applied and every interface attached: enforced.

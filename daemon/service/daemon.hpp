@@ -28,6 +28,7 @@ struct DaemonOptions {
   std::optional<std::string> pin_root;
   std::optional<std::string> eve_path;  // "" = no file
   std::optional<bool> eve_stdout;
+  std::optional<bool> eve_syslog;  // to the policy's output.syslog socket (default /dev/log)
   std::optional<std::string> control_socket;
   std::optional<std::string> metrics_listen;  // "" or "off" = off
   std::optional<std::string> state_file;

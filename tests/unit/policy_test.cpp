@@ -127,7 +127,7 @@ limits: { v4_entries: 1000, v6_entries: 100 }
 block_event_interval: 250ms
 block_event_budget: 50
 interfaces: [eth0, ens3]
-output: { eve: logs/eve.json, stdout: true }
+output: { eve: logs/eve.json, stdout: true, syslog: { socket: /run/log.sock, facility: daemon, level: notice } }
 eve: { host: sensor-fra-1, community_id_seed: 65535, schema: suricata-7 }
 control_socket: /run/bw.sock
 metrics: "[::1]:9470"
@@ -165,6 +165,10 @@ unparsed: drop
   CHECK(p->interfaces == std::vector<std::string>{"eth0", "ens3"});
   CHECK(p->eve_path == d.path() + "/logs/eve.json");
   CHECK(p->eve_stdout);
+  CHECK(p->eve_syslog.on);
+  CHECK(p->eve_syslog.socket == "/run/log.sock");
+  CHECK(p->eve_syslog.facility == 3);
+  CHECK(p->eve_syslog.severity == 5);
   CHECK(p->eve.host == "sensor-fra-1");
   CHECK(p->eve.community_id_seed == 65535);
   CHECK(p->eve.suricata7);
@@ -293,6 +297,10 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"interfaces: [averyveryverylongname0]\n", 1, "is not an interface name"},
       {"output:\n  eve: \"\"\n", 2, "output.eve: empty path (write off to disable)"},
       {"output:\n  file: x\n", 2, "unknown key 'file'"},
+      {"output:\n  syslog: yes\n", 2, "output.syslog: expected true or false"},
+      {"output:\n  syslog:\n    facility: local9\n", 3, "'local9' is not a syslog facility"},
+      {"output:\n  syslog:\n    level: verbose\n", 3, "'verbose' is not a syslog level"},
+      {"output:\n  syslog:\n    port: 514\n", 3, "unknown key 'port'"},
       {"eve:\n  schema: suricata\n", 2, "eve.schema: 'suricata' is not one of bannerwatch, suricata-7"},
       {"eve:\n  community_id_seed: 65536\n", 2, "eve.community_id_seed: 65536 is out of range"},
       {"eve:\n  host: \"\"\n", 2, "eve.host: expected a sensor name of 1 to 255 bytes"},

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -98,6 +99,20 @@ absl::Status LoadError(const DataPlane& dp, const ScopedLibbpfCapture& capture, 
           "): maps pinned there by a build with another size or layout cannot be reused; run "
           "`bannerwatch detach` first"));
   }
+  // Before 5.11 (no memcg accounting of BPF memory; bpf_ktime_get_coarse_ns came with it, and
+  // libbpf probes it so too) maps and programs are charged to RLIMIT_MEMLOCK: a process that may
+  // not raise it (no CAP_SYS_RESOURCE) gets EPERM from map creation with every capability BPF
+  // itself needs.
+  rlimit ml{};
+  if (err == EPERM && !dp.kernel().ktime_coarse && getrlimit(RLIMIT_MEMLOCK, &ml) == 0 &&
+      ml.rlim_cur != RLIM_INFINITY)
+    return absl::FailedPreconditionError(absl::StrCat(
+        object, ": creating the maps failed (", std::strerror(err), "): kernel ",
+        dp.kernel().release, " charges BPF maps to RLIMIT_MEMLOCK (kernels before 5.11), which is ",
+        ml.rlim_cur / 1024, " KiB here and cannot be raised without CAP_SYS_RESOURCE. Start it "
+        "with the limit raised: LimitMEMLOCK=infinity in its systemd unit (the packaged one has "
+        "it), `prlimit --memlock=unlimited -- bannerwatch run ...`, or `ulimit -l unlimited` as "
+        "root before dropping privileges"));
   std::string said = absl::StrJoin(capture.warnings(), "; ");
   return ErrnoStatus(object, absl::StrCat("bannerwatch__load", said.empty() ? "" : " (libbpf: ",
                                           said, said.empty() ? "" : ")"),

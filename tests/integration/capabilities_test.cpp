@@ -4,8 +4,10 @@
 // The capability set found necessary on the test machine's kernel: CAP_BPF CAP_NET_ADMIN
 // CAP_PERFMON load, attach, detect, detach, and take over what a previous daemon left attached (it
 // recognises its own filters through the programs it pins, not by program id, which would need
-// CAP_SYS_ADMIN). The VM suite runs this file on Debian's 5.10, 6.1 and 6.12.
+// CAP_SYS_ADMIN), with RLIMIT_MEMLOCK unlimited, which kernels before 5.11 (Debian 11's 5.10)
+// charge BPF maps to. The VM suite runs this file on Debian's 5.10, 6.1 and 6.12.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/dataplane/kernel_probe.hpp"
 #include "lib/topology.hpp"
 
 namespace bw::test {
@@ -47,8 +50,20 @@ struct NobodyFiles {
   std::string dir, pin_root;
 };
 
+// As the packaged unit starts it: RLIMIT_MEMLOCK raised first (LimitMEMLOCK=infinity), which
+// kernels before 5.11 charge BPF maps to, then only the capabilities. A test machine whose root
+// may not raise it (no CAP_SYS_RESOURCE) passes on the highest it has.
+std::string MemlockMax() {
+  const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  if (setrlimit(RLIMIT_MEMLOCK, &unlimited) == 0) return "unlimited";  // root with CAP_SYS_RESOURCE
+  rlimit r{};
+  getrlimit(RLIMIT_MEMLOCK, &r);
+  return r.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(r.rlim_max);
+}
+
 std::vector<std::string> Setpriv(const std::string& caps, std::vector<std::string> args) {
-  std::vector<std::string> v = {"setpriv", absl::StrCat("--reuid=", kNobody),
+  std::vector<std::string> v = {"prlimit", "--memlock=" + MemlockMax(), "--",
+                                "setpriv", absl::StrCat("--reuid=", kNobody),
                                 absl::StrCat("--regid=", kNobody), "--clear-groups",
                                 "--inh-caps=" + caps, "--ambient-caps=" + caps};
   v.insert(v.end(), args.begin(), args.end());
@@ -131,6 +146,29 @@ TEST_CASE("capabilities: without CAP_SYS_ADMIN a restart takes over what keep_on
   CHECK(!absl::StrContains(TcEgress(t), "bw_tc_egress"));
   CHECK(!absl::StrContains(t.host().Out(std::string("ip link show dev ") + kHostIf), "xdp"));
   CHECK(!std::filesystem::exists(f.pin_root));
+}
+
+TEST_CASE("capabilities: RLIMIT_MEMLOCK matters before 5.11 only, and then the error says so") {
+  // The default limit of a session (64 KiB), which the user cannot raise.
+  Topology t;
+  NobodyFiles f(t);
+  auto kernel = ProbeKernel();
+  REQUIRE(kernel.ok());
+  std::vector<std::string> args = Setpriv("+bpf,+net_admin,+perfmon", f.RunArgs());
+  args[1] = "--memlock=65536";
+  const std::string log = f.dir + "/memlock.log";
+  Process d(&t.host(), args, log);
+  if (kernel->ktime_coarse) {
+    // 5.11 and later charge BPF memory to the cgroup: the limit is not in the way.
+    REQUIRE(WaitFor([&] { return absl::StrContains(ReadFile(log), "running: policy"); }, 15000));
+    d.Signal(SIGTERM);
+    CHECK(d.Wait(10000) == 0);
+  } else {
+    CHECK(d.Wait(15000) == 1);
+    INFO(ReadFile(log));
+    CHECK(absl::StrContains(ReadFile(log), "charges BPF maps to RLIMIT_MEMLOCK"));
+    CHECK(absl::StrContains(ReadFile(log), "LimitMEMLOCK=infinity"));
+  }
 }
 
 TEST_CASE("capabilities: a missing capability is named, with how to grant it") {

@@ -59,7 +59,7 @@ sets control_group; block, watch, allow, unlist and reload need root or control_
   list [--json]
         The runtime entries (block, watch, allow): list, reason, when added, expiry.
   query IP
-  events [--follow] [--count N]
+  events [--follow] [--count N] [--sid N]... [--ip CIDR]... [--since WHEN] [--list NAME] [--fast]
   reload
 
 Exit status: 0 success, 1 failure, 2 usage error.
@@ -319,8 +319,9 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
                          "status takes no arguments");
   ClientOptions(status, &c);
 
-  std::string cidr, list, reason, ttl, ip, count;
-  bool follow = false;
+  std::string cidr, list, reason, ttl, ip, count, since, ev_list;
+  std::vector<std::string> ev_sids, ev_ips;
+  bool follow = false, fast = false;
   struct Change {
     const char* name;
     const char* what;
@@ -374,10 +375,28 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
                          "writes it, until\ninterrupted (exit 1 when the daemon ends the stream).",
                          "events takes no arguments");
   events->add_flag("--follow", follow, "keep printing the new lines");
-  events->add_option("--count", count, "how many recent lines (default 50, at most 1000)")
+  events->add_option("--count", count,
+                     "how many recent lines (default 50, at most 1000), of those\nthat match")
       ->type_name("N");
+  events->add_option("--sid", ev_sids, "only alerts of this signature id (repeatable)")
+      ->type_name("N")
+      ->allow_extra_args(false);
+  events->add_option("--ip", ev_ips,
+                     "only events whose source or destination lies in CIDR\n(an address or a "
+                     "prefix; repeatable)")
+      ->type_name("CIDR")
+      ->allow_extra_args(false);
+  events->add_option("--since", since,
+                     "only events from then on: a duration back from now (10m,\n1h30m) or an "
+                     "RFC 3339 time (2026-12-02T23:00:00Z)")
+      ->type_name("WHEN");
+  events->add_option("--list", ev_list, "only events decided by list NAME")->type_name("NAME");
+  events->add_flag("--fast", fast,
+                   "one line per alert, as Suricata's fast.log (time, [gid:sid:rev],\nmessage, "
+                   "classification, priority, {proto} flow, action, list,\nbanner); default: "
+                   "the EVE JSON lines");
   ClientOptions(events, &c);
-  events->get_option("--json")->description("no effect: the lines are JSON already");
+  events->get_option("--json")->description("no effect: the lines are JSON unless --fast");
   CLI::App* reload = sub("reload",
                          "Read the policy and its list files again and apply them (a policy that "
                          "does not check\nout is refused; the last good one stays).",
@@ -438,7 +457,9 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   // Given twice, which one was meant? Only the options that collect repeat.
   for (const CLI::Option* o : s->get_options()) {
     if (o->get_positional() || o->count() <= 1) continue;
-    if (o->get_name() == "--iface" || o->get_name() == "--local") continue;
+    if (o->get_name() == "--iface" || o->get_name() == "--local" || o->get_name() == "--sid" ||
+        o->get_name() == "--ip")
+      continue;
     return UsageError(cmd, absl::StrCat(o->get_name(), " given more than once"));
   }
   c.command = cmd;
@@ -510,7 +531,29 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       uint64_t n;
       if (!absl::SimpleAtoi(count, &n)) return UsageError(cmd, "--count wants a number");
       c.request["count"] = n;
+      c.events_count = n;
     }
+    EventFilter& f = c.events_filter;
+    for (const std::string& v : ev_sids) {
+      int64_t sid;
+      if (!absl::SimpleAtoi(v, &sid) || sid <= 0)
+        return UsageError(cmd, absl::StrCat("--sid: '", v, "' is not a signature id"));
+      f.sids.push_back(sid);
+    }
+    for (const std::string& v : ev_ips) {
+      auto p = ParseEventPrefix(v);
+      if (!p.ok()) return UsageError(cmd, std::string(p.status().message()));
+      f.prefixes.push_back(*p);
+    }
+    if (s->count("--since")) {
+      auto t = ParseSince(since, absl::Now());
+      if (!t.ok()) return UsageError(cmd, std::string(t.status().message()));
+      f.since = *t;
+    }
+    f.list = ev_list;
+    c.events_fast = fast;
+    // Filtered: the daemon's whole recent ring, of which the last N that match are printed.
+    if (!f.empty()) c.request["count"] = 1000;
   }
   return c;
 }

@@ -17,6 +17,7 @@
 
 #include "absl/time/time.h"
 #include "daemon/service/daemon.hpp"
+#include "daemon/cli/events_view.hpp"
 #include "daemon/scan/scan.hpp"
 
 namespace bw {
@@ -36,6 +37,9 @@ struct CommandLine {
   std::string control;     // client commands: the daemon's control socket
   bool json = false;       // client commands: print the reply as JSON
   nlohmann::json request;  // client commands: the request to send
+  EventFilter events_filter;  // events: which lines to print
+  bool events_fast = false;   // events: one fast.log-like line per alert instead of the JSON
+  size_t events_count = 50;   // events: how many of the recent lines that match
 };
 
 CommandLine ParseCommandLine(int argc, const char* const* argv);

@@ -151,8 +151,19 @@ int CmdClient(const bw::CommandLine& c) {
   const std::string& cmd = c.command;
   const std::string& sock = c.control;
   const json& req = c.request;
-  auto print_recent = [](const json& j) {
-    for (const auto& l : j["recent"]) std::printf("%s\n", l.get<std::string>().c_str());
+  // events: the lines that pass the filter, as JSON or (--fast) one line per alert.
+  auto show = [&c](const std::string& line) {
+    std::string out = c.events_fast ? bw::FastLine(line) : line;
+    std::printf("%s\n", out.c_str());
+  };
+  auto print_recent = [&](const json& j) {
+    std::vector<std::string> kept;
+    for (const auto& l : j["recent"]) {
+      std::string s = l.get<std::string>();
+      if (c.events_filter.MatchLine(s)) kept.push_back(std::move(s));
+    }
+    const size_t from = kept.size() > c.events_count ? kept.size() - c.events_count : 0;
+    for (size_t i = from; i < kept.size(); ++i) show(kept[i]);
     std::fflush(stdout);
   };
   absl::StatusOr<json> resp;
@@ -161,8 +172,8 @@ int CmdClient(const bw::CommandLine& c) {
     // (or stdout goes away). The daemon ending the stream is an error (ControlCall's).
     resp = bw::ControlCall(
         sock, req,
-        [](const std::string& line) {
-          std::printf("%s\n", line.c_str());
+        [&](const std::string& line) {
+          if (c.events_filter.MatchLine(line)) show(line);
           return std::fflush(stdout) == 0;
         },
         print_recent);

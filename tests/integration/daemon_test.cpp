@@ -104,6 +104,19 @@ TEST_CASE("an OpenSSH server on 443 raises 1000146 (and the client's banner 1000
   CHECK(WaitFor([&] { return AlertsWithSid(d, 1000146).size() == 2u; }, 5000));
   CHECK(AlertsWithSid(d, 1000146).back()["src_ip"] == kServerV6);
 
+  // Reading them: the filters and the fast.log-like line.
+  CHECK(d.Cli("events --sid 1000146 --fast", &out) == 0);
+  INFO("events --sid 1000146 --fast:\n" << out);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 2);
+  CHECK(out.find("[1:1000146:1] ET POLICY SSH banner detected on TCP 443") != std::string::npos);
+  CHECK(out.find(std::string("{TCP} ") + kServerV4 + ":443 -> " + kHostV4 + ":") != std::string::npos);
+  CHECK(out.find(std::string("{TCP} [") + kServerV6 + "]:443 -> [") != std::string::npos);
+  CHECK(d.Cli(std::string("events --sid 1000146 --ip ") + kServerV6 + " --since 10m", &out) == 0);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  CHECK(out.find(std::string("\"src_ip\":\"") + kServerV6) != std::string::npos);
+  CHECK(d.Cli("events --sid 1000147 --ip 203.0.113.0/24", &out) == 0);
+  CHECK(out.empty());
+
   json s = d.Status();
   CHECK(s["counters"]["ingress"]["banner_server"] == 2);
   CHECK(s["interfaces"][0]["name"] == kHostIf);

@@ -236,19 +236,7 @@ static __always_inline void bw_flow_key(const struct bw_pkt *p, struct bw_flow_k
 	}
 	src_first = bpf_ntohs(p->sport) <= bpf_ntohs(p->dport);
 ordered:
-	if (src_first) {
-		__builtin_memcpy(k->a_addr, p->saddr, 16);
-		__builtin_memcpy(k->b_addr, p->daddr, 16);
-		k->a_port = p->sport;
-		k->b_port = p->dport;
-	} else {
-		__builtin_memcpy(k->a_addr, p->daddr, 16);
-		__builtin_memcpy(k->b_addr, p->saddr, 16);
-		k->a_port = p->dport;
-		k->b_port = p->sport;
-	}
-	k->family = p->family;
-	k->_pad0[0] = k->_pad0[1] = k->_pad0[2] = 0;
+	bw_dir_key(p, k, !src_first);
 }
 
 /* A banner found: count it, apply the side's action, report it. */

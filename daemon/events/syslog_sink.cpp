@@ -70,7 +70,20 @@ absl::StatusOr<std::unique_ptr<SyslogSink>> SyslogSink::Open(const SyslogOptions
   return s;
 }
 
-SyslogSink::SyslogSink(SyslogOptions opts) : opts_(std::move(opts)), pid_(getpid()) {}
+namespace {
+
+// The options with the host name filled in once, not looked up for every message.
+SyslogOptions WithHostname(SyslogOptions o) {
+  if (o.hostname.empty()) {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof(buf) - 1) == 0) o.hostname = buf;
+  }
+  return o;
+}
+
+}  // namespace
+
+SyslogSink::SyslogSink(SyslogOptions opts) : opts_(WithHostname(std::move(opts))), pid_(getpid()) {}
 
 SyslogSink::~SyslogSink() {
   absl::MutexLock lock(&mu_);

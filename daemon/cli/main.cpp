@@ -141,6 +141,17 @@ void PrintStatus(const json& j) {
                 !b.value("keep", true) ? " (keep_reload_buffers: false)"
                 : b.value("making", false) ? " (being made)" : "");
   }
+  if (j.contains("crowdsec")) {
+    const auto& cs = j["crowdsec"];
+    std::string last_ok = cs["last_ok"].is_string() ? cs["last_ok"].get<std::string>() : "never";
+    std::printf("crowdsec %s: %s, %llu decisions held, last answer %s (%llu ok, %llu failed)%s%s\n",
+                cs.value("url", "").c_str(), cs.value("up", false) ? "up" : "DOWN",
+                static_cast<unsigned long long>(cs.value("decisions", uint64_t{0})), last_ok.c_str(),
+                static_cast<unsigned long long>(cs.value("polls_ok", uint64_t{0})),
+                static_cast<unsigned long long>(cs.value("polls_failed", uint64_t{0})),
+                cs.value("last_error", "").empty() ? "" : ": ",
+                cs.value("last_error", "").c_str());
+  }
   const auto& r = j["last_reload"];
   std::printf("last reload %s: %s%s\n", r.value("time", "").c_str(),
               r.value("ok", false) ? "ok, " : "FAILED: ",

@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/events/syslog_sink.hpp"
@@ -262,6 +263,8 @@ class PolicyParser {
   absl::Status Output(const YAML::Node& n, Policy& p);
   absl::Status Syslog(const YAML::Node& n, Policy& p);
   absl::Status Eve(const YAML::Node& n, Policy& p);
+  absl::Status Crowdsec(const YAML::Node& n, Policy& p);
+  absl::Status CheckCrowdsecLists(const Policy& p) const;
   absl::Status Metrics(const YAML::Node& n, Policy& p);
   absl::Status Interfaces(const YAML::Node& n, Policy& p);
   absl::Status Ports(const YAML::Node& n, const std::string& key, std::vector<uint16_t>* out);
@@ -415,6 +418,89 @@ absl::Status PolicyParser::Eve(const YAML::Node& n, Policy& p) {
   return absl::OkStatus();
 }
 
+// `crowdsec: {url, key_file, poll, timeout, resync, scopes}`. The key is read here, so a reload with an
+// unreadable or malformed key file is refused like any other bad policy.
+absl::Status PolicyParser::Crowdsec(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "crowdsec", {"url", "key_file", "poll", "timeout", "resync", "scopes"});
+  if (!f.ok()) return f.status();
+  CrowdsecSettings c;
+  c.line = static_cast<uint32_t>(LineOf(n));
+  const YAML::Node* key_node = nullptr;
+  auto duration = [&](const YAML::Node& v, const char* where, absl::Duration min, absl::Duration max,
+                      absl::Duration* out) {
+    std::string s;
+    if (auto st = Str(v, where, &s); !st.ok()) return st;
+    absl::Duration d;
+    if (!absl::ParseDuration(s, &d) || d < min || d > max)
+      return Fail(v, where, absl::StrCat("'", absl::CHexEscape(s), "' is not a duration from ",
+                                         absl::FormatDuration(min), " to ", absl::FormatDuration(max),
+                                         " such as 10s"));
+    *out = d;
+    return absl::OkStatus();
+  };
+  for (auto& [key, k, v] : *f) {
+    absl::Status st;
+    std::string at = absl::StrCat("crowdsec.", key);
+    if (key == "url") {
+      st = Str(v, at, &c.url);
+      bool scheme = absl::StartsWith(c.url, "http://") || absl::StartsWith(c.url, "https://");
+      size_t host_at = c.url.find("//") + 2;
+      if (st.ok() && (!scheme || c.url.size() <= host_at || c.url.size() > 2048 ||
+                      !std::all_of(c.url.begin(), c.url.end(), [](char ch) {
+                        return static_cast<unsigned char>(ch) > 0x20 &&
+                               static_cast<unsigned char>(ch) < 0x7f;
+                      })))
+        st = Fail(v, at, absl::StrCat("'", absl::CHexEscape(c.url),
+                                      "' is not a Local API URL such as http://127.0.0.1:8080/"));
+      if (st.ok() && c.url.back() != '/') c.url += '/';
+    } else if (key == "key_file") {
+      st = PathSetting(v, at, false, &c.key_file);
+      key_node = &v;
+    } else if (key == "poll") {
+      st = duration(v, "crowdsec.poll", absl::Milliseconds(100), absl::Hours(1), &c.poll);
+    } else if (key == "timeout") {
+      st = duration(v, "crowdsec.timeout", absl::Milliseconds(100), absl::Minutes(10), &c.timeout);
+    } else if (key == "resync") {
+      st = duration(v, "crowdsec.resync", absl::Seconds(1), absl::Hours(24), &c.resync);
+    } else {
+      st = Seq(v, at, "scopes (ip, range)");
+      if (st.ok() && v.size() == 0) st = Fail(v, at, "no scopes (ip, range or both)");
+      c.scope_ip = c.scope_range = false;
+      for (size_t i = 0; st.ok() && i < v.size(); ++i) {
+        std::string sat = absl::StrCat(at, "[", i, "]");
+        const std::vector<std::pair<absl::string_view, int>> scopes = {{"ip", 0}, {"range", 1}};
+        int which = 0;
+        st = Enum(v[i], sat, scopes, &which);
+        bool& flag = which == 0 ? c.scope_ip : c.scope_range;
+        if (st.ok() && flag) st = Fail(v[i], sat, "scope listed twice");
+        flag = true;
+      }
+    }
+    if (!st.ok()) return st;
+  }
+  if (c.url.empty()) return Fail(n, "crowdsec", "missing key 'url' (the Local API, such as http://127.0.0.1:8080/)");
+  if (!key_node) return Fail(n, "crowdsec", "missing key 'key_file' (a file holding the bouncer key from `cscli bouncers add`)");
+  auto text = ReadWholeFile(c.key_file, 4096);
+  if (!text.ok()) {
+    // Its limit is this one's, not limits.file_bytes.
+    std::string why(text.status().message());
+    if (size_t at = why.find(" (limits.file_bytes)"); at != std::string::npos) why.erase(at);
+    return Fail(*key_node, "crowdsec.key_file",
+                absl::StrCat(why, ": expected one bouncer key as `cscli bouncers add` prints it"));
+  }
+  c.key = std::string(absl::StripAsciiWhitespace(*text));
+  // It goes into an HTTP header: printable ASCII without spaces only.
+  if (c.key.empty() || c.key.size() > 512 ||
+      !std::all_of(c.key.begin(), c.key.end(), [](char ch) {
+        return static_cast<unsigned char>(ch) > 0x20 && static_cast<unsigned char>(ch) < 0x7f;
+      }))
+    return Fail(*key_node, "crowdsec.key_file",
+                absl::StrCat(c.key_file, ": expected one bouncer key (1 to 512 printable characters, "
+                                         "no spaces) as `cscli bouncers add` prints it"));
+  p.crowdsec = std::move(c);
+  return absl::OkStatus();
+}
+
 absl::Status PolicyParser::Metrics(const YAML::Node& n, Policy& p) {
   std::string s;
   if (auto st = Str(n, "metrics", &s); !st.ok()) return st;
@@ -477,11 +563,12 @@ absl::Status PolicyParser::Interfaces(const YAML::Node& n, Policy& p) {
 
 absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
   std::string where = absl::StrCat("lists[", index, "]");
-  auto f = MapFields(n, where, {"name", "action", "tags", "reason", "expires", "entries", "files"});
+  auto f = MapFields(n, where, {"name", "action", "tags", "reason", "expires", "entries", "files",
+                                "source", "types"});
   if (!f.ok()) return f.status();
   ListSpec l;
   l.line = static_cast<uint32_t>(LineOf(n));
-  const YAML::Node *entries = nullptr, *files = nullptr;
+  const YAML::Node *entries = nullptr, *files = nullptr, *types = nullptr;
   bool have_name = false, have_action = false;
   for (auto& [key, k, v] : *f) {
     std::string at = absl::StrCat(where, ".", key);
@@ -529,12 +616,53 @@ absl::Status PolicyParser::List(const YAML::Node& n, size_t index, Policy& p) {
       entries = &v;
     } else if (key == "files") {
       files = &v;
+    } else if (key == "source") {
+      const std::vector<std::pair<absl::string_view, bool>> sources = {{"crowdsec", true}};
+      if (auto st = Enum(v, at, sources, &l.crowdsec); !st.ok()) return st;
+    } else if (key == "types") {
+      types = &v;
     }
   }
   if (!have_name) return Fail(n, where, "missing key 'name'");
   std::string lw = absl::StrCat("lists[", index, "] (", l.name, ")");
   if (!have_action) return Fail(n, lw, "missing key 'action' (watch, block or safelist)");
-  if (!entries && !files) return Fail(n, lw, "a list needs 'entries', 'files' or both");
+  if (!entries && !files && !l.crowdsec)
+    return Fail(n, lw, "a list needs 'entries', 'files' or 'source'");
+  if (types && !l.crowdsec)
+    return Fail(*types, absl::StrCat(lw, ".types"), "'types' is for lists with source: crowdsec");
+  if (l.crowdsec) {
+    if (!p.crowdsec.on())
+      return Fail(n, lw, "source: crowdsec needs the policy's 'crowdsec:' section (url, key_file)");
+    if (types) {
+      const YAML::Node& v = *types;
+      if (auto st = Seq(v, absl::StrCat(lw, ".types"), "CrowdSec decision types"); !st.ok()) return st;
+      if (v.size() == 0) return Fail(v, absl::StrCat(lw, ".types"), "no decision types");
+      for (size_t i = 0; i < v.size(); ++i) {
+        std::string at = absl::StrCat(lw, ".types[", i, "]"), t;
+        if (auto st = Str(v[i], at, &t); !st.ok()) return st;
+        t = absl::AsciiStrToLower(t);
+        if (t.empty() || t.size() > 32 || !std::all_of(t.begin(), t.end(), IsNameChar))
+          return Fail(v[i], at, absl::StrCat("'", absl::CHexEscape(t),
+                                             "' is not a decision type such as ban or captcha"));
+        if (std::find(l.crowdsec_types.begin(), l.crowdsec_types.end(), t) != l.crowdsec_types.end())
+          return Fail(v[i], at, absl::StrCat("type '", t, "' is listed twice"));
+        // A decision goes to one list: two lists taking one type would both claim it.
+        for (const ListSpec& other : p.lists)
+          if (other.crowdsec && std::find(other.crowdsec_types.begin(), other.crowdsec_types.end(),
+                                          t) != other.crowdsec_types.end())
+            return Fail(v[i], at, absl::StrCat("type '", t, "' is taken by list '", other.name,
+                                               "' already"));
+        l.crowdsec_types.push_back(t);
+      }
+    } else {
+      for (const ListSpec& other : p.lists)
+        if (other.crowdsec && std::find(other.crowdsec_types.begin(), other.crowdsec_types.end(),
+                                        "ban") != other.crowdsec_types.end())
+          return Fail(n, lw, absl::StrCat("type 'ban' (the default types) is taken by list '",
+                                          other.name, "' already"));
+      l.crowdsec_types = {"ban"};
+    }
+  }
 
   if (entries) {
     const YAML::Node& v = *entries;
@@ -666,7 +794,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
                            "keep_reload_buffers", "limits", "unparsed",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
                            "control_group", "control_admin_group", "metrics", "state_file", "pin_root",
-                           "eve"});
+                           "eve", "crowdsec"});
   if (!fields.ok()) return fields.status();
 
   // Settings that change how lists parse come first, whatever their order in the file.
@@ -719,6 +847,8 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = Output(v, p);
     } else if (key == "eve") {
       st = Eve(v, p);
+    } else if (key == "crowdsec") {
+      st = Crowdsec(v, p);
     } else if (key == "control_socket") {
       st = PathSetting(v, key, true, &p.control_socket);
       if (st.ok() && p.control_socket.size() > 107)
@@ -1085,6 +1215,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.compiled_at = now;
   c.files = policy.files;
   c.numbered_file = policy.numbered_file;
+  c.decisions_file = policy.decisions_file;
   c.ports = policy.ports;
   std::sort(c.ports.begin(), c.ports.end());
   c.ports.erase(std::unique(c.ports.begin(), c.ports.end()), c.ports.end());
@@ -1296,6 +1427,8 @@ std::string CompiledPolicy::EntryLocation(uint32_t ref) const {
   if (!e) return "?";
   const std::string& file = e->file < files.size() ? files[e->file] : "?";
   if (numbered_file != 0 && e->file == numbered_file) return absl::StrCat(file, " entry ", e->line);
+  if (decisions_file != 0 && e->file == decisions_file)
+    return absl::StrCat("crowdsec decision ", e->line, " (", file, ")");
   return absl::StrCat(file, ":", e->line);
 }
 

@@ -74,6 +74,31 @@ struct ListSpec {
   std::vector<ListFile> files;
   std::vector<PolicyEntry> entries;  // inline entries first, then each file's, in order
   uint32_t line = 0;                 // line of the list in the policy
+  // `source: crowdsec`: the list also takes the CrowdSec decisions of these types (lower case;
+  // default ban), added at every reload from what the daemon last received (Reloader).
+  bool crowdsec = false;
+  std::vector<std::string> crowdsec_types;
+};
+
+// policy `crowdsec:`: a CrowdSec Local API polled as a bouncer; its decisions feed the lists with
+// `source: crowdsec` (daemon/service/crowdsec_poller.hpp).
+struct CrowdsecSettings {
+  std::string url;       // "http://127.0.0.1:8080/" (a trailing '/' added); empty: no section
+  std::string key_file;  // resolved
+  std::string key;       // the bouncer key read from key_file: never logged or shown
+  absl::Duration poll = absl::Seconds(10);
+  absl::Duration timeout = absl::Seconds(30);  // one request, connection included
+  absl::Duration resync = absl::Minutes(10);   // the whole set asked again this often
+  bool scope_ip = true, scope_range = true;
+  uint32_t line = 0;  // where the section starts
+
+  bool on() const { return !url.empty(); }
+  // The same API, key and polling (the line does not matter): a reload keeps the poller's set.
+  bool SameSource(const CrowdsecSettings& o) const {
+    return url == o.url && key == o.key && poll == o.poll && timeout == o.timeout &&
+           resync == o.resync &&
+           scope_ip == o.scope_ip && scope_range == o.scope_range;
+  }
 };
 
 // policy `eve:` (policies/README.md).
@@ -98,6 +123,9 @@ struct Policy {
   // A file of `files` whose entries' PolicyEntry::line is the entry's number in the file, not a
   // line (the daemon's JSON state file): cited "FILE entry N". 0: none.
   uint32_t numbered_file = 0;
+  // The "file" of the CrowdSec decisions (its name is the API's URL; PolicyEntry::line is the
+  // decision's id): cited "crowdsec decision N (URL)". 0: none.
+  uint32_t decisions_file = 0;
 
   std::vector<uint16_t> ports = {443};
   // HTTP proxy ports: a CONNECT to a watched port through them is followed to the far server's
@@ -133,6 +161,7 @@ struct Policy {
   std::string eve_path = "/var/log/bannerwatch/eve.json";
   bool eve_stdout = false;
   EveSyslog eve_syslog;
+  CrowdsecSettings crowdsec;
   std::string control_socket = "/run/bannerwatch/control.sock";
   // The control socket's group: empty = the socket is mode 0600 (the daemon's user only); a group
   // name = it belongs to that group, mode 0660, whose members may use the read-only commands.
@@ -229,6 +258,7 @@ struct CompiledPolicy {
   absl::Time compiled_at = absl::InfinitePast();
   std::vector<std::string> files;
   uint32_t numbered_file = 0;  // Policy::numbered_file
+  uint32_t decisions_file = 0;  // Policy::decisions_file
   std::vector<CompiledList> lists;      // policy order; list(id) finds one by id
   std::vector<CompiledEntry> entries;   // policy order; entry(ref) finds one by ref
   std::vector<KernelEntry> v4, v6;      // sorted by prefix; the tries' exact desired contents
@@ -240,7 +270,8 @@ struct CompiledPolicy {
 
   const CompiledList* list(uint32_t id) const;
   const CompiledEntry* entry(uint32_t ref) const;
-  std::string EntryLocation(uint32_t ref) const;  // "file:line" ("file entry N" in numbered_file)
+  // "file:line" ("file entry N" in numbered_file, "crowdsec decision N (URL)" in decisions_file)
+  std::string EntryLocation(uint32_t ref) const;
   // The longest-prefix match a kernel lookup of `query` would return (for an address: the /32 or
   // /128 key), or nullptr.
   const KernelEntry* Lookup(const Prefix& query) const;

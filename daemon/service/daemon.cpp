@@ -25,6 +25,7 @@
 #include "daemon/events/event_pipeline.hpp"
 #include "daemon/policy/policy.hpp"
 #include "daemon/policy/state.hpp"
+#include "daemon/service/crowdsec_poller.hpp"
 #include "daemon/service/file_watch.hpp"
 #include "daemon/service/log.hpp"
 #include "daemon/service/notify.hpp"
@@ -68,6 +69,16 @@ class Daemon {
   // Reloads the policy (`why`: the log's word for the cause) between RELOADING=1 and READY=1 with
   // the new STATUS=, so the service manager shows every reload, whoever started it.
   absl::Status ReloadPolicy(const std::string& why);
+  // Starts, restarts or stops the CrowdSec poller as the policy in force says (from the loop's
+  // timer, so within 100 ms of a reload): a changed API, key or polling starts a new one, whose first answer replaces
+  // the decisions held; a policy without `crowdsec:` drops them.
+  void SyncCrowdsec();
+  // The poller's answers: applied to the decisions held, then one reload if they changed.
+  void OnCrowdsecResults();
+  // What CrowdSec's decisions changed, applied (not a policy reload: no RELOADING=1, as for
+  // `bannerwatch block`).
+  void ApplyDecisions(const std::string& why);
+  json CrowdsecStatus() const;
 
   DaemonOptions opts_;
   Notifier notify_ = Notifier::FromEnvironment();
@@ -88,6 +99,19 @@ class Daemon {
   std::unique_ptr<EventPipeline> events_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<MetricsServer> metrics_;
+  // CrowdSec (`crowdsec:` and lists with source: crowdsec): the poller's thread asks the API; the
+  // decisions held here are what the lists enforce (the last good answers, less what expired).
+  std::unique_ptr<CrowdsecPoller> crowdsec_;
+  DecisionSet decisions_;
+  struct CrowdsecRecord {
+    uint64_t polls_ok = 0, polls_failed = 0, consecutive_failures = 0;
+    uint64_t skipped_scope = 0, skipped_value = 0, expired = 0;
+    absl::Time last_ok = absl::InfinitePast(), last_attempt = absl::InfinitePast();
+    absl::Duration last_took;
+    size_t last_bytes = 0;
+    std::string last_error;
+  } crowdsec_record_;
+  absl::Time decisions_expired_at_ = absl::InfinitePast();
 
   Fd epoll_, sigfd_, timerfd_;
   absl::Time started_ = absl::Now();
@@ -169,7 +193,100 @@ json Daemon::Status() {
   const Reloader::Record& r = reloader_->record();
   j["last_reload"] = {{"time", TimeText(r.last)}, {"ok", r.last_ok}, {"error", r.error},
                       {"summary", r.summary}, {"reloads_ok", r.ok}, {"reloads_failed", r.failed}};
+  if (crowdsec_) j["crowdsec"] = CrowdsecStatus();
   return j;
+}
+
+json Daemon::CrowdsecStatus() const {
+  const CrowdsecRecord& c = crowdsec_record_;
+  const CrowdsecSettings& s = crowdsec_->settings();
+  auto time_or_null = [](absl::Time t) { return t == absl::InfinitePast() ? json(nullptr) : json(TimeText(t)); };
+  return {{"url", s.url},
+          {"poll_s", absl::ToDoubleSeconds(s.poll)},
+          {"up", c.polls_ok > 0 && c.consecutive_failures == 0},
+          {"decisions", decisions_.size()},
+          {"last_ok", time_or_null(c.last_ok)},
+          {"last_attempt", time_or_null(c.last_attempt)},
+          {"last_took_s", absl::ToDoubleSeconds(c.last_took)},
+          {"last_bytes", c.last_bytes},
+          {"polls_ok", c.polls_ok},
+          {"polls_failed", c.polls_failed},
+          {"consecutive_failures", c.consecutive_failures},
+          {"last_error", c.last_error},
+          {"expired", c.expired},
+          {"skipped_scope", c.skipped_scope},
+          {"skipped_value", c.skipped_value}};
+}
+
+void Daemon::SyncCrowdsec() {
+  const CrowdsecSettings& want = reloader_->policy().crowdsec;
+  if (crowdsec_ && want.on() && crowdsec_->settings().SameSource(want)) return;
+  if (crowdsec_) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, crowdsec_->fd(), nullptr);
+    crowdsec_.reset();
+  }
+  if (!want.on()) {
+    if (decisions_.size() > 0) {
+      decisions_.Clear();
+      Log("crowdsec: no crowdsec section in the policy any more; its decisions dropped");
+    }
+    crowdsec_record_ = {};
+    return;
+  }
+  auto p = CrowdsecPoller::Start(want, PrefixOptions{reloader_->policy().allow_default_route});
+  if (!p.ok()) {
+    Log(absl::StrCat("crowdsec: ", p.status().message()), LogLevel::kError);
+    return;
+  }
+  crowdsec_ = std::move(*p);
+  crowdsec_record_ = {};
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = crowdsec_->fd();
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, crowdsec_->fd(), &e);
+  Log(absl::StrCat("crowdsec: polling ", want.url, " every ", absl::FormatDuration(want.poll)));
+}
+
+void Daemon::OnCrowdsecResults() {
+  bool changed = false;
+  uint64_t added = 0, deleted = 0;
+  for (CrowdsecPoller::Result& r : crowdsec_->Take()) {
+    CrowdsecRecord& c = crowdsec_record_;
+    c.last_attempt = r.at;
+    c.last_took = r.took;
+    c.last_bytes = r.bytes;
+    if (!r.error.ok()) {
+      ++c.polls_failed;
+      // Said once when it starts failing, then every tenth time: the API may be down for hours.
+      if (c.consecutive_failures++ % 10 == 0)
+        Log(absl::StrCat("crowdsec: ", r.error.message(), "; keeping the ", decisions_.size(),
+                         " decisions held (", c.consecutive_failures, " failed in a row)"),
+            LogLevel::kWarning);
+      c.last_error = std::string(r.error.message());
+      continue;
+    }
+    if (c.consecutive_failures > 0 || c.polls_ok == 0)
+      Log(absl::StrCat("crowdsec: ", crowdsec_->settings().url, " answered (",
+                       r.stream.added.size(), " decisions", r.startup ? ", the whole set" : "",
+                       ": ", r.bytes, " bytes in ", absl::FormatDuration(r.took), ")"));
+    ++c.polls_ok;
+    c.consecutive_failures = 0;
+    c.last_error.clear();
+    c.last_ok = r.at;
+    c.skipped_scope += r.stream.skipped_scope;
+    c.skipped_value += r.stream.skipped_value;
+    added += r.stream.added.size();
+    deleted += r.stream.deleted.size();
+    changed |= decisions_.Apply(r.stream, r.startup, r.at);
+  }
+  if (changed)
+    ApplyDecisions(absl::StrCat("crowdsec: ", added, " new, ", deleted, " deleted"));
+}
+
+void Daemon::ApplyDecisions(const std::string& why) {
+  // On error the policy in force stays (Reload logs it); the next change tries again.
+  if (reloader_->Reload(why, runtime_->state()).ok())
+    notify_.Send(absl::StrCat("STATUS=", StatusText()));
 }
 
 ControlServer::Reply Daemon::HandleControl(const json& raw) {
@@ -294,6 +411,22 @@ std::string Daemon::RenderMetrics() {
   m.Sample("bannerwatch_reload_buffers_bytes", "", reloader_->BufferBytes());
   m.Family("bannerwatch_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload");
   m.Sample("bannerwatch_last_reload_timestamp_seconds", "", absl::ToDoubleSeconds(r.last - absl::UnixEpoch()));
+  if (crowdsec_) {
+    const CrowdsecRecord& c = crowdsec_record_;
+    m.Family("bannerwatch_crowdsec_up", "gauge",
+             "1 if the last poll of the CrowdSec Local API was answered");
+    m.Sample("bannerwatch_crowdsec_up", "", uint64_t{c.polls_ok > 0 && c.consecutive_failures == 0});
+    m.Family("bannerwatch_crowdsec_decisions", "gauge",
+             "CrowdSec decisions held (the last good answers, less those expired)");
+    m.Sample("bannerwatch_crowdsec_decisions", "", static_cast<uint64_t>(decisions_.size()));
+    m.Family("bannerwatch_crowdsec_polls_total", "counter", "Polls of the CrowdSec Local API by result");
+    m.Sample("bannerwatch_crowdsec_polls_total", MetricsText::Label("result", "ok"), c.polls_ok);
+    m.Sample("bannerwatch_crowdsec_polls_total", MetricsText::Label("result", "error"), c.polls_failed);
+    m.Family("bannerwatch_crowdsec_last_success_timestamp_seconds", "gauge",
+             "Unix time of the last answered poll (0: none yet)");
+    m.Sample("bannerwatch_crowdsec_last_success_timestamp_seconds", "",
+             c.last_ok == absl::InfinitePast() ? 0.0 : absl::ToDoubleSeconds(c.last_ok - absl::UnixEpoch()));
+  }
   return m.str();
 }
 
@@ -336,12 +469,26 @@ void Daemon::OnTimer() {
   reloader_->TakePremade();  // the buffers made after the start, once ready
   if (files_->TakeDue(now)) (void)ReloadPolicy("file changed");
   if (now >= runtime_->NextExpiry()) runtime_->Expire(now);
+  // Decisions that ran out, lifted even while the API is unreachable; at most once a second (a
+  // bulk import's decisions end within moments of each other).
+  if (now >= decisions_.NextExpiry() && now - decisions_expired_at_ >= absl::Seconds(1)) {
+    decisions_expired_at_ = now;
+    size_t n = decisions_.Expire(now);
+    crowdsec_record_.expired += n;
+    if (n > 0) ApplyDecisions(absl::StrCat("crowdsec: ", n, " decisions expired"));
+  }
+  // Here rather than in the reload: a reload may run while the poller's answers are handled.
+  SyncCrowdsec();
 }
 
 void Daemon::WatchPolicyFiles() {
   std::vector<std::string> files;
-  for (const std::string& f : reloader_->policy().files)
-    if (f != state_file_) files.push_back(f);
+  const Policy& p = reloader_->policy();
+  for (uint32_t i = 0; i < p.files.size(); ++i)
+    if (p.files[i] != state_file_ && (p.decisions_file == 0 || i != p.decisions_file))
+      files.push_back(p.files[i]);
+  // A new bouncer key is read by the reload its change starts.
+  if (p.crowdsec.on()) files.push_back(p.crowdsec.key_file);
   if (files_) files_->Watch(files);
 }
 
@@ -418,6 +565,7 @@ absl::Status Daemon::Start() {
   files_ = std::move(*files);
   counters_ = std::make_unique<ListCounters>(maps_);
   reloader_ = std::make_unique<Reloader>(opts_.config_path, state_file_, *dp_, maps_);
+  reloader_->SetDecisions(&decisions_);
   reloader_->OnApplied([this](const CompiledPolicy* c) {
     // The event thread moves to the new policy before the old one is freed or written over.
     if (events_) events_->SetPolicy(c);
@@ -511,6 +659,7 @@ absl::Status Daemon::Start() {
                    es.syslog_socket.empty() ? "" : absl::StrCat(" and syslog ", es.syslog_socket),
                    control_ ? absl::StrCat(", control ", ctl) : ""));
   reloader_->StartPremade();
+  SyncCrowdsec();  // after the mask, as the event thread
   // The policy is applied and every interface attached: enforced.
   notify_.Send(absl::StrCat("READY=1\nSTATUS=", StatusText()));
   if (notify_.watchdog() > absl::ZeroDuration())
@@ -580,10 +729,13 @@ int Daemon::Run() {
         control_->OnReadable();
       } else if (metrics_ && fd == metrics_->fd()) {
         metrics_->OnReadable();
+      } else if (crowdsec_ && fd == crowdsec_->fd()) {
+        OnCrowdsecResults();
       }
     }
   }
   notify_.Send("STOPPING=1\nSTATUS=stopping");
+  crowdsec_.reset();
   Shutdown();
   return 0;
 }

@@ -72,6 +72,21 @@ absl::StatusOr<Policy> Reloader::BuildPolicy(const RuntimeState& runtime) {
     e.source_id = r.reason.empty() ? "" : absl::StrCat("runtime: ", r.reason);
     target->entries.push_back(std::move(e));
   }
+  // CrowdSec's decisions, each to the list that takes its type.
+  if (decisions_ && pol.crowdsec.on()) {
+    uint32_t idx = static_cast<uint32_t>(pol.files.size());
+    pol.files.push_back(pol.crowdsec.url);
+    pol.decisions_file = idx;
+    for (ListSpec& l : pol.lists) {
+      if (!l.crowdsec) continue;
+      std::vector<DecisionSet::Entry> got = decisions_->Entries(l.crowdsec_types);
+      l.entries.reserve(l.entries.size() + got.size());
+      for (const DecisionSet::Entry& d : got) {
+        if (d.prefix.len == 0 && !pol.allow_default_route) continue;  // as a list file's would be
+        l.entries.push_back(PolicyEntry{d.prefix, idx, d.id, d.scenario});
+      }
+    }
+  }
   return pol;
 }
 

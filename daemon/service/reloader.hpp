@@ -1,7 +1,7 @@
 // reloader.hpp — the policy in force, and replacing it all or nothing.
 //
-// A reload reads the policy file and its lists, adds the runtime entries (the state file's),
-// compiles, checks the result fits the loaded maps and applies it to them as a diff against what
+// A reload reads the policy file and its lists, adds the runtime entries (the state file's) and the
+// CrowdSec decisions last received (DecisionSet), compiles, checks the result fits the loaded maps and applies it to them as a diff against what
 // this process applied last. Any error on the way leaves the policy in force untouched, in the
 // kernel and here (an apply that fails half-way puts the previous policy back). With
 // keep_reload_buffers the tables of the policy a reload replaced are kept for the next reload to
@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "daemon/dataplane/loader.hpp"
+#include "daemon/policy/crowdsec_decisions.hpp"
 #include "daemon/policy/policy.hpp"
 #include "daemon/policy/state.hpp"
 #include "maps/maps.hpp"
@@ -31,6 +32,10 @@ class Reloader {
   // Called after every applied reload with the new compiled policy, before the one it replaced is
   // written over or freed (the event thread moves to it).
   void OnApplied(std::function<void(const CompiledPolicy*)> f) { on_applied_ = std::move(f); }
+
+  // The CrowdSec decisions the lists with `source: crowdsec` take at every reload (owned by the
+  // caller; nullptr: none).
+  void SetDecisions(const DecisionSet* d) { decisions_ = d; }
 
   // Builds, compiles and applies the policy with `runtime`'s entries. On error nothing changes;
   // the error is logged with `why` and returned.
@@ -67,6 +72,7 @@ class Reloader {
   DataPlane& dp_;
   MapSet& maps_;
   std::function<void(const CompiledPolicy*)> on_applied_;
+  const DecisionSet* decisions_ = nullptr;
   Policy policy_;        // last good (file part plus runtime lists)
   Policy spare_policy_;  // the one the last reload replaced: the next parse writes into its tables
   std::unique_ptr<CompiledPolicy> compiled_;

@@ -63,7 +63,8 @@ std::vector<std::string> WithSid(const std::vector<std::string>& lines, int sid)
   return out;
 }
 
-TEST_CASE("syslog: EVE lines reach a real rsyslog as RFC 5424 messages, beside the EVE file") {
+TEST_CASE("syslog: EVE lines reach a real rsyslog as RFC 5424 messages, beside the EVE file",
+          "[host-tools]") {
   if (Sh("command -v rsyslogd >/dev/null") != 0)
     FAIL("rsyslogd is needed (scripts/install-deps installs Debian's rsyslog)");
   Topology t;

@@ -310,7 +310,7 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"lists: {}\n", 1, "lists: expected a sequence of lists, got a mapping"},
       {"lists:\n  - action: watch\n    entries: []\n", 2, "lists[0]: missing key 'name'"},
       {"lists:\n  - name: a\n    entries: []\n", 2, "lists[0] (a): missing key 'action'"},
-      {list, 2, "a list needs 'entries', 'files' or both"},
+      {list, 2, "a list needs 'entries', 'files' or 'source'"},
       {list + "    entries: []\n    colour: red\n", 5, "lists[0]: unknown key 'colour'"},
       {list + "    entries: []\n    action: block\n", 5, "lists[0].action: duplicate key (first on line 3)"},
       {"lists:\n  - name: a\n    action: blok\n    entries: []\n", 3,

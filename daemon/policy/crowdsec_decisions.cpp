@@ -189,4 +189,44 @@ std::vector<DecisionSet::Entry> DecisionSet::Entries(const std::vector<std::stri
   return out;
 }
 
+std::string DecisionSet::Save(const std::string& url) const {
+  json list = json::array();
+  for (const auto& [id, h] : by_id_)
+    list.push_back({{"id", id},
+                    {"type", h.type},
+                    {"prefix", h.prefix.ToString()},
+                    {"expires", absl::ToUnixSeconds(h.expires)},
+                    {"scenario", h.scenario.str()}});
+  return json{{"url", url}, {"decisions", std::move(list)}}.dump();
+}
+
+absl::StatusOr<DecisionSet> DecisionSet::Load(absl::string_view text, const std::string& url,
+                                              absl::Time now) {
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  auto bad = [](absl::string_view why) { return absl::InvalidArgumentError(why); };
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  DecisionSet set;
+  if (!j.contains("url") || !j["url"].is_string()) return bad("'url' missing");
+  if (j["url"] != url) return set;
+  if (!j.contains("decisions") || !j["decisions"].is_array()) return bad("'decisions' missing");
+  size_t i = 0;
+  for (const json& d : j["decisions"]) {
+    std::string at = absl::StrCat("decisions[", i++, "]");
+    if (!d.is_object() || !d.contains("id") || !d["id"].is_number_integer() ||
+        !d.contains("type") || !d["type"].is_string() || !d.contains("prefix") ||
+        !d["prefix"].is_string() || !d.contains("expires") || !d["expires"].is_number_integer() ||
+        !d.contains("scenario") || !d["scenario"].is_string())
+      return bad(absl::StrCat(at, ": expected id, type, prefix, expires and scenario"));
+    auto prefix = ParsePrefix(d["prefix"].get<std::string>(), {.allow_default_route = true});
+    if (!prefix.ok()) return bad(absl::StrCat(at, ": ", prefix.status().message()));
+    absl::Time expires = absl::FromUnixSeconds(d["expires"].get<int64_t>());
+    if (expires <= now) continue;
+    const std::string& scenario = d["scenario"].get_ref<const std::string&>();
+    set.by_id_[d["id"].get<int64_t>()] =
+        Held{d["type"].get<std::string>(), *prefix, expires, SourceId(scenario)};
+  }
+  set.next_expiry_ = set.Earliest();
+  return set;
+}
+
 }  // namespace bw

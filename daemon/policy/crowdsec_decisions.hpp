@@ -74,6 +74,14 @@ class DecisionSet {
   };
   std::vector<Entry> Entries(const std::vector<std::string>& types) const;
 
+  // The set as JSON, to carry it over a restart (the daemon's crowdsec-decisions file):
+  // {"url": URL, "decisions": [{"id", "type", "prefix", "expires" (Unix seconds), "scenario"}]}.
+  std::string Save(const std::string& url) const;
+  // The decisions of a Save() for `url` that have not ended by `now`. A file for another URL is
+  // an empty set (not an error: the policy changed); one that does not parse is an error.
+  static absl::StatusOr<DecisionSet> Load(absl::string_view text, const std::string& url,
+                                          absl::Time now);
+
  private:
   struct Held {
     std::string type;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -79,6 +80,12 @@ class Daemon {
   // `bannerwatch block`).
   void ApplyDecisions(const std::string& why);
   json CrowdsecStatus() const;
+  // The decisions held, carried over a restart in a file beside the state file: a daemon that
+  // adopts its predecessor's maps (keep_on_exit) would otherwise lift every CrowdSec block at its
+  // first apply, until the API's first answer. Written at the stop and, while decisions change,
+  // at most once a minute; read at the start for the policy's API only.
+  void LoadDecisions(const Policy& p);
+  void SaveDecisions();
 
   DaemonOptions opts_;
   Notifier notify_ = Notifier::FromEnvironment();
@@ -112,6 +119,9 @@ class Daemon {
     std::string last_error;
   } crowdsec_record_;
   absl::Time decisions_expired_at_ = absl::InfinitePast();
+  std::string decisions_file_;  // "" when the state file is off
+  bool decisions_dirty_ = false;
+  absl::Time decisions_saved_at_ = absl::InfinitePast();
 
   Fd epoll_, sigfd_, timerfd_;
   absl::Time started_ = absl::Now();
@@ -231,6 +241,7 @@ void Daemon::SyncCrowdsec() {
       Log("crowdsec: no crowdsec section in the policy any more; its decisions dropped");
     }
     crowdsec_record_ = {};
+    SaveDecisions();  // removes the file
     return;
   }
   auto p = CrowdsecPoller::Start(want, PrefixOptions{reloader_->policy().allow_default_route});
@@ -283,7 +294,37 @@ void Daemon::OnCrowdsecResults() {
     ApplyDecisions(absl::StrCat("crowdsec: ", added, " new, ", deleted, " deleted"));
 }
 
+void Daemon::LoadDecisions(const Policy& p) {
+  if (decisions_file_.empty() || !p.crowdsec.on()) return;
+  if (::access(decisions_file_.c_str(), F_OK) != 0) return;
+  auto text = ReadWholeFile(decisions_file_, uint64_t{1} << 30);
+  absl::StatusOr<DecisionSet> set =
+      text.ok() ? DecisionSet::Load(*text, p.crowdsec.url, absl::Now()) : text.status();
+  if (!set.ok()) {
+    Log(absl::StrCat("crowdsec: ", decisions_file_, ": ", set.status().message(),
+                     "; starting with no decisions until the API answers"),
+        LogLevel::kWarning);
+    return;
+  }
+  decisions_ = std::move(*set);
+  Log(absl::StrCat("crowdsec: ", decisions_.size(), " decisions carried over from ",
+                   decisions_file_, " until the API answers"));
+}
+
+void Daemon::SaveDecisions() {
+  decisions_dirty_ = false;
+  decisions_saved_at_ = absl::Now();
+  if (decisions_file_.empty()) return;
+  if (!crowdsec_) {
+    ::unlink(decisions_file_.c_str());
+    return;
+  }
+  absl::Status st = WriteFileAtomically(decisions_file_, decisions_.Save(crowdsec_->settings().url));
+  if (!st.ok()) Log(absl::StrCat("crowdsec: saving the decisions: ", st.message()), LogLevel::kWarning);
+}
+
 void Daemon::ApplyDecisions(const std::string& why) {
+  decisions_dirty_ = true;
   // On error the policy in force stays (Reload logs it); the next change tries again.
   if (reloader_->Reload(why, runtime_->state()).ok())
     notify_.Send(absl::StrCat("STATUS=", StatusText()));
@@ -479,6 +520,7 @@ void Daemon::OnTimer() {
   }
   // Here rather than in the reload: a reload may run while the poller's answers are handled.
   SyncCrowdsec();
+  if (decisions_dirty_ && now - decisions_saved_at_ >= absl::Minutes(1)) SaveDecisions();
 }
 
 void Daemon::WatchPolicyFiles() {
@@ -499,6 +541,8 @@ absl::Status Daemon::Start() {
   const Policy& p0 = *probe;
   pin_root_ = opts_.pin_root.value_or(p0.pin_root);
   state_file_ = opts_.state_file.value_or(p0.state_file);
+  if (!state_file_.empty())
+    decisions_file_ = std::filesystem::path(state_file_).replace_filename("crowdsec-decisions.json");
   keep_on_exit_ = p0.keep_on_exit;
 
   auto lock = PinRootLock::Take(pin_root_);
@@ -572,6 +616,7 @@ absl::Status Daemon::Start() {
     WatchPolicyFiles();
   });
   runtime_ = std::make_unique<RuntimeLists>(state_file_, std::move(*loaded), *reloader_);
+  LoadDecisions(p0);
   absl::Status st = reloader_->Reload("start", runtime_->state());
   if (!st.ok()) return st;
 
@@ -735,6 +780,7 @@ int Daemon::Run() {
     }
   }
   notify_.Send("STOPPING=1\nSTATUS=stopping");
+  if (crowdsec_) SaveDecisions();
   crowdsec_.reset();
   Shutdown();
   return 0;

@@ -169,6 +169,38 @@ TEST_CASE("crowdsec: an unreachable API keeps the last good set and says so; eac
   CHECK(d.Stop() == 0);
 }
 
+TEST_CASE("crowdsec: a restart with keep_on_exit carries the decisions over, with the API away: nothing passes",
+          "[host-tools]") {
+  RequireCrowdsec();
+  Topology t;
+  CrowdsecLapi lapi(t.host(), t.dir() + "/crowdsec");
+  lapi.AddBouncer("bannerwatch");
+  Daemon d(t, "keep_on_exit: true\n" + CrowdsecPolicy(lapi.url(), lapi.key_file("bannerwatch")));
+  d.Start();
+  INFO("daemon log:\n" << d.log());
+  lapi.Cscli(absl::StrCat("decisions add --ip ", kServerV4, " --duration 1h"));
+  REQUIRE(WaitFor([&] { return !Reaches(t); }, 4000));
+  lapi.Stop();
+  // A prober sends through the stop and the start (20 per second for 6 s).
+  std::string out = t.dir() + "/prober.txt";
+  Process prober(&t.server(), {"sh", "-c", absl::StrCat("ping -i 0.05 -c 120 -W1 ", kHostV4, " > ", out)},
+                 t.dir() + "/prober.log");
+  Settle(500);
+  CHECK(d.Stop() == 0);
+  CHECK(std::filesystem::exists(t.dir() + "/crowdsec-decisions.json"));
+  d.Start();
+  CHECK(absl::StrContains(d.log(), "crowdsec: 1 decisions carried over from"));
+  CHECK(Crowdsec(d)["decisions"] == 1);
+  REQUIRE(prober.Wait(15000) >= 0);
+  std::string result = ReadFile(out);
+  INFO("prober:\n" << result);
+  CHECK(absl::StrContains(result, "120 packets transmitted, 0 received"));
+  std::string q;
+  CHECK(d.Cli(absl::StrCat("query ", kServerV4), &q) == 0);
+  CHECK(absl::StrContains(q, "list 'crowdsec'"));
+  CHECK(d.Stop() == 0);
+}
+
 // A stand-in for the API that answers what <dir>/mode says, to make the answers no real API sends.
 const char* kFakeApi = R"PY(
 import http.server, sys, time, os

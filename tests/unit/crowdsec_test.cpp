@@ -291,3 +291,39 @@ TEST_CASE("crowdsec: every error in the section and its lists names file:line an
 
 }  // namespace
 }  // namespace bw
+
+namespace bw {
+namespace {
+
+TEST_CASE("crowdsec: the decisions held survive a save and load for the same API only, less what ended") {
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  DecisionSet set;
+  auto start = ParseDecisionStream(kStartup, {});
+  REQUIRE(start.ok());
+  set.Apply(*start, true, t0);
+  const std::string saved = set.Save("http://127.0.0.1:8080/");
+  auto back = DecisionSet::Load(saved, "http://127.0.0.1:8080/", t0);
+  REQUIRE(back.ok());
+  CHECK(back->size() == 4u);
+  CHECK(EntriesOf(*back, {"ban", "captcha"}) == EntriesOf(set, {"ban", "captcha"}));
+  CHECK(back->NextExpiry() == t0 + absl::Seconds(119));  // whole seconds in the file
+  // Decision 3 (1m59s) has ended by then.
+  auto later = DecisionSet::Load(saved, "http://127.0.0.1:8080/", t0 + absl::Minutes(5));
+  REQUIRE(later.ok());
+  CHECK(later->size() == 3u);
+  // Another API's file: nothing carried over, not an error.
+  auto other = DecisionSet::Load(saved, "http://10.1.1.1:8080/", t0);
+  REQUIRE(other.ok());
+  CHECK(other->size() == 0u);
+  for (const char* bad : {"", "[]", "{\"url\": 1}", "{\"url\": \"http://127.0.0.1:8080/\"}",
+                          "{\"url\": \"http://127.0.0.1:8080/\", \"decisions\": [{\"id\": 1}]}",
+                          "{\"url\": \"http://127.0.0.1:8080/\", \"decisions\": [{\"id\": 1, "
+                          "\"type\": \"ban\", \"prefix\": \"300.1.1.1\", \"expires\": 1, "
+                          "\"scenario\": \"\"}]}"}) {
+    INFO(bad);
+    CHECK_FALSE(DecisionSet::Load(bad, "http://127.0.0.1:8080/", t0).ok());
+  }
+}
+
+}  // namespace
+}  // namespace bw

@@ -46,8 +46,8 @@ struct bw_pkt {
 	__u32 payload_off; /* from the start of the frame */
 	__u32 payload_len; /* TCP payload bytes according to the IP length fields */
 	__u32 seq;         /* TCP sequence number, host order */
-	__be16 sport;
-	__be16 dport;
+	__be16 sport;    /* ICMP, ICMPv6: the type (bw_parse_icmp) */
+	__be16 dport;    /* ICMP, ICMPv6: the code */
 	__u8 family;     /* enum bw_family */
 	__u8 l4proto;    /* IPPROTO_*; 0 for a later fragment */
 	__u8 tcp_flags;
@@ -287,6 +287,22 @@ static __always_inline int bw_parse_udp(struct bw_cursor *c, struct bw_pkt *p, _
 	return BW_PARSE_OK;
 }
 
+/* ICMP and ICMPv6: the type and code, carried in the port fields (an event's sport and dport say
+ * them as numbers; nothing after the parse reads a non-TCP packet's ports). BW_ICMP_UNREAD in both
+ * when the datagram holds less than the two bytes, or they are not in the directly readable data
+ * (only events carry them: a packet is never pulled for them). */
+static __always_inline void bw_parse_icmp(struct bw_cursor *c, struct bw_pkt *p, __u32 ip_end)
+{
+	__u8 *h = c->pos;
+
+	if (c->off + 2 > ip_end || (void *)(h + 2) > c->end) {
+		p->sport = p->dport = bpf_htons(BW_ICMP_UNREAD);
+		return;
+	}
+	p->sport = bpf_htons(h[0]);
+	p->dport = bpf_htons(h[1]);
+}
+
 /* Parses one frame. `len` is the whole packet length; [data, data_end) what can be read directly. */
 static __always_inline int bw_parse(void *data, void *data_end, __u32 len, struct bw_pkt *p)
 {
@@ -310,6 +326,8 @@ static __always_inline int bw_parse(void *data, void *data_end, __u32 len, struc
 		return bw_parse_tcp(&c, p, ip_end);
 	if (p->l4proto == IPPROTO_UDP)
 		return bw_parse_udp(&c, p, ip_end);
+	if (p->l4proto == IPPROTO_ICMP || p->l4proto == IPPROTO_ICMPV6)
+		bw_parse_icmp(&c, p, ip_end);
 	return BW_PARSE_OK;
 }
 

@@ -194,6 +194,9 @@ enum bw_banner_match {
 };
 
 /* bw_event.flags */
+/* An ICMP or ICMPv6 event's sport and dport when the type and code were not read. */
+#define BW_ICMP_UNREAD 0xffff
+
 enum bw_event_flags {
 	/* The IPv4 pre-filter decided: list_id and list_action are the deciding class's, entry_ref
 	 * and prefixlen are not filled in the kernel (a trie walk per event would cost the drop path
@@ -453,8 +456,8 @@ struct bw_event {
 	__u8 tcp_flags;   /* TCP flags byte (FIN=0x01 .. CWR=0x80) */
 	__u8 saddr[16];   /* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];
-	__be16 sport; /* 0 unless TCP/UDP */
-	__be16 dport;
+	__be16 sport; /* TCP, UDP: the ports; ICMP, ICMPv6: the type and the code (0..255, or */
+	__be16 dport; /* BW_ICMP_UNREAD each when not read); otherwise 0 */
 	__u8 banner_side; /* BW_EV_BANNER: enum bw_banner_side */
 	__u8 banner_len;  /* bytes valid in banner[] */
 	__u8 match;       /* BW_EV_BANNER: enum bw_banner_match */

@@ -115,7 +115,9 @@ std::string FastLine(const std::string& line) {
       when, "  [**] [", a.value("gid", 1), ":", a.value("signature_id", 0), ":", a.value("rev", 0),
       "] ", a.value("signature", ""), " [**] [Classification: ", a.value("category", ""),
       "] [Priority: ", a.value("severity", 0), "] {", j.value("proto", "?"), "} ",
-      Endpoint(j, "src_ip", "src_port"), " -> ", Endpoint(j, "dest_ip", "dest_port"), " [",
+      // ICMP's type and code where the ports go, as fast.log writes them.
+      Endpoint(j, "src_ip", j.contains("icmp_type") ? "icmp_type" : "src_port"), " -> ",
+      Endpoint(j, "dest_ip", j.contains("icmp_code") ? "icmp_code" : "dest_port"), " [",
       a.value("action", "?"), "]");
   if (std::string l = Detail(j, "list"); !l.empty()) absl::StrAppend(&out, " list=", l);
   if (std::string b = Detail(j, "banner"); !b.empty()) {

@@ -320,6 +320,12 @@ inline bool HasPorts(const bw_event& ev) {
   return ev.l4proto == IPPROTO_TCP || ev.l4proto == IPPROTO_UDP;
 }
 
+// ICMP and ICMPv6 events carry the type and code in the port fields (BW_ICMP_UNREAD: not read).
+inline bool HasIcmp(const bw_event& ev) {
+  return (ev.l4proto == IPPROTO_ICMP || ev.l4proto == IPPROTO_ICMPV6) &&
+         ntohs(ev.sport) != BW_ICMP_UNREAD && ntohs(ev.dport) != BW_ICMP_UNREAD;
+}
+
 inline bool IsV4Mapped(const uint8_t* a) {
   static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   return std::memcmp(a, kPrefix, sizeof(kPrefix)) == 0;
@@ -574,6 +580,12 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     p = Lit(p, "\",\"proto\":");
   }
   p = Proto(p, ev.l4proto);
+  if (HasIcmp(ev)) {
+    p = Lit(p, ",\"icmp_type\":");
+    p = U64(p, ntohs(ev.sport));
+    p = Lit(p, ",\"icmp_code\":");
+    p = U64(p, ntohs(ev.dport));
+  }
   if (have_community_id) {
     p = Lit(p, ",\"community_id\":\"");
     p = Str(p, std::string_view(community_id, kCommunityIdChars));
@@ -784,9 +796,14 @@ bool EveCommunityId(const bw_event& ev, uint16_t seed, char* out) {
   const size_t alen = ev.family == BW_FAMILY_V4 ? 4 : 16;
   CommunityIdTuple t{ev.saddr, ev.daddr, alen, ev.l4proto, HasPorts(ev)};
   switch (ev.l4proto) {
-    case 0:               // not read: a later fragment, an unwalked extension header chain
-    case IPPROTO_ICMP:    // type and code are not in the event
+    case IPPROTO_ICMP:    // the type and code stand for the ports (the spec's equivalents)
     case IPPROTO_ICMPV6:
+      if (!HasIcmp(ev)) return false;
+      CommunityIdIcmp(ev.saddr, ev.daddr, alen, ev.l4proto == IPPROTO_ICMPV6,
+                      static_cast<uint8_t>(ntohs(ev.sport)), static_cast<uint8_t>(ntohs(ev.dport)),
+                      seed, out);
+      return true;
+    case 0:               // not read: a later fragment, an unwalked extension header chain
     case IPPROTO_SCTP:    // its ports are not in the event
       return false;
     case IPPROTO_TCP:

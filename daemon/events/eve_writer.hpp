@@ -137,8 +137,9 @@ uint64_t EveFlowId(const bw_event& ev);
 std::string EveProtoName(uint8_t proto);
 
 // The event's Community ID v1 (community_id.hpp) into `out` (kCommunityIdChars characters);
-// false when the event lacks what the hash needs: ICMP/ICMPv6 (the event carries no type and
-// code), SCTP (no ports), or an unread protocol (0).
+// false when the event lacks what the hash needs: ICMP/ICMPv6 whose type and code were not read,
+// SCTP (no ports), or an unread protocol (0). ICMP's type and code stand for the ports as the
+// specification maps them (a request and its reply share one id).
 bool EveCommunityId(const bw_event& ev, uint16_t seed, char* out);
 
 // Suricata "direction": true for "to_server", false for "to_client".

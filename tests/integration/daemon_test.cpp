@@ -211,15 +211,27 @@ TEST_CASE("a blocked list stops traffic both ways, IPv4 and IPv6, and reloads ta
   // Every block event names its prefix: the IPv4 ones were decided by the pre-filter, and the
   // daemon's reader took the entry from the applied policy (BW_EVF_DETAIL); the IPv6 ones by the
   // trie.
-  bool v4_seen = false;
+  bool v4_seen = false, echo_seen = false;
   for (const json& b : blocks) {
     INFO(b.dump());
     REQUIRE(b["bannerwatch"].contains("prefix"));
     const std::string pfx = b["bannerwatch"]["prefix"];
     CHECK((pfx == "198.51.100.2/32" || pfx == "2001:db8:100::2/128"));
     v4_seen |= pfx == "198.51.100.2/32";
+    // ICMP's type and code, as Suricata writes them, and the Community ID they give: the pings'
+    // echo requests (8, 128) and IPv6's neighbour discovery (133-136) from the blocked address.
+    if (b["proto"] == "ICMP" || b["proto"] == "IPv6-ICMP") {
+      REQUIRE(b.contains("icmp_type"));
+      CHECK(b["icmp_code"] == 0);
+      CHECK(b.contains("community_id"));
+      CHECK_FALSE(b.contains("src_port"));
+      const int type = b["icmp_type"];
+      CHECK((type == 8 || type == 128 || (type >= 133 && type <= 136)));
+      echo_seen |= type == 8 || type == 128;
+    }
   }
   CHECK(v4_seen);
+  CHECK(echo_seen);
 
   // The file changes again (no explicit reload: inotify) and traffic flows.
   d.WritePolicy(kEmptyPolicy);

@@ -20,7 +20,7 @@ namespace bw::test {
 namespace {
 
 constexpr uint16_t kEthIp = 0x0800, kEthIpv6 = 0x86dd, kTpid8021q = 0x8100, kTpid8021ad = 0x88a8;
-constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
+constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17, kProtoIcmp = 1, kProtoIcmp6 = 58;
 constexpr uint8_t kSyn = 0x02, kAck = 0x10, kUrg = 0x20;
 
 uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
@@ -89,6 +89,12 @@ void ParseL4(const uint8_t* f, size_t l4, size_t ip_end, Parsed& p) {
     p.sport = Be16(f + l4);
     p.dport = Be16(f + l4 + 2);
     absl::StrAppend(&p.trace, " udp ", p.sport, "->", p.dport, ";");
+  } else if (p.l4proto == kProtoIcmp || p.l4proto == kProtoIcmp6) {
+    // Type and code in the port fields, as events carry them (all of a test frame is readable).
+    const bool read = l4 + 2 <= ip_end;
+    p.sport = read ? f[l4] : BW_ICMP_UNREAD;
+    p.dport = read ? f[l4 + 1] : BW_ICMP_UNREAD;
+    absl::StrAppend(&p.trace, " icmp type ", p.sport, " code ", p.dport, ";");
   } else {
     absl::StrAppend(&p.trace, " l4 proto ", p.l4proto, ";");
   }

@@ -37,7 +37,8 @@ bw_event Event(uint8_t kind, const char* src, uint16_t sport, const char* dst, u
   e.tcp_flags = proto == IPPROTO_TCP ? 0x18 : 0;
   SetAddr(e.saddr, src);
   SetAddr(e.daddr, dst);
-  if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+  // TCP, UDP: the ports; ICMP, ICMPv6: the type and the code (as the data plane fills them).
+  if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
     e.sport = htons(sport);
     e.dport = htons(dport);
   }
@@ -138,10 +139,24 @@ TEST_CASE("eve conformance: community_id matches the specification's vectors in 
   o.community_id_seed = 1;
   f.set_options(o);
   CHECK(Format(f, tcp)["community_id"] == "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
-  // ICMP/ICMPv6 (no type/code in the event), SCTP (no ports) and unread protocols: none rather
+  // ICMP: the type and code stand for the ports. The README's seed=1 table: an echo request and
+  // its reply share an id, time exceeded (one way) has its own.
+  CHECK(Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 8, "5.6.7.8", 0, IPPROTO_ICMP))["community_id"] ==
+        "1:9pr4ZGTICiuZoIh90RRYE2RyXpU=");
+  CHECK(Format(f, Event(BW_EV_BLOCK, "5.6.7.8", 0, "1.2.3.4", 0, IPPROTO_ICMP))["community_id"] ==
+        "1:9pr4ZGTICiuZoIh90RRYE2RyXpU=");
+  CHECK(Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 11, "5.6.7.8", 0, IPPROTO_ICMP))["community_id"] ==
+        "1:1DD7cWGC/Yg91YGsQeni8du3pIA=");
+  json echo = Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 8, "5.6.7.8", 0, IPPROTO_ICMP));
+  CHECK(echo["icmp_type"] == 8);
+  CHECK(echo["icmp_code"] == 0);
+  CHECK_FALSE(echo.contains("src_port"));
+  // ICMP whose type and code were not read, SCTP (no ports) and unread protocols: none rather
   // than a wrong one.
-  CHECK_FALSE(Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 0, "5.6.7.8", 0, IPPROTO_ICMP)).contains("community_id"));
-  CHECK_FALSE(Format(f, Event(BW_EV_BLOCK, "2001:db8::1", 0, "2001:db8::2", 0, IPPROTO_ICMPV6)).contains("community_id"));
+  json unread = Format(f, Event(BW_EV_BLOCK, "1.2.3.4", BW_ICMP_UNREAD, "5.6.7.8", BW_ICMP_UNREAD, IPPROTO_ICMP));
+  CHECK_FALSE(unread.contains("community_id"));
+  CHECK_FALSE(unread.contains("icmp_type"));
+  CHECK_FALSE(Format(f, Event(BW_EV_BLOCK, "2001:db8::1", BW_ICMP_UNREAD, "2001:db8::2", BW_ICMP_UNREAD, IPPROTO_ICMPV6)).contains("community_id"));
   CHECK_FALSE(Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 0, "5.6.7.8", 0, IPPROTO_SCTP)).contains("community_id"));
   CHECK_FALSE(Format(f, Event(BW_EV_BLOCK, "1.2.3.4", 0, "5.6.7.8", 0, 0)).contains("community_id"));
 }

@@ -367,19 +367,20 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"bannerwatch", {{"kind", "block"}, {"direction", "ingress"}, {"list", "spamhaus-drop"},
                        {"list_action", "block"}, {"prefix", "2001:db8:bad::/48"}, {"tags", json::array()},
                        {"source_id", "SBL123456"}, {"suppressed", 17}}}}},
-    {"block, IPv4 ingress ICMP: no ports, to_server",
-     Ev().kind(BW_EV_BLOCK).drop().proto(IPPROTO_ICMP).src("37.9.53.40").dst("198.51.100.10")
+    {"block, IPv4 ingress ICMP echo request: type and code, no ports, to_server",
+     Ev().kind(BW_EV_BLOCK).drop().proto(IPPROTO_ICMP).src("37.9.53.40", 8).dst("198.51.100.10", 0)
          .list(1, BW_ACTION_BLOCK, 32),
      {{"in_iface", "eth0"}, {"src_ip", "37.9.53.40"}, {"dest_ip", "198.51.100.10"}, {"proto", "ICMP"},
-      {"direction", "to_server"},
+      {"icmp_type", 8}, {"icmp_code", 0}, {"direction", "to_server"},
       {"alert", {{"action", "blocked"}, {"gid", 1}, {"signature_id", 1000148}, {"rev", 1},
                  {"signature", "BANNERWATCH traffic with blocked watchlist address dropped"},
                  {"category", "Misc Attack"}, {"severity", 2}}},
       {"bannerwatch", {{"kind", "block"}, {"direction", "ingress"}, {"list", "seed-ssh-over-443"},
                        {"list_action", "block"}, {"prefix", "37.9.53.40/32"}, {"tags", {"seed", "ukraine"}},
                        {"reason", "beaconing over 443"}, {"suppressed", 0}}}}},
-    {"block decided by the pre-filter, entry not found by the reader: no prefix named",
-     Ev().kind(BW_EV_BLOCK).drop().proto(IPPROTO_ICMP).src("37.9.53.41").dst("198.51.100.10")
+    {"block decided by the pre-filter, entry not found by the reader: no prefix named; ICMP type and code not read",
+     Ev().kind(BW_EV_BLOCK).drop().proto(IPPROTO_ICMP).src("37.9.53.41", BW_ICMP_UNREAD)
+         .dst("198.51.100.10", BW_ICMP_UNREAD)
          .list(1, BW_ACTION_BLOCK, 0, 0),
      {{"in_iface", "eth0"}, {"src_ip", "37.9.53.41"}, {"dest_ip", "198.51.100.10"}, {"proto", "ICMP"},
       {"direction", "to_server"},
@@ -389,11 +390,11 @@ TEST_CASE("eve: formatted events carry every field, checked through a JSON parse
       {"bannerwatch", {{"kind", "block"}, {"direction", "ingress"}, {"list", "seed-ssh-over-443"},
                        {"list_action", "block"}, {"tags", {"seed", "ukraine"}},
                        {"reason", "beaconing over 443"}, {"suppressed", 0}}}}},
-    {"block, IPv6 egress ICMPv6, prefix /0",
-     Ev().kind(BW_EV_BLOCK).v6().egress().drop().proto(IPPROTO_ICMPV6).src("2001:db8::1")
-         .dst("2001:db8:bad::5").list(2, BW_ACTION_BLOCK, 0, 77),
+    {"block, IPv6 egress ICMPv6 port unreachable, prefix /0",
+     Ev().kind(BW_EV_BLOCK).v6().egress().drop().proto(IPPROTO_ICMPV6).src("2001:db8::1", 1)
+         .dst("2001:db8:bad::5", 4).list(2, BW_ACTION_BLOCK, 0, 77),
      {{"in_iface", "eth0"}, {"src_ip", "2001:db8::1"}, {"dest_ip", "2001:db8:bad::5"},
-      {"proto", "IPv6-ICMP"}, {"direction", "to_server"},
+      {"proto", "IPv6-ICMP"}, {"icmp_type", 1}, {"icmp_code", 4}, {"direction", "to_server"},
       {"alert", {{"action", "blocked"}, {"gid", 1}, {"signature_id", 1000148}, {"rev", 1},
                  {"signature", "BANNERWATCH traffic with blocked watchlist address dropped"},
                  {"category", "Misc Attack"}, {"severity", 2}}},

@@ -69,6 +69,12 @@ TEST_CASE("events --fast: one fast.log-like line per alert") {
         "[Classification: Misc activity] [Priority: 3] {TCP} [2001:db8:100::1]:50000 -> "
         "[2001:db8:7::9]:443 [allowed] list=seed-2013-09");
   CHECK(FastLine(kStrict).find("[blocked] list=spamhaus-drop") != std::string::npos);
+  // ICMP: type and code where the ports go, as fast.log has them.
+  CHECK(FastLine(R"({"timestamp":"2026-12-02T22:00:00.000001+0000","event_type":"alert",)"
+                 R"("src_ip":"203.0.113.9","dest_ip":"198.51.100.1","proto":"ICMP","icmp_type":8,)"
+                 R"("icmp_code":0,"alert":{"action":"blocked","gid":1,"signature_id":1000148,"rev":1,)"
+                 R"("signature":"s","category":"c","severity":2}})")
+            .find("{ICMP} 203.0.113.9:8 -> 198.51.100.1:0 [blocked]") != std::string::npos);
   CHECK(FastLine("{\"event_type\":\"stats\"}") == "{\"event_type\":\"stats\"}");
   CHECK(FastLine("garbage") == "garbage");
 }

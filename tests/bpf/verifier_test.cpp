@@ -100,9 +100,12 @@ void LoadAndMeasure(Variant v, const KernelSupport& k) {
                 bpf_program__insn_cnt(p.prog), info.xlated_prog_len, info.jited_prog_len,
                 log.c_str());
     CHECK(processed > 100);
-    // Under a third of the verifier's 1 M limit: room to grow, and a blow-up is caught. Older
-    // verifiers prune less (6.1 processes about 1.6 times what 6.18 does for the same object).
-    CHECK(processed < 330000);
+    // About a third of the verifier's 1 M limit: room to grow, and a blow-up is caught. Older
+    // verifiers prune less (6.1 processes 1.2 to 1.4 times what 6.18 does for the same object).
+    // Raised from 330 k for ICMP's type and code in the parse: the worst program, 6.1's full
+    // bw_tc_egress, went from 307,254 to 338,414 (tried instead: reading them for the event
+    // only, which needs the transport offset kept for every packet: more than twice the work).
+    CHECK(processed < 350000);
     long chain = WorstChain61(log);
     std::printf("verifier: %s worst call chain under 6.1's stack rule: %ld of %ld bytes\n", p.name,
                 chain, kStackLimit);

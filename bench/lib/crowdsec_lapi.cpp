@@ -12,17 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "bench/lib/bpfbench.hpp"
 #include "bench/lib/sys.hpp"
+#include "lib/crowdsec_files.hpp"
 #include "maps/maps.hpp"
 
 namespace bw::bench {
 namespace {
-
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
-  f << text;
-  if (!f) return absl::InternalError(absl::StrCat("write ", path));
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::string> RandomKey() {
   std::ifstream f("/dev/urandom", std::ios::binary);
@@ -57,29 +51,7 @@ absl::StatusOr<std::unique_ptr<CrowdsecLapi>> CrowdsecLapi::Start(const LapiOpti
   l->o_ = o;
   const std::string& d = o.dir;
   l->config_ = absl::StrCat(d, "/config.yaml");
-  auto r = Sh(absl::StrCat("mkdir -p ", d, "/data ", d, "/notifications && cp /etc/crowdsec/profiles.yaml ",
-                           d, "/ && touch ", d, "/lapi.yaml"));
-  if (!r.ok()) return r.status();
-  if (absl::Status st = WriteFile(absl::StrCat(d, "/simulation.yaml"), "simulation: off\n"); !st.ok())
-    return st;
-  std::string cfg = absl::StrCat(
-      "common: {daemonize: false, log_media: stdout, log_level: info, working_dir: ", d, "}\n",
-      "config_paths:\n"
-      "  config_dir: ", d, "/\n"
-      "  data_dir: ", d, "/data/\n"
-      "  simulation_path: ", d, "/simulation.yaml\n"
-      "  hub_dir: /var/lib/crowdsec/hub/\n"
-      "  index_path: /var/lib/crowdsec/hub/.index.json\n"
-      "  notification_dir: ", d, "/notifications/\n"
-      "  plugin_dir: /usr/lib/crowdsec/plugins/\n"
-      "cscli: {output: human, color: no}\n"
-      "db_config: {log_level: info, type: sqlite, db_path: ", d, "/data/crowdsec.db, use_wal: true}\n"
-      "api:\n"
-      "  client: {credentials_path: ", d, "/lapi.yaml}\n"
-      "  server: {log_level: info, listen_uri: 127.0.0.1:", o.port, ", profiles_path: ", d,
-      "/profiles.yaml, trusted_ips: [127.0.0.1]}\n"
-      "prometheus: {enabled: false}\n");
-  if (absl::Status st = WriteFile(l->config_, cfg); !st.ok()) return st;
+  if (absl::Status st = test::WriteCrowdsecLapiFiles(d, o.port); !st.ok()) return st;
   // Registrations write the database directly: the API need not run yet.
   if (auto m = l->Cscli("machines add -a --force"); !m.ok()) return m.status();
   for (const std::string& b : o.bouncers) {

@@ -1,8 +1,9 @@
 // crowdsec_lapi.hpp — a private CrowdSec Local API (`crowdsec -no-cs`: the API alone, no agent)
 // for a benchmark, offline.
 //
-// Contract: Start() writes a configuration of its own under `dir` (database, data, profiles,
-// simulation off, no online API, no prometheus, logs to stdout), registers cscli's machine
+// Contract: Start() writes a configuration of its own under `dir` (tests/lib/crowdsec_files.hpp,
+// shared with the tests: database, data, profiles, simulation off, no online API, no
+// prometheus, logs to stdout), registers cscli's machine
 // (`cscli machines add -a`) and one bouncer per name with a key it makes, then starts the API
 // inside network namespace `netns`, listening on 127.0.0.1:port there, and waits until it
 // accepts connections. Cscli() runs `cscli -c CONFIG ARGS` inside the same namespace (cscli talks

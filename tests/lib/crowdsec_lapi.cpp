@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "lib/crowdsec_files.hpp"
 #include "lib/test_util.hpp"
 #include "lib/topology.hpp"
 
@@ -17,32 +18,9 @@ bool CrowdsecLapi::Installed() {
 
 CrowdsecLapi::CrowdsecLapi(const Netns& ns, const std::string& dir, int port)
     : ns_(ns), dir_(dir), config_(dir + "/config.yaml"), port_(port) {
-  std::filesystem::create_directories(dir_ + "/data");
-  // The package's profiles (ban for 4 h on an alert) and hub; everything written is under dir.
-  std::filesystem::copy_file("/etc/crowdsec/profiles.yaml", dir_ + "/profiles.yaml",
-                             std::filesystem::copy_options::overwrite_existing);
-  WriteFile(dir_ + "/simulation.yaml", "simulation: off\n");
-  WriteFile(dir_ + "/lapi-credentials.yaml", "");
-  WriteFile(config_, absl::StrCat(
-      "common: {daemonize: false, log_media: stdout, log_level: info, working_dir: ", dir_, "}\n",
-      "config_paths:\n",
-      "  config_dir: ", dir_, "/\n",
-      "  data_dir: ", dir_, "/data/\n",
-      "  simulation_path: ", dir_, "/simulation.yaml\n",
-      "  hub_dir: /var/lib/crowdsec/hub/\n",
-      "  index_path: /var/lib/crowdsec/hub/.index.json\n",
-      "  notification_dir: ", dir_, "/notifications/\n",
-      "  plugin_dir: /usr/lib/crowdsec/plugins/\n",
-      "cscli: {output: human, color: no}\n",
-      "db_config: {log_level: info, type: sqlite, db_path: ", dir_, "/data/crowdsec.db, use_wal: true}\n",
-      "api:\n",
-      "  client: {credentials_path: ", dir_, "/lapi-credentials.yaml}\n",
-      "  server:\n",
-      "    log_level: info\n",
-      "    listen_uri: 127.0.0.1:", port_, "\n",
-      "    profiles_path: ", dir_, "/profiles.yaml\n",
-      "    trusted_ips: [127.0.0.1]\n",
-      "prometheus: {enabled: false}\n"));
+  absl::Status files = WriteCrowdsecLapiFiles(dir_, port_);
+  INFO(files);
+  REQUIRE(files.ok());
   // cscli's own machine account (it adds and deletes decisions through the API).
   Cscli("machines add bwtest --auto --force");
   Start();

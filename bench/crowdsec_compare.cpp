@@ -241,27 +241,11 @@ absl::Status CrowdsecBench::Setup() {
   pin_root_ = absl::StrCat("/sys/fs/bpf/bwbench-cs-", pid_);
   dir_ = absl::StrCat("/tmp/bwbench-cs-", pid_);
   if (auto r = Sh(absl::StrCat("rm -rf ", dir_, " && mkdir -m 0700 ", dir_)); !r.ok()) return r.status();
-  auto g = Netns::Create("gen");
-  if (!g.ok()) return g.status();
-  gen_ = std::move(*g);
-  auto d = Netns::Create("dut");
-  if (!d.ok()) return d.status();
-  dut_ = std::move(*d);
-  absl::Status st = Check(gen_->Sh(absl::StrCat(
-      "ip link add ", gen_if_, " address ", kGenMac, " type veth peer name ", dut_if_, " address ",
-      kDutMac, " netns ", dut_->name(), " && ip addr add 198.51.100.1/24 dev ", gen_if_,
-      " && ip link set lo up && ip link set ", gen_if_, " up")));
-  if (!st.ok()) return st;
-  // rp_filter off: the sources are not routable from here and must still reach the stack.
-  st = Check(dut_->Sh(absl::StrCat(
-      "ip addr add 198.51.100.2/24 dev ", dut_if_, " && ip link set lo up && ip link set ", dut_if_,
-      " up && sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 "
-      "net.ipv4.conf.",
-      dut_if_, ".rp_filter=0")));
-  if (!st.ok()) return st;
-  auto idx = IfIndexIn(gen_->name(), gen_if_);
-  if (!idx.ok()) return idx.status();
-  gen_ifindex_ = *idx;
+  auto pair = MakeGenDutPair(gen_if_, kGenMac, dut_if_, kDutMac);
+  if (!pair.ok()) return pair.status();
+  gen_ = std::move(pair->gen);
+  dut_ = std::move(pair->dut);
+  gen_ifindex_ = pair->gen_ifindex;
 
   base_ = baseline__open();
   if (!base_) return ErrnoStatus("baseline.bpf.o", "baseline__open", errno);
@@ -273,7 +257,7 @@ absl::Status CrowdsecBench::Setup() {
   progs_ = std::move(*p);
   // The protected end has an XDP program whenever bannerwatch does not (a veth takes XDP_TX
   // frames only then): the counting XDP_PASS.
-  st = AttachXdp(dut_->name(), dut_if_, bpf_program__fd(base_->progs.bw_base_count));
+  absl::Status st = AttachXdp(dut_->name(), dut_if_, bpf_program__fd(base_->progs.bw_base_count));
   if (!st.ok()) return st;
   st = Check(Sh(absl::StrCat("ip netns exec ", dut_->name(), " sh -c ",
                              ShellQuote(absl::StrCat("echo 1 > /sys/class/net/", dut_if_, "/threaded")))));

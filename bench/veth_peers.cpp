@@ -171,27 +171,11 @@ absl::Status VethBench::Setup() {
   pid_t pid = getpid();
   gen_if_ = absl::StrCat("bwb-g", pid);
   dut_if_ = absl::StrCat("bwb-d", pid);
-  auto g = Netns::Create("gen");
-  if (!g.ok()) return g.status();
-  gen_ = std::move(*g);
-  auto d = Netns::Create("dut");
-  if (!d.ok()) return d.status();
-  dut_ = std::move(*d);
-  absl::Status st = Check(gen_->Sh(absl::StrCat(
-      "ip link add ", gen_if_, " address ", kGenMac, " type veth peer name ", dut_if_, " address ",
-      kDutMac, " netns ", dut_->name(), " && ip addr add 198.51.100.1/24 dev ", gen_if_,
-      " && ip link set lo up && ip link set ", gen_if_, " up")));
-  if (!st.ok()) return st;
-  // rp_filter off: the sources are not routable from here and must still reach TCP.
-  st = Check(dut_->Sh(absl::StrCat(
-      "ip addr add 198.51.100.2/24 dev ", dut_if_, " && ip link set lo up && ip link set ", dut_if_,
-      " up && sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 "
-      "net.ipv4.conf.",
-      dut_if_, ".rp_filter=0")));
-  if (!st.ok()) return st;
-  auto idx = IfIndexIn(gen_->name(), gen_if_);
-  if (!idx.ok()) return idx.status();
-  gen_ifindex_ = *idx;
+  auto pair = MakeGenDutPair(gen_if_, kGenMac, dut_if_, kDutMac);
+  if (!pair.ok()) return pair.status();
+  gen_ = std::move(pair->gen);
+  dut_ = std::move(pair->dut);
+  gen_ifindex_ = pair->gen_ifindex;
 
   pin_root_ = absl::StrCat("/sys/fs/bpf/bwbench-", pid);
   if (absl::Status st = LoadFreshDataPlane(pin_root_, &dp_, &maps_); !st.ok()) return st;
@@ -210,7 +194,7 @@ absl::Status VethBench::Setup() {
   progs_ = std::move(*p);
 
   // The protected end always has an XDP program: first the counting XDP_PASS.
-  st = AttachXdp(dut_->name(), dut_if_, bpf_program__fd(base_->progs.bw_base_count));
+  absl::Status st = AttachXdp(dut_->name(), dut_if_, bpf_program__fd(base_->progs.bw_base_count));
   if (!st.ok()) return st;
   return SetupNapi();
 }

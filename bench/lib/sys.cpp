@@ -247,4 +247,29 @@ std::string KernelRelease() {
   return u.release;
 }
 
+absl::StatusOr<GenDutPair> MakeGenDutPair(const std::string& gen_if, const char* gen_mac,
+                                          const std::string& dut_if, const char* dut_mac) {
+  GenDutPair p;
+  auto g = Netns::Create("gen");
+  if (!g.ok()) return g.status();
+  p.gen = std::move(*g);
+  auto d = Netns::Create("dut");
+  if (!d.ok()) return d.status();
+  p.dut = std::move(*d);
+  auto r = p.gen->Sh(absl::StrCat(
+      "ip link add ", gen_if, " address ", gen_mac, " type veth peer name ", dut_if, " address ",
+      dut_mac, " netns ", p.dut->name(), " && ip addr add 198.51.100.1/24 dev ", gen_if,
+      " && ip link set lo up && ip link set ", gen_if, " up"));
+  if (!r.ok()) return r.status();
+  r = p.dut->Sh(absl::StrCat(
+      "ip addr add 198.51.100.2/24 dev ", dut_if, " && ip link set lo up && ip link set ", dut_if,
+      " up && sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 "
+      "net.ipv4.conf.", dut_if, ".rp_filter=0"));
+  if (!r.ok()) return r.status();
+  auto idx = IfIndexIn(p.gen->name(), gen_if);
+  if (!idx.ok()) return idx.status();
+  p.gen_ifindex = *idx;
+  return p;
+}
+
 }  // namespace bw::bench

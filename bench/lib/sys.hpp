@@ -59,6 +59,17 @@ class Netns {
   std::string name_;
 };
 
+// The veth pair of the benchmarks that send frames at a protected end: namespaces bwb-gen-<pid>
+// (198.51.100.1/24 on `gen_if`, MAC `gen_mac`) and bwb-dut-<pid> (198.51.100.2/24 on `dut_if`,
+// MAC `dut_mac`, reverse-path filtering off: the sources are not routable from there and must
+// still reach the stack), both up with their loopbacks.
+struct GenDutPair {
+  std::unique_ptr<Netns> gen, dut;
+  int gen_ifindex = 0;
+};
+absl::StatusOr<GenDutPair> MakeGenDutPair(const std::string& gen_if, const char* gen_mac,
+                                          const std::string& dut_if, const char* dut_mac);
+
 // Attaches an XDP program in native (driver) mode to `ifname` inside `ns`; prog_fd -1 detaches.
 absl::Status AttachXdp(const std::string& ns, const std::string& ifname, int prog_fd);
 absl::StatusOr<int> IfIndexIn(const std::string& ns, const std::string& ifname);

@@ -658,26 +658,14 @@ absl::StatusOr<Rate> CrowdsecBench::MeasureRate(const std::string& config) {
   };
   auto read = [&]() -> absl::StatusOr<Snap> {
     Snap s;
-    auto link = dut_->Sh(absl::StrCat("ip -j -s link show dev ", dut_if_));
+    auto rx = RxPackets(*dut_, dut_if_);
     s.t = MonotonicSeconds();
     s.cpu_ns = TaskCpuNs(napi_tid_);
-    if (!link.ok()) return link.status();
-    try {
-      auto j = nlohmann::json::parse(*link);
-      s.rx = j.at(0).at("stats64").at("rx").at("packets").get<uint64_t>();
-    } catch (const std::exception& ex) {
-      return absl::InternalError(absl::StrCat("ip -j -s link: ", ex.what()));
-    }
-    auto snmp = dut_->Sh("cat /proc/net/snmp");
-    if (!snmp.ok()) return snmp.status();
-    std::vector<std::string> tcp;
-    for (absl::string_view line : absl::StrSplit(*snmp, '\n'))
-      if (absl::StartsWith(line, "Tcp:")) tcp.emplace_back(line);
-    if (tcp.size() == 2) {
-      std::vector<std::string> k = absl::StrSplit(tcp[0], ' '), v = absl::StrSplit(tcp[1], ' ');
-      for (size_t i = 0; i < k.size() && i < v.size(); ++i)
-        if (k[i] == "InCsumErrors") (void)absl::SimpleAtoi(v[i], &s.csum);
-    }
+    if (!rx.ok()) return rx.status();
+    s.rx = *rx;
+    auto csum = TcpInCsumErrors(*dut_);
+    if (!csum.ok()) return csum.status();
+    s.csum = *csum;
     // The bouncer's iptables rule counts what it drops (listing an nftables set of 100 k
     // elements, by contrast, costs a second of CPU inside the measurement: not read).
     if (config == "ipset") {

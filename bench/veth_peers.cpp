@@ -337,26 +337,14 @@ absl::Status VethBench::LeaveImpl(const std::string& config) {
 absl::StatusOr<Snap> VethBench::Read(const std::string& config) {
   Snap s;
   double t0 = MonotonicSeconds();
-  auto link = dut_->Sh(absl::StrCat("ip -j -s link show dev ", dut_if_));
+  auto rx = RxPackets(*dut_, dut_if_);
   s.t = MonotonicSeconds();
   s.rx_cpu_ns = TaskCpuNs(napi_tid_);
-  if (!link.ok()) return link.status();
-  try {
-    auto j = nlohmann::json::parse(*link);
-    s.rx = j.at(0).at("stats64").at("rx").at("packets").get<uint64_t>();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("ip -j -s link: ", e.what()));
-  }
-  auto snmp = dut_->Sh("cat /proc/net/snmp");
-  if (!snmp.ok()) return snmp.status();
-  std::vector<std::string> tcp;
-  for (absl::string_view line : absl::StrSplit(*snmp, '\n'))
-    if (absl::StartsWith(line, "Tcp:")) tcp.emplace_back(line);
-  if (tcp.size() == 2) {
-    std::vector<std::string> k = absl::StrSplit(tcp[0], ' '), v = absl::StrSplit(tcp[1], ' ');
-    for (size_t i = 0; i < k.size() && i < v.size(); ++i)
-      if (k[i] == "InCsumErrors") (void)absl::SimpleAtoi(v[i], &s.csum_err);
-  }
+  if (!rx.ok()) return rx.status();
+  s.rx = *rx;
+  auto csum = TcpInCsumErrors(*dut_);
+  if (!csum.ok()) return csum.status();
+  s.csum_err = *csum;
   // nftables' rule counters are not read: any `nft list` here fetches the whole set, and the
   // kernel dumps a 1 M-element interval set in quadratic time (tens of seconds of CPU that would
   // land in the measurement). Its verdict shows in TcpInCsumErrors instead.

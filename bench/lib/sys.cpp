@@ -1,6 +1,7 @@
 #include "bench/lib/sys.hpp"
 
 #include <bpf/libbpf.h>
+#include <nlohmann/json.hpp>
 #include <dirent.h>
 #include <linux/if_link.h>
 #include <net/if.h>
@@ -18,7 +19,10 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "maps/maps.hpp"
 
@@ -270,6 +274,32 @@ absl::StatusOr<GenDutPair> MakeGenDutPair(const std::string& gen_if, const char*
   if (!idx.ok()) return idx.status();
   p.gen_ifindex = *idx;
   return p;
+}
+
+absl::StatusOr<uint64_t> RxPackets(const Netns& ns, const std::string& ifname) {
+  auto link = ns.Sh(absl::StrCat("ip -j -s link show dev ", ifname));
+  if (!link.ok()) return link.status();
+  try {
+    auto j = nlohmann::json::parse(*link);
+    return j.at(0).at("stats64").at("rx").at("packets").get<uint64_t>();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("ip -j -s link: ", e.what()));
+  }
+}
+
+absl::StatusOr<uint64_t> TcpInCsumErrors(const Netns& ns) {
+  auto snmp = ns.Sh("cat /proc/net/snmp");
+  if (!snmp.ok()) return snmp.status();
+  std::vector<std::string> tcp;
+  for (absl::string_view line : absl::StrSplit(*snmp, '\n'))
+    if (absl::StartsWith(line, "Tcp:")) tcp.emplace_back(line);
+  uint64_t n = 0;
+  if (tcp.size() == 2) {
+    std::vector<std::string> k = absl::StrSplit(tcp[0], ' '), v = absl::StrSplit(tcp[1], ' ');
+    for (size_t i = 0; i < k.size() && i < v.size(); ++i)
+      if (k[i] == "InCsumErrors") (void)absl::SimpleAtoi(v[i], &n);
+  }
+  return n;
 }
 
 }  // namespace bw::bench

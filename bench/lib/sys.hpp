@@ -70,6 +70,11 @@ struct GenDutPair {
 absl::StatusOr<GenDutPair> MakeGenDutPair(const std::string& gen_if, const char* gen_mac,
                                           const std::string& dut_if, const char* dut_mac);
 
+// Packets `ifname` in `ns` has received (`ip -j -s link`: stats64.rx.packets).
+absl::StatusOr<uint64_t> RxPackets(const Netns& ns, const std::string& ifname);
+// TCP's InCsumErrors in `ns` (/proc/net/snmp): how the benchmarks count frames that reached TCP.
+absl::StatusOr<uint64_t> TcpInCsumErrors(const Netns& ns);
+
 // Attaches an XDP program in native (driver) mode to `ifname` inside `ns`; prog_fd -1 detaches.
 absl::Status AttachXdp(const std::string& ns, const std::string& ifname, int prog_fd);
 absl::StatusOr<int> IfIndexIn(const std::string& ns, const std::string& ifname);

@@ -231,6 +231,8 @@ json Daemon::CrowdsecStatus() const {
 void Daemon::SyncCrowdsec() {
   const CrowdsecSettings& want = reloader_->policy().crowdsec;
   if (crowdsec_ && want.on() && crowdsec_->settings().SameSource(want)) return;
+  // Neither running nor wanted: nothing to do (this runs every 100 ms).
+  if (!crowdsec_ && !want.on()) return;
   if (crowdsec_) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, crowdsec_->fd(), nullptr);
     crowdsec_.reset();

@@ -21,25 +21,7 @@
 #define BW_MAP extern
 #endif
 
-/* IPv4 watchlist: longest-prefix match of the remote address -> its effective entry. */
-BW_MAP struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* LPM tries must not be preallocated */
-	__uint(max_entries, BW_V4_ENTRIES_DEFAULT);
-	__type(key, struct bw_lpm_v4_key);
-	__type(value, struct bw_list_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bw_watch_v4 SEC(".maps");
-
-/* IPv6 watchlist (IPv4-mapped addresses are looked up in bw_watch_v4). */
-BW_MAP struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, BW_V6_ENTRIES_DEFAULT);
-	__type(key, struct bw_lpm_v6_key);
-	__type(value, struct bw_list_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bw_watch_v6 SEC(".maps");
+#include "tries.bpf.h"
 
 /* IPv4 pre-filter: one byte per /24 (class, "hosts inside" bit), mmapped by the daemon. */
 BW_MAP struct {

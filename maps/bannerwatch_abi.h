@@ -35,6 +35,12 @@
 #define BW_MAP_V4_HOST "bw_v4_host"
 #define BW_MAP_V4_CLASS "bw_v4_class"
 #define BW_MAP_V4_CLS_CNT "bw_v4_cls_cnt"
+/* The host-context object (bpf/host.bpf.c): its own maps, not pinned (they live with the daemon) */
+#define BW_MAP_SOCKS "bw_socks"
+#define BW_MAP_SOCK_EV "bw_sock_ev"
+#define BW_MAP_HOST_CFG "bw_host_cfg"
+#define BW_MAP_HOST_CNT "bw_host_cnt"
+#define BW_MAP_HOST_BUD "bw_host_bud"
 #define BW_PROG_XDP "bw_xdp_ingress"
 #define BW_PROG_TC "bw_tc_egress"
 
@@ -58,6 +64,9 @@
 #define BW_PARTIAL_DEFAULT (1U << 14)  /* split banners awaiting their rest (LRU) */
 #define BW_TUNNELS_DEFAULT (1U << 14)  /* HTTP CONNECT tunnels to watched ports (LRU) */
 #define BW_FRAGS_DEFAULT (1U << 13)    /* fragmented TCP datagrams on watched ports (LRU) */
+#define BW_SOCKS_DEFAULT (1U << 16)   /* TCP connections' processes remembered (LRU): ~8 MiB */
+#define BW_SOCK_EV_BYTES_DEFAULT (1U << 22) /* host-context events' ring buffer: 4 MiB */
+#define BW_SOCK_EVENT_BUDGET_DEFAULT 1000U  /* host-context events per second per CPU */
 #define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
 #define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
 #define BW_PRELINES_BYTES 4096U        /* stream bytes followed for a version line after lines */
@@ -171,6 +180,8 @@ enum bw_event_kind {
 	BW_EV_NON_TLS = 4, /* a server's first payload on a watched port is neither TLS nor HTTP */
 	BW_EV_UNPARSED = 5, /* a packet with more IPv6 extension headers than the program walks
 			     * (bw_config.unparsed: alert; rate-limited as block events are) */
+	BW_EV_BEACON = 6,   /* periodic connections to one remote: made by the daemon from
+			     * connection starts (beacon detection), never written by the kernel */
 };
 
 /* What happens to a frame the program cannot parse to its transport header because it has more
@@ -302,7 +313,8 @@ struct bw_list_value {
 	 * packets decided by a pre-filter class are counted per class in bw_v4_cls_cnt instead (the
 	 * daemon's per-list figures add both). IPv6 and IPv4-mapped addresses always use the trie. */
 	__u64 hits;  /* watch: connection starts seen (atomic add from every CPU) */
-	__u64 drops; /* block: packets dropped (atomic add from every CPU) */
+	__u64 drops; /* block: packets dropped and connect()/sendmsg() calls refused (atomic add
+		      * from every CPU) */
 };
 
 /* ---- IPv4 pre-filter ----------------------------------------------------------------------------
@@ -464,5 +476,119 @@ struct bw_event {
 	__u8 flags;       /* enum bw_event_flags */
 	__u8 banner[BW_BANNER_MAX]; /* BW_EV_BANNER: the version line; BW_EV_NON_TLS: the payload */
 };
+
+/* ---- host context (bpf/host.bpf.c) -------------------------------------------------------------
+ * Which process is behind a TCP connection, recorded once when it connects (fentry tcp_connect:
+ * after the local port is chosen, before the SYN) or accepts (fexit inet_csk_accept), in the
+ * process's own context; the daemon joins it to the data plane's events of that connection by
+ * the addresses and ports. And connect()/sendmsg() refused with EPERM for blocked remotes by
+ * cgroup socket-address programs. Nothing here runs per packet. */
+
+/* bw_socks key: one connection as this host sees it. IPv4 (also an IPv6 socket's IPv4-mapped
+ * connection: its packets are IPv4) in the first 4 bytes of each address, family 4. */
+struct bw_sock_key {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__be16 lport;
+	__be16 rport;
+	__u8 family; /* enum bw_family */
+	__u8 _pad0[3];
+};
+
+/* Where a process record was taken. */
+enum bw_proc_origin {
+	BW_PROC_CONNECT = 1, /* tcp_connect: the connecting process */
+	BW_PROC_ACCEPT = 2,  /* inet_csk_accept: the accepting process (not the one that listened) */
+	BW_PROC_SOCKADDR = 3, /* a cgroup connect/sendmsg program: tgid, tid and comm only where
+			       * the kernel gives that program type its helpers (probed) */
+};
+
+/* The process behind a connection (bw_socks value; also inside struct bw_sock_event). */
+struct bw_proc {
+	__u64 ts_ns;             /* bpf_ktime_get_ns() when recorded */
+	__u64 start_boottime_ns; /* the thread group leader's start, ns since boot (0: unknown);
+				  * with tgid it names one process even after the pid is reused */
+	__u64 cgroup_id;         /* cgroup v2 id (0: unknown) */
+	__u32 tgid;              /* the process id (0: unknown) */
+	__u32 tid;               /* the thread's */
+	__u32 ppid;              /* the parent's process id (0: unknown) */
+	__u32 uid;
+	__u32 gid;
+	__u8 origin;             /* enum bw_proc_origin */
+	__u8 _pad0[3];
+	char comm[16];           /* the thread's name, NUL-terminated */
+};
+
+enum bw_sock_event_kind {
+	BW_SEV_REFUSED = 1, /* connect() or sendmsg() to a blocked remote refused (EPERM) */
+	BW_SEV_CONNECT = 2, /* an outbound TCP connection started (bw_host_cfg: connect events on) */
+};
+
+/* The hook that refused a connect() or sendmsg(). */
+enum bw_sock_hook {
+	BW_HOOK_CONNECT = 1,
+	BW_HOOK_SENDMSG = 2,
+	BW_HOOK_TCP_CONNECT = 3, /* BW_SEV_CONNECT's */
+};
+
+/* bw_sock_ev records. A refused send may have no local address or port yet (zero). */
+struct bw_sock_event {
+	__u64 ts_ns;
+	struct bw_proc proc;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__be16 lport;
+	__be16 rport;
+	__u32 list_id;    /* the remote's effective list (bw_list_value) */
+	__u32 entry_ref;
+	__u8 kind;        /* enum bw_sock_event_kind */
+	__u8 family;      /* enum bw_family of the traffic (IPv4-mapped: 4) */
+	__u8 l4proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 list_action; /* enum bw_action */
+	__u8 prefixlen;
+	__u8 hook;        /* enum bw_sock_hook */
+	__u8 _pad0[2];
+};
+
+/* bw_host_cfg.flags */
+enum bw_host_flags {
+	BW_HOST_REFUSE = 1 << 0,         /* refuse connect()/sendmsg() to blocked remotes */
+	BW_HOST_CONNECT_EVENTS = 1 << 1, /* a BW_SEV_CONNECT event per outbound TCP connection */
+};
+
+/* bw_host_cfg: a one-element array, written by the daemon at any time. */
+struct bw_host_cfg {
+	__u32 flags;        /* enum bw_host_flags */
+	__u32 event_budget; /* bw_sock_ev records per second per CPU (0: no budget) */
+};
+
+/* bw_host_bud: this CPU's event budget for the current second. */
+struct bw_host_budget {
+	__u64 window_ns;
+	__u32 used;
+	__u32 _pad0;
+};
+
+#define BW_HOST_COUNTERS(X)                                                                        \
+	X(connects)          /* outbound TCP connections recorded (tcp_connect) */             \
+	X(accepts)           /* inbound TCP connections recorded (inet_csk_accept) */          \
+	X(refused_connect)   /* connect() refused: blocked remote */                          \
+	X(refused_sendmsg)   /* sendmsg()/sendto() refused: blocked remote */                 \
+	X(record_errors)     /* bw_socks updates that failed (the connection goes unnamed) */  \
+	X(sock_events)       /* records committed to bw_sock_ev */                             \
+	X(sock_events_lost)  /* bpf_ringbuf_reserve failures (the refusal stands) */           \
+	X(sock_events_budget) /* events not written: this CPU's budget for the second spent */
+
+#define BW_COUNTER_FIELD(name) __u64 name;
+struct bw_host_counters {
+	BW_HOST_COUNTERS(BW_COUNTER_FIELD)
+};
+#undef BW_COUNTER_FIELD
+
+#define BW_COUNTER_ENUM(name) BW_HCNT_##name,
+enum bw_host_counter {
+	BW_HOST_COUNTERS(BW_COUNTER_ENUM) BW_HCNT__MAX
+};
+#undef BW_COUNTER_ENUM
 
 #endif /* BANNERWATCH_ABI_H */

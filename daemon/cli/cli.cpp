@@ -32,7 +32,7 @@ constexpr const char* kUsage = R"(usage: bannerwatch <command> [options]
 Daemon:
   run [--config FILE] [--iface IF]... [--xdp-mode auto|native|generic] [--pin-root DIR]
       [--eve FILE | --no-eve-file] [--eve-stdout] [--control SOCK] [--metrics ADDR|off]
-      [--state FILE] [--bpf-variant auto|full|core] [--verbose]
+      [--state FILE] [--cgroup DIR] [--bpf-variant auto|full|core] [--verbose]
         Load, attach (XDP ingress + TC egress) and serve. Needs CAP_BPF, CAP_NET_ADMIN and
         CAP_PERFMON (root has them). Defaults: /etc/bannerwatch/policy.yaml (from a build
         tree: policies/default.yaml), the interface of the default route, pin root /sys/fs/bpf/bannerwatch, the data-plane
@@ -226,7 +226,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   };
 
   // ---- the daemon and the offline commands ----
-  std::string xdp_mode = "auto", variant = "auto", pin_root, eve, control, metrics, state;
+  std::string xdp_mode = "auto", variant = "auto", pin_root, eve, control, metrics, state, cgroup;
   bool no_eve = false, eve_stdout = false, eve_syslog = false;
   CLI::App* run = sub("run",
                       "Load the data plane, attach it (XDP ingress + TC egress) and serve: EVE "
@@ -246,6 +246,10 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
   run->add_option("--pin-root", pin_root,
                   "bpffs directory of the pins (default: the policy's pin_root,\n"
                   BW_PIN_ROOT_DEFAULT ")")
+      ->type_name("DIR");
+  run->add_option("--cgroup", cgroup,
+                  "cgroup v2 directory whose processes' blocked connect()/sendmsg()\n"
+                  "calls are refused (default: the policy's host.cgroup, else the\nroot)")
       ->type_name("DIR");
   run->add_option("--eve", eve, "the EVE file (default: the policy's output.eve)")
       ->type_name("FILE");
@@ -473,6 +477,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       return UsageError(cmd,
                         absl::StrCat("--bpf-variant '", variant, "': want auto, full or core"));
     if (run->count("--pin-root")) c.run.pin_root = pin_root;
+    if (run->count("--cgroup")) c.run.cgroup = cgroup;
     if (run->count("--eve")) c.run.eve_path = eve;
     if (no_eve) c.run.eve_path = "";
     if (eve_stdout) c.run.eve_stdout = true;

@@ -381,6 +381,8 @@ inline std::string_view KindName(uint8_t kind) {
       return "non_tls";
     case BW_EV_UNPARSED:
       return "unparsed";
+    case BW_EV_BEACON:
+      return "beacon";
   }
   return {};
 }
@@ -472,9 +474,68 @@ inline uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
   return x;
 }
 
+// ,"process":{...}: the process behind the event's connection, with ECS's field names (pid, name,
+// executable, thread.id, parent.pid, user, group) plus its cgroup, container and systemd unit.
+// Unknown parts are left out, never written as empty strings or zeros standing for "unknown".
+char* ProcessObject(char* p, const ProcessContext& pc) {
+  p = Lit(p, ",\"process\":{\"pid\":");
+  p = U64(p, pc.pid);
+  if (!pc.name.empty()) {
+    p = Lit(p, ",\"name\":");
+    p = JsonText(p, pc.name);
+  }
+  if (!pc.executable.empty()) {
+    p = Lit(p, ",\"executable\":");
+    p = JsonText(p, pc.executable);
+  }
+  if (pc.tid != 0) {
+    p = Lit(p, ",\"thread\":{\"id\":");
+    p = U64(p, pc.tid);
+    *p++ = '}';
+  }
+  if (pc.ppid != 0) {
+    p = Lit(p, ",\"parent\":{\"pid\":");
+    p = U64(p, pc.ppid);
+    *p++ = '}';
+  }
+  p = Lit(p, ",\"user\":{\"id\":");
+  p = U64(p, pc.uid);
+  if (!pc.user.empty()) {
+    p = Lit(p, ",\"name\":");
+    p = JsonText(p, pc.user);
+  }
+  p = Lit(p, "},\"group\":{\"id\":");
+  p = U64(p, pc.gid);
+  *p++ = '}';
+  if (pc.cgroup_id != 0) {
+    p = Lit(p, ",\"cgroup\":{\"id\":");
+    p = U64(p, pc.cgroup_id);
+    if (!pc.cgroup_path.empty()) {
+      p = Lit(p, ",\"path\":");
+      p = JsonText(p, pc.cgroup_path);
+    }
+    *p++ = '}';
+  }
+  if (pc.container) {
+    p = Lit(p, ",\"container\":{\"id\":");
+    p = JsonText(p, pc.container->id);
+    if (!pc.container->runtime.empty()) {
+      p = Lit(p, ",\"runtime\":");
+      p = JsonText(p, pc.container->runtime);
+    }
+    *p++ = '}';
+  }
+  if (!pc.systemd_unit.empty()) {
+    p = Lit(p, ",\"systemd_unit\":");
+    p = JsonText(p, pc.systemd_unit);
+  }
+  *p++ = '}';
+  return p;
+}
+
 absl::Status Validate(const bw_event& ev) {
   if (ev.kind != BW_EV_BANNER && ev.kind != BW_EV_BLOCK && ev.kind != BW_EV_WATCH &&
-      ev.kind != BW_EV_NON_TLS && ev.kind != BW_EV_UNPARSED)
+      ev.kind != BW_EV_NON_TLS && ev.kind != BW_EV_UNPARSED && ev.kind != BW_EV_BEACON)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown kind ", unsigned{ev.kind}));
   if (ev.family != BW_FAMILY_V4 && ev.family != BW_FAMILY_V6)
     return absl::InvalidArgumentError(absl::StrCat("bw_event: unknown family ", unsigned{ev.family}));
@@ -500,11 +561,12 @@ char* EveFormatter::Reserve(size_t n) {
   return buf_.data();
 }
 
-absl::StatusOr<std::string_view> EveFormatter::Format(const bw_event& ev) {
-  return FormatAt(ev, static_cast<int64_t>(ev.ts_ns) + clock_offset_ns_);
+absl::StatusOr<std::string_view> EveFormatter::Format(const bw_event& ev, const EveExtra& extra) {
+  return FormatAt(ev, static_cast<int64_t>(ev.ts_ns) + clock_offset_ns_, extra);
 }
 
-absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int64_t wall_ns) {
+absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int64_t wall_ns,
+                                                        const EveExtra& extra) {
   if (absl::Status st = Validate(ev); !st.ok()) return st;
   const Signature* sig = SignatureForEvent(ev.kind, ev.banner_side);
   const bool strict = options_.schema == EveSchema::kSuricata7;
@@ -539,6 +601,14 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     bound += 6 * (list.name.size() + list.reason.size());
     for (const std::string& t : list.tags) bound += 6 * t.size() + 24;
   }
+  const ProcessContext* proc = extra.process;
+  if (proc != nullptr)  // numbers and names: 1024; strings escaped, twice in the strict form
+    bound += 1024 + 12 * (proc->name.size() + proc->executable.size() + proc->user.size() +
+                          proc->cgroup_path.size() + proc->systemd_unit.size() +
+                          (proc->container ? proc->container->id.size() +
+                                                 proc->container->runtime.size()
+                                           : 0));
+  bound += 6 * extra.refused.size() + (extra.beacon ? 1024 : 0);
   char* const start = Reserve(bound);
   char* p = start;
 
@@ -707,6 +777,46 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
   }
   if (!source_id.empty()) text("source_id", source_id);
   if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) number("suppressed", ev.suppressed);
+  if (!extra.refused.empty()) text("refused", extra.refused);
+  if (const EveBeacon* b = extra.beacon) {
+    char num[64];
+    auto fixed = [&](std::string_view name, double v) {  // three decimals, as RITA prints scores
+      int n = std::snprintf(num, sizeof(num), "%.3f", v);
+      key(name);
+      p = Str(p, std::string_view(num, static_cast<size_t>(n)));
+      if (strict) *p++ = '"';
+    };
+    if (strict) {
+      fixed("beacon.score", b->score);
+      fixed("beacon.median_interval_s", static_cast<double>(b->median_interval_ns) / 1e9);
+      number("beacon.connections", b->connections);
+    } else {
+      key("beacon");
+      *p++ = '{';
+      first = true;
+      fixed("score", b->score);
+      fixed("skew_score", b->skew_score);
+      fixed("mad_score", b->mad_score);
+      fixed("count_score", b->count_score);
+      fixed("bowley", b->bowley);
+      fixed("median_interval_s", static_cast<double>(b->median_interval_ns) / 1e9);
+      fixed("mad_s", static_cast<double>(b->mad_ns) / 1e9);
+      number("connections", b->connections);
+      text("first", FormatEveTimestamp(b->first_ns + clock_offset_ns_));
+      text("last", FormatEveTimestamp(b->last_ns + clock_offset_ns_));
+      *p++ = '}';
+      first = false;
+    }
+  }
+  if (proc != nullptr && strict) {
+    // Not properties of Suricata 7's schema either: the process as tags.
+    number("process.pid", proc->pid);
+    if (!proc->name.empty()) text("process.name", proc->name);
+    if (!proc->executable.empty()) text("process.executable", proc->executable);
+    number("process.user.id", proc->uid);
+    if (!proc->user.empty()) text("process.user.name", proc->user);
+    if (proc->container) text("process.container.id", proc->container->id);
+  }
   if (strict) {
     // Not properties of Suricata 7's schema: kept here rather than lost.
     if (!ifname.empty()) text("in_iface", ifname);
@@ -714,6 +824,7 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
     p = Lit(p, "]}}");
   } else {
     *p++ = '}';
+    if (proc != nullptr) p = ProcessObject(p, *proc);
     if (!host.empty()) {
       p = Lit(p, ",\"host\":");
       p = JsonText(p, host);
@@ -825,6 +936,8 @@ bool EveToServer(const bw_event& ev, const EveLookup* lookup) {
   if (ev.l4proto == IPPROTO_TCP && (ev.tcp_flags & kSyn)) return !(ev.tcp_flags & kAck);
   if (!HasPorts(ev)) return true;
   const uint16_t sp = Port(ev.sport), dp = Port(ev.dport);
+  // No source port yet: a call refused before the socket was bound (a client's).
+  if (sp == 0 && dp != 0) return true;
   if (lookup != nullptr && ev.l4proto == IPPROTO_TCP) {
     const bool sw = lookup->IsWatchedPort(sp), dw = lookup->IsWatchedPort(dp);
     if (sw != dw) return dw;

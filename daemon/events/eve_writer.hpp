@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/host/process_context.hpp"
 #include "maps/bannerwatch_abi.h"
 
 namespace bw {
@@ -77,6 +78,24 @@ struct EveOptions {
   EveSchema schema = EveSchema::kBannerwatch;
 };
 
+// ---- what the daemon adds to a record --------------------------------------------------------------
+// A beacon alert's figures (BW_EV_BEACON; daemon/host/beacon.hpp scores them).
+struct EveBeacon {
+  double score = 0, skew_score = 0, mad_score = 0, count_score = 0, bowley = 0;
+  int64_t median_interval_ns = 0, mad_ns = 0;
+  uint64_t connections = 0;
+  int64_t first_ns = 0, last_ns = 0;  // the first and last start scored (CLOCK_MONOTONIC)
+};
+
+// Context an event's record does not carry: the process behind its connection ("process"), the
+// call refused for a block event that never became a packet ("bannerwatch.refused": "connect" or
+// "sendmsg"), a beacon's figures ("bannerwatch.beacon"). Each is optional.
+struct EveExtra {
+  const ProcessContext* process = nullptr;
+  std::string_view refused;
+  const EveBeacon* beacon = nullptr;
+};
+
 // ---- formatting -----------------------------------------------------------------------------------
 class EveFormatter {
  public:
@@ -94,10 +113,11 @@ class EveFormatter {
 
   // One EVE line for `ev`, timestamped ts_ns + clock offset. InvalidArgument for a record the ABI
   // does not allow (unknown kind, family or banner side, banner_len > BW_BANNER_MAX).
-  absl::StatusOr<std::string_view> Format(const bw_event& ev);
+  absl::StatusOr<std::string_view> Format(const bw_event& ev, const EveExtra& extra = {});
   // The same with an explicit wall-clock time (ns since the Unix epoch), e.g. a capture's packet
   // time when replaying offline.
-  absl::StatusOr<std::string_view> FormatAt(const bw_event& ev, int64_t wall_ns);
+  absl::StatusOr<std::string_view> FormatAt(const bw_event& ev, int64_t wall_ns,
+                                            const EveExtra& extra = {});
 
  private:
   char* Reserve(size_t n);

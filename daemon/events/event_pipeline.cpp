@@ -63,10 +63,35 @@ EventPipeline::~EventPipeline() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+absl::Status EventPipeline::AttachHost(int sock_ring_fd, int socks_fd,
+                                       ProcessResolver::Options resolver) {
+  if (thread_.joinable()) return absl::FailedPreconditionError("AttachHost after Start");
+  EventPipeline* self = this;
+  absl::Status st =
+      reader_->AddSockRing(sock_ring_fd, [self](const bw_sock_event& e) { self->OnSockEvent(e); });
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> l(policy_mu_);
+  host_ = std::make_unique<HostContext>(socks_fd, std::move(resolver));
+  const CompiledPolicy* c = lookup_.policy();
+  if (c && c->beacon.on) host_->SetBeacon(c->beacon.options);
+  beacon_all_ = c && c->beacon.all_connections;
+  return absl::OkStatus();
+}
+
+std::optional<HostContext::Stats> EventPipeline::host_stats() const {
+  if (!host_) return std::nullopt;
+  return host_->stats();
+}
+
 void EventPipeline::SetPolicy(const CompiledPolicy* policy) {
   std::lock_guard<std::mutex> l(policy_mu_);
   lookup_.set_policy(policy);
   if (policy) formatter_.set_options(EveOptionsFor(policy->eve));
+  if (policy && host_) {
+    host_->SetBeacon(policy->beacon.on ? std::optional<BeaconOptions>(policy->beacon.options)
+                                       : std::nullopt);
+    beacon_all_ = policy->beacon.all_connections;
+  }
   v4_match_.reset();  // built from the new one's table when an event first needs it
 }
 
@@ -83,10 +108,80 @@ std::optional<bw_list_value> EventPipeline::ResolveV4(const uint8_t* addr4) {
 }
 
 void EventPipeline::OnEvent(const bw_event& ev) {
+  EveExtra extra;
+  if (host_) extra.process = host_->ProcessFor(ev);
+  Write(ev, extra);
+  // An outbound connection to a watched address starts: its SYN leaving, or (where the SYN went
+  // unseen) its SYN-ACK arriving; the tracker counts a connection once by its flow id.
+  constexpr uint8_t kSyn = 0x02, kAck = 0x10;
+  if (host_ && ev.kind == BW_EV_WATCH && ev.l4proto == IPPROTO_TCP &&
+      ((ev.direction == BW_DIR_EGRESS && (ev.tcp_flags & (kSyn | kAck)) == kSyn) ||
+       (ev.direction == BW_DIR_INGRESS && (ev.tcp_flags & (kSyn | kAck)) == (kSyn | kAck))))
+    BeaconStart(ev, extra.process, /*from_record=*/false);
+}
+
+void EventPipeline::BeaconStart(const bw_event& start, const ProcessContext* process,
+                                bool from_record) {
+  std::optional<HostContext::BeaconEvent> alert;
+  {
+    std::lock_guard<std::mutex> l(policy_mu_);
+    // Watch hits are the starts scored unless every connection is (then connect records are).
+    if (!host_->beacon_on() || beacon_all_ != from_record) return;
+    bw_sock_key k = SockKeyOfEvent(start);
+    alert = host_->OnStart(start.family, k.laddr, k.lport, k.raddr, k.rport,
+                           static_cast<int64_t>(start.ts_ns), process, &start);
+  }
+  if (!alert) return;
+  EveExtra extra;
+  extra.process = process;
+  extra.beacon = &alert->figures;
+  Write(alert->ev, extra);
+}
+
+void EventPipeline::OnSockEvent(const bw_sock_event& s) {
+  if (s.family != BW_FAMILY_V4 && s.family != BW_FAMILY_V6) {
+    format_errors_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  bw_event ev{};
+  ev.ts_ns = s.ts_ns;
+  ev.direction = BW_DIR_EGRESS;
+  ev.family = s.family;
+  ev.l4proto = s.l4proto;
+  std::memcpy(ev.saddr, s.laddr, 16);
+  std::memcpy(ev.daddr, s.raddr, 16);
+  ev.sport = s.lport;
+  ev.dport = s.rport;
+  ev.list_id = s.list_id;
+  ev.entry_ref = s.entry_ref;
+  ev.list_action = s.list_action;
+  ev.prefixlen = s.prefixlen;
+  const ProcessContext* process = host_->Resolve(s.proc);
+  if (s.kind == BW_SEV_REFUSED) {
+    // A block event that never became a packet: the call was refused in the sender's context.
+    ev.kind = BW_EV_BLOCK;
+    ev.verdict = BW_VERDICT_DROP;
+    if (s.l4proto == IPPROTO_TCP) ev.tcp_flags = 0x02;  // it would have been the SYN
+    EveExtra extra;
+    extra.process = process;
+    extra.refused = s.hook == BW_HOOK_SENDMSG ? "sendmsg" : "connect";
+    Write(ev, extra);
+  } else if (s.kind == BW_SEV_CONNECT) {
+    ev.kind = BW_EV_WATCH;  // the start's shape; not written out itself
+    ev.tcp_flags = 0x02;
+    ProcessContext copy;  // BeaconStart's alert formatting must not see a later Resolve
+    if (process) copy = *process;
+    BeaconStart(ev, process ? &copy : nullptr, /*from_record=*/true);
+  } else {
+    format_errors_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void EventPipeline::Write(const bw_event& ev, const EveExtra& extra) {
   std::string_view line;
   {
     std::lock_guard<std::mutex> l(policy_mu_);
-    auto formatted = formatter_.Format(ev);
+    auto formatted = formatter_.Format(ev, extra);
     if (!formatted.ok()) {
       format_errors_.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -144,6 +239,7 @@ void EventPipeline::Loop() {
     if (now - clock_resync_ns_ > kClockResyncNs) {
       std::lock_guard<std::mutex> l(policy_mu_);
       formatter_.set_clock_offset_ns(MonotonicToRealtimeNs());
+      if (host_) host_->ExpireBeacons(now);  // idle pairs go (every 10 s: a walk of them all)
       clock_resync_ns_ = now;
     }
   }

@@ -27,6 +27,7 @@
 #include "daemon/events/eve_writer.hpp"
 #include "daemon/events/events.hpp"
 #include "daemon/events/syslog_sink.hpp"
+#include "daemon/host/host_context.hpp"
 #include "daemon/policy/policy.hpp"
 #include "daemon/policy/policy_lookup.hpp"
 #include "daemon/dataplane/v4_match.hpp"
@@ -47,6 +48,12 @@ class EventPipeline {
   // The policy events are completed and named from (not owned; must stay unchanged until the next
   // SetPolicy returns). Returns once the thread no longer uses the previous one.
   void SetPolicy(const CompiledPolicy* policy);
+  // The host context (daemon/host/host_programs.hpp), before Start(): its records' ring (refused
+  // calls become block events naming the process; connection starts feed beacon scoring) and the
+  // connections' processes (`socks_fd` -1: events are not joined to processes).
+  absl::Status AttachHost(int sock_ring_fd, int socks_fd, ProcessResolver::Options resolver = {});
+  std::optional<HostContext::Stats> host_stats() const;
+
   // Handles what the ring holds now, on the caller's thread (before Start: the events buffered
   // while no daemon ran). Returns how many.
   absl::StatusOr<int> DrainNow();
@@ -93,9 +100,17 @@ class EventPipeline {
   void Loop();
   // The ring buffer's record handler (on whichever thread drains).
   void OnEvent(const bw_event& ev);
+  void OnSockEvent(const bw_sock_event& ev);
+  // Formats one record and hands the line to every output.
+  void Write(const bw_event& ev, const EveExtra& extra);
+  // An outbound connection start for beacon scoring; writes the alert when one is due.
+  // `from_record`: a connect record (beacon.connections: all), else a watch hit.
+  void BeaconStart(const bw_event& start, const ProcessContext* process, bool from_record);
   std::optional<bw_list_value> ResolveV4(const uint8_t* addr4);
 
   std::unique_ptr<EventReader> reader_;
+  // Thread-only but for its beacon part, which SetPolicy changes: that is used under policy_mu_.
+  std::unique_ptr<HostContext> host_;
   std::unique_ptr<EveSink> sink_;
   std::unique_ptr<SyslogSink> syslog_;
   int wake_fd_ = -1;  // eventfd: Stop() wakes the thread
@@ -108,6 +123,7 @@ class EventPipeline {
   Lookup lookup_ ABSL_GUARDED_BY(policy_mu_);
   std::unique_ptr<V4Match> v4_match_ ABSL_GUARDED_BY(policy_mu_);
   EveFormatter formatter_ ABSL_GUARDED_BY(policy_mu_){&lookup_, MonotonicToRealtimeNs()};
+  bool beacon_all_ ABSL_GUARDED_BY(policy_mu_) = false;  // BeaconSettings::all_connections
   int64_t clock_resync_ns_ = 0;  // thread-only: when the clock offset was last sampled
 
   // The recent lines (buffers reused, no allocation per event once warm) and the followers.

@@ -40,6 +40,24 @@ int EventReader::OnRecord(void* ctx, void* data, size_t size) {
   return 0;
 }
 
+absl::Status EventReader::AddSockRing(int ringbuf_fd, SockHandler handler) {
+  sock_handler_ = std::move(handler);
+  int e = ring_buffer__add(rb_, ringbuf_fd, &EventReader::OnSockRecord, this);
+  if (e != 0) return ErrnoStatus(BW_MAP_SOCK_EV, "ring_buffer__add", -e);
+  return absl::OkStatus();
+}
+
+int EventReader::OnSockRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<EventReader*>(ctx);
+  if (size != sizeof(bw_sock_event)) {
+    self->malformed_.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
+  self->sock_handler_(*static_cast<const bw_sock_event*>(data));
+  self->delivered_.fetch_add(1, std::memory_order_relaxed);
+  return 0;
+}
+
 absl::StatusOr<int> EventReader::Drain() {
   int n = ring_buffer__consume(rb_);
   if (n < 0) return ErrnoStatus(BW_MAP_EVENTS, "ring_buffer__consume", -n);

@@ -38,6 +38,11 @@ class EventReader {
   using V4Resolver = std::function<std::optional<bw_list_value>(const uint8_t* addr4)>;
   void set_v4_resolver(V4Resolver r) { v4_resolver_ = std::move(r); }
 
+  // Host-context records (struct bw_sock_event, bpf/host.bpf.c) from a second ring buffer, read by
+  // the same Drain() and epoll_fd(); records of the wrong size are counted as malformed.
+  using SockHandler = std::function<void(const bw_sock_event&)>;
+  absl::Status AddSockRing(int ringbuf_fd, SockHandler handler);
+
   // Handles every record available now, without waiting (wait on epoll_fd() first).
   absl::StatusOr<int> Drain();
   int epoll_fd() const;
@@ -49,8 +54,10 @@ class EventReader {
  private:
   EventReader() = default;
   static int OnRecord(void* ctx, void* data, size_t size);
+  static int OnSockRecord(void* ctx, void* data, size_t size);
   ring_buffer* rb_ = nullptr;
   Handler handler_;
+  SockHandler sock_handler_;
   V4Resolver v4_resolver_;
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> malformed_{0};

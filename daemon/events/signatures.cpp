@@ -14,7 +14,7 @@ namespace {
 //   misc-attack      "Misc Attack"                           2
 //   bad-unknown      "Potentially Bad Traffic"               2
 //   protocol-command-decode "Generic Protocol Command Decode" 3
-constexpr std::array<Signature, 6> kTable = {{
+constexpr std::array<Signature, 7> kTable = {{
     {1, kSidSshServerBanner, 1, "ET POLICY SSH banner detected on TCP 443 likely proxy evasion",
      "misc-activity", "Misc activity", 3, true, MsgPort::kSource},
     {1, kSidSshClientBanner, 1,
@@ -28,6 +28,8 @@ constexpr std::array<Signature, 6> kTable = {{
      "protocol-command-decode", "Generic Protocol Command Decode", 3, true},
     {1, kSidUnparsed, 1,
      "BANNERWATCH IPv6 extension header chain longer than inspected, transport not checked",
+     "bad-unknown", "Potentially Bad Traffic", 2, true},
+    {1, kSidBeacon, 1, "BANNERWATCH periodic connections to one remote address likely beaconing",
      "bad-unknown", "Potentially Bad Traffic", 2, true},
 }};
 
@@ -47,6 +49,8 @@ const Signature* SignatureForEvent(uint8_t kind, uint8_t banner_side) {
       return &kTable[4];
     case BW_EV_UNPARSED:
       return &kTable[5];
+    case BW_EV_BEACON:
+      return &kTable[6];
     default:
       return nullptr;
   }

@@ -20,6 +20,7 @@ inline constexpr uint32_t kSidBlockedAddress = 1000148;
 inline constexpr uint32_t kSidWatchedAddress = 1000149;
 inline constexpr uint32_t kSidNonTlsOnWatchedPort = 1000150;  // banner.non_tls: alert
 inline constexpr uint32_t kSidUnparsed = 1000151;             // unparsed: alert
+inline constexpr uint32_t kSidBeacon = 1000152;               // beacon detection
 
 // Which of the event's ports a signature's message names (its text has "TCP 443", the default
 // watched port, which the event's port replaces: a banner from port 8443 says "TCP 8443").

@@ -15,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/events/syslog_sink.hpp"
@@ -264,6 +265,8 @@ class PolicyParser {
   absl::Status Syslog(const YAML::Node& n, Policy& p);
   absl::Status Eve(const YAML::Node& n, Policy& p);
   absl::Status Crowdsec(const YAML::Node& n, Policy& p);
+  absl::Status Host(const YAML::Node& n, Policy& p);
+  absl::Status Beacon(const YAML::Node& n, Policy& p);
   absl::Status CheckCrowdsecLists(const Policy& p) const;
   absl::Status Metrics(const YAML::Node& n, Policy& p);
   absl::Status Interfaces(const YAML::Node& n, Policy& p);
@@ -415,6 +418,82 @@ absl::Status PolicyParser::Eve(const YAML::Node& n, Policy& p) {
     }
     if (!st.ok()) return st;
   }
+  return absl::OkStatus();
+}
+
+// `host: {attribution, refuse, cgroup, event_budget}`.
+absl::Status PolicyParser::Host(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "host", {"attribution", "refuse", "cgroup", "event_budget"});
+  if (!f.ok()) return f.status();
+  for (auto& [key, k, v] : *f) {
+    absl::Status st;
+    std::string at = absl::StrCat("host.", key);
+    if (key == "attribution") {
+      st = Bool(v, at, &p.host.attribution);
+    } else if (key == "refuse") {
+      st = Bool(v, at, &p.host.refuse);
+    } else if (key == "cgroup") {
+      st = PathSetting(v, at, false, &p.host.cgroup);
+    } else {
+      uint64_t x = 0;
+      st = Uint(v, at, 0, UINT32_MAX, &x);
+      if (st.ok()) p.host.event_budget = static_cast<uint32_t>(x);
+    }
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+// `beacon: {enabled, connections, min_connections, threshold, window, full_count, realert, idle,
+// max_pairs}`.
+absl::Status PolicyParser::Beacon(const YAML::Node& n, Policy& p) {
+  auto f = MapFields(n, "beacon", {"enabled", "connections", "min_connections", "threshold",
+                                   "window", "full_count", "realert", "idle", "max_pairs"});
+  if (!f.ok()) return f.status();
+  BeaconSettings b;
+  for (auto& [key, k, v] : *f) {
+    absl::Status st;
+    std::string at = absl::StrCat("beacon.", key);
+    uint64_t x = 0;
+    if (key == "enabled") {
+      st = Bool(v, at, &b.on);
+    } else if (key == "connections") {
+      const std::vector<std::pair<absl::string_view, bool>> values = {{"watched", false},
+                                                                      {"all", true}};
+      st = Enum(v, at, values, &b.all_connections);
+    } else if (key == "min_connections" || key == "window" || key == "full_count") {
+      st = Uint(v, at, 4, 4096, &x);
+      size_t& out = key == "min_connections" ? b.options.min_connections
+                    : key == "window"        ? b.options.window
+                                             : b.options.full_count;
+      if (st.ok()) out = x;
+    } else if (key == "max_pairs") {
+      st = Uint(v, at, 1, 1u << 20, &x);
+      if (st.ok()) b.options.max_pairs = x;
+    } else if (key == "threshold") {
+      std::string s;
+      st = Str(v, at, &s);
+      double d = 0;
+      if (st.ok() && (!absl::SimpleAtod(s, &d) || !(d > 0 && d <= 1)))
+        st = Fail(v, at, absl::StrCat("'", absl::CHexEscape(s), "' is not a score above 0 and at most 1, such as 0.8"));
+      if (st.ok()) b.options.threshold = d;
+    } else {
+      std::string s;
+      st = Str(v, at, &s);
+      absl::Duration d;
+      if (st.ok() && (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration() ||
+                      d == absl::InfiniteDuration()))
+        st = Fail(v, at, absl::StrCat("'", absl::CHexEscape(s), "' is not a duration such as 1h or 30m"));
+      if (st.ok()) (key == "realert" ? b.options.realert : b.options.idle) = d;
+    }
+    if (!st.ok()) return st;
+  }
+  if (absl::Status st = ValidateBeaconOptions(b.options); !st.ok()) {
+    std::string why(st.message());
+    if (absl::StartsWith(why, "beacon options: ")) why.erase(0, 16);
+    return Fail(n, "beacon", why);
+  }
+  p.beacon = b;
   return absl::OkStatus();
 }
 
@@ -794,7 +873,7 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
                            "keep_reload_buffers", "limits", "unparsed",
                            "block_event_interval", "block_event_budget", "lists", "interfaces", "output", "control_socket",
                            "control_group", "control_admin_group", "metrics", "state_file", "pin_root",
-                           "eve", "crowdsec"});
+                           "eve", "crowdsec", "host", "beacon"});
   if (!fields.ok()) return fields.status();
 
   // Settings that change how lists parse come first, whatever their order in the file.
@@ -849,6 +928,10 @@ absl::StatusOr<Policy> PolicyParser::Run(absl::string_view text) {
       st = Eve(v, p);
     } else if (key == "crowdsec") {
       st = Crowdsec(v, p);
+    } else if (key == "host") {
+      st = Host(v, p);
+    } else if (key == "beacon") {
+      st = Beacon(v, p);
     } else if (key == "control_socket") {
       st = PathSetting(v, key, true, &p.control_socket);
       if (st.ok() && p.control_socket.size() > 107)
@@ -1224,6 +1307,7 @@ absl::StatusOr<CompiledPolicy> Compile(const Policy& policy, absl::Time now,
   c.config.flags = policy.non_tls ? BW_CFG_NON_TLS : 0;
   c.config.unparsed = static_cast<uint8_t>(policy.unparsed);
   c.eve = policy.eve;
+  c.beacon = policy.beacon;
   c.proxy_ports = policy.proxy_ports;
   std::sort(c.proxy_ports.begin(), c.proxy_ports.end());
   c.proxy_ports.erase(std::unique(c.proxy_ports.begin(), c.proxy_ports.end()), c.proxy_ports.end());

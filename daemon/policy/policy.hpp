@@ -32,7 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "daemon/policy/cidr.hpp"
-#include "daemon/policy/feeds.hpp"
+#include "daemon/host/beacon.hpp"
 #include "daemon/policy/feeds.hpp"
 #include "maps/bannerwatch_abi.h"
 
@@ -117,6 +117,24 @@ struct EveSyslog {
   int severity = 6;   // info
 };
 
+// policy `host:` (policies/README.md): the host-context programs (daemon/host/host_programs.hpp).
+struct HostSettings {
+  bool attribution = true;  // name the process behind each TCP connection's events
+  // connect()/sendmsg() to blocked remotes fail with EPERM; false: TC egress drops them (as before)
+  bool refuse = true;
+  std::string cgroup;  // the cgroup v2 directory the refusal programs attach to; "" = the root
+  uint32_t event_budget = BW_SOCK_EVENT_BUDGET_DEFAULT;  // refusal events per second per CPU
+};
+
+// policy `beacon:` (docs/signatures.md, 1000152): periodic connections to one remote.
+struct BeaconSettings {
+  bool on = true;
+  // Which connection starts are scored: false = outbound connections to watched addresses (watch
+  // hits), true = every outbound TCP connection (a record per connect from the kernel).
+  bool all_connections = false;
+  BeaconOptions options;
+};
+
 struct Policy {
   std::string path;                // the policy file as given
   std::vector<std::string> files;  // [0] = path, then every list file (PolicyEntry::file)
@@ -162,6 +180,8 @@ struct Policy {
   bool eve_stdout = false;
   EveSyslog eve_syslog;
   CrowdsecSettings crowdsec;
+  HostSettings host;  // `host:` (attribution, cgroup: read at start; refuse, event_budget: any time)
+  BeaconSettings beacon;
   std::string control_socket = "/run/bannerwatch/control.sock";
   // The control socket's group: empty = the socket is mode 0600 (the daemon's user only); a group
   // name = it belongs to that group, mode 0660, whose members may use the read-only commands.
@@ -255,6 +275,7 @@ struct CompileState;
 struct CompiledPolicy {
   std::string policy_path;
   EveSettings eve;  // Policy::eve
+  BeaconSettings beacon;  // Policy::beacon
   absl::Time compiled_at = absl::InfinitePast();
   std::vector<std::string> files;
   uint32_t numbered_file = 0;  // Policy::numbered_file

@@ -26,6 +26,7 @@
 #include "daemon/events/event_pipeline.hpp"
 #include "daemon/policy/policy.hpp"
 #include "daemon/policy/state.hpp"
+#include "daemon/host/host_programs.hpp"
 #include "daemon/service/crowdsec_poller.hpp"
 #include "daemon/service/file_watch.hpp"
 #include "daemon/service/log.hpp"
@@ -86,6 +87,12 @@ class Daemon {
   // at most once a minute; read at the start for the policy's API only.
   void LoadDecisions(const Policy& p);
   void SaveDecisions();
+  // The host-context programs (process attribution, connect-time refusal), loaded after the data
+  // plane; what cannot be had is logged as off with its reason, and the rest runs.
+  void StartHost(const Policy& p);
+  // bw_host_cfg from the policy in force (at the start and after every applied reload).
+  void ConfigureHost(const Policy& p);
+  json HostStatus() const;
 
   DaemonOptions opts_;
   Notifier notify_ = Notifier::FromEnvironment();
@@ -95,6 +102,8 @@ class Daemon {
   std::optional<StateFileLock> state_lock_;
 
   std::unique_ptr<DataPlane> dp_;
+  std::unique_ptr<HostPrograms> host_;  // null when the object could not load at all
+  std::string host_off_;                // then why
   MapSet maps_;
   std::vector<Attachment> attached_;
   std::unique_ptr<Reloader> reloader_;
@@ -204,7 +213,74 @@ json Daemon::Status() {
   j["last_reload"] = {{"time", TimeText(r.last)}, {"ok", r.last_ok}, {"error", r.error},
                       {"summary", r.summary}, {"reloads_ok", r.ok}, {"reloads_failed", r.failed}};
   if (crowdsec_) j["crowdsec"] = CrowdsecStatus();
+  j["host"] = HostStatus();
   return j;
+}
+
+json Daemon::HostStatus() const {
+  if (!host_) return {{"loaded", false}, {"error", host_off_}};
+  const Policy& p = reloader_->policy();
+  json j = {{"loaded", true},
+            {"attribution", host_->attribution()},
+            {"attribution_hooks", host_->attribution_hooks()},
+            {"attribution_off", host_->attribution_off()},
+            {"refusal", host_->refusal() && p.host.refuse},
+            {"refusal_off", !host_->refusal() ? host_->refusal_off()
+                            : p.host.refuse   ? std::string()
+                                              : std::string("off in the policy (host.refuse: false)")},
+            {"cgroup", host_->cgroup()},
+            {"beacon", p.beacon.on ? (p.beacon.all_connections ? "all" : "watched") : "off"}};
+  if (auto c = host_->Counters(); c.ok()) {
+    json cj;
+    for (int i = 0; i < BW_HCNT__MAX; ++i) cj[HostCounterName(i)] = (*c)[i];
+    j["counters"] = cj;
+  }
+  if (auto hs = events_->host_stats()) {
+    j["events_named"] = hs->named;
+    j["events_unnamed"] = hs->unknown;
+    j["records_stale"] = hs->stale;
+    j["beacon_pairs"] = hs->beacon_pairs;
+    j["beacon_alerts"] = hs->beacon_alerts;
+    j["beacon_evicted"] = hs->beacon_evicted;
+  }
+  return j;
+}
+
+void Daemon::StartHost(const Policy& p) {
+  HostOptions ho;
+  ho.attribution = p.host.attribution;
+  // Attached whatever host.refuse says, so that a reload can turn refusing on and off (a flag the
+  // programs read); off, they only look the remote up.
+  ho.refusal = true;
+  ho.cgroup = opts_.cgroup.value_or(p.host.cgroup);
+  auto h = HostPrograms::Load(*dp_, ho);
+  if (!h.ok()) {
+    host_off_ = std::string(h.status().message());
+    Log(absl::StrCat("host context off: ", host_off_,
+                     "; blocks are enforced at TC egress only, events name no process"),
+        LogLevel::kWarning);
+    return;
+  }
+  host_ = std::move(*h);
+  Log(host_->attribution()
+          ? absl::StrCat("process attribution: ", host_->attribution_hooks())
+          : absl::StrCat("process attribution off: ", host_->attribution_off()),
+      host_->attribution() ? LogLevel::kInfo : LogLevel::kWarning);
+  Log(host_->refusal()
+          ? absl::StrCat("connect-time refusal: cgroup ", host_->cgroup(),
+                         p.host.refuse ? "" : " (off in the policy: host.refuse: false)")
+          : absl::StrCat("connect-time refusal off: ", host_->refusal_off(),
+                         "; blocks are enforced at TC egress"),
+      host_->refusal() ? LogLevel::kInfo : LogLevel::kWarning);
+}
+
+void Daemon::ConfigureHost(const Policy& p) {
+  if (!host_) return;
+  uint32_t flags = 0;
+  if (p.host.refuse) flags |= BW_HOST_REFUSE;
+  if (p.beacon.on && p.beacon.all_connections) flags |= BW_HOST_CONNECT_EVENTS;
+  absl::Status st = host_->Configure(flags, p.host.event_budget);
+  if (!st.ok()) Log(absl::StrCat("host context: ", st.message()), LogLevel::kError);
 }
 
 json Daemon::CrowdsecStatus() const {
@@ -454,6 +530,46 @@ std::string Daemon::RenderMetrics() {
   m.Sample("bannerwatch_reload_buffers_bytes", "", reloader_->BufferBytes());
   m.Family("bannerwatch_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload");
   m.Sample("bannerwatch_last_reload_timestamp_seconds", "", absl::ToDoubleSeconds(r.last - absl::UnixEpoch()));
+  m.Family("bannerwatch_host_attribution_up", "gauge",
+           "1 if connections are attributed to processes (connect/accept hooks attached)");
+  m.Sample("bannerwatch_host_attribution_up", "", uint64_t{host_ && host_->attribution()});
+  m.Family("bannerwatch_host_refusal_up", "gauge",
+           "1 if connect()/sendmsg() to blocked remotes are refused (EPERM); 0: TC egress only");
+  m.Sample("bannerwatch_host_refusal_up", "",
+           uint64_t{host_ && host_->refusal() && reloader_->policy().host.refuse});
+  if (host_) {
+    if (auto c = host_->Counters(); c.ok()) {
+      m.Family("bannerwatch_host_refused_total", "counter",
+               "Calls refused with EPERM because the remote is blocked");
+      m.Sample("bannerwatch_host_refused_total", MetricsText::Label("call", "connect"),
+               (*c)[BW_HCNT_refused_connect]);
+      m.Sample("bannerwatch_host_refused_total", MetricsText::Label("call", "sendmsg"),
+               (*c)[BW_HCNT_refused_sendmsg]);
+      m.Family("bannerwatch_host_connections_total", "counter",
+               "TCP connections whose process was recorded");
+      m.Sample("bannerwatch_host_connections_total", MetricsText::Label("origin", "connect"),
+               (*c)[BW_HCNT_connects]);
+      m.Sample("bannerwatch_host_connections_total", MetricsText::Label("origin", "accept"),
+               (*c)[BW_HCNT_accepts]);
+      m.Family("bannerwatch_host_events_lost_total", "counter",
+               "Host-context events not written (ring full or the per-CPU budget spent)");
+      m.Sample("bannerwatch_host_events_lost_total", MetricsText::Label("reason", "ring_full"),
+               (*c)[BW_HCNT_sock_events_lost]);
+      m.Sample("bannerwatch_host_events_lost_total", MetricsText::Label("reason", "budget"),
+               (*c)[BW_HCNT_sock_events_budget]);
+    }
+  }
+  if (auto hs = events_->host_stats()) {
+    m.Family("bannerwatch_events_process_total", "counter",
+             "TCP events by whether the process behind the connection was known");
+    m.Sample("bannerwatch_events_process_total", MetricsText::Label("result", "named"), hs->named);
+    m.Sample("bannerwatch_events_process_total", MetricsText::Label("result", "unknown"), hs->unknown);
+    m.Sample("bannerwatch_events_process_total", MetricsText::Label("result", "stale"), hs->stale);
+    m.Family("bannerwatch_beacon_pairs", "gauge", "(process, remote) pairs tracked for beaconing");
+    m.Sample("bannerwatch_beacon_pairs", "", hs->beacon_pairs);
+    m.Family("bannerwatch_beacon_alerts_total", "counter", "Beacon alerts (1000152)");
+    m.Sample("bannerwatch_beacon_alerts_total", "", hs->beacon_alerts);
+  }
   if (crowdsec_) {
     const CrowdsecRecord& c = crowdsec_record_;
     m.Family("bannerwatch_crowdsec_up", "gauge",
@@ -612,9 +728,11 @@ absl::Status Daemon::Start() {
   counters_ = std::make_unique<ListCounters>(maps_);
   reloader_ = std::make_unique<Reloader>(opts_.config_path, state_file_, *dp_, maps_);
   reloader_->SetDecisions(&decisions_);
+  StartHost(p0);
   reloader_->OnApplied([this](const CompiledPolicy* c) {
     // The event thread moves to the new policy before the old one is freed or written over.
     if (events_) events_->SetPolicy(c);
+    ConfigureHost(reloader_->policy());
     WatchPolicyFiles();
   });
   runtime_ = std::make_unique<RuntimeLists>(state_file_, std::move(*loaded), *reloader_);
@@ -648,6 +766,11 @@ absl::Status Daemon::Start() {
   if (!events.ok()) return events.status();
   events_ = std::move(*events);
   events_->SetPolicy(reloader_->compiled());
+  if (host_) {
+    absl::Status hs = events_->AttachHost(host_->events_fd(),
+                                          host_->attribution() ? host_->socks_fd() : -1);
+    if (!hs.ok()) return hs;
+  }
   // Events the kernel buffered while no daemon was running (the thread starts once the signals
   // are blocked, below).
   auto drained = events_->DrainNow();

@@ -32,6 +32,7 @@ struct DaemonOptions {
   std::optional<std::string> control_socket;
   std::optional<std::string> metrics_listen;  // "" or "off" = off
   std::optional<std::string> state_file;
+  std::optional<std::string> cgroup;  // host.cgroup: where the refusal programs attach
 };
 
 int RunDaemon(const DaemonOptions& opts);

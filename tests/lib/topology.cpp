@@ -1,5 +1,11 @@
 #include "lib/topology.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "daemon/host/host_programs.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -42,9 +48,26 @@ Topology::Topology() {
                                          std::string(kHostV6) + "/64"},
                                  VethEnd{server_.get(), kServerIf, std::string(kServerV4) + "/24",
                                          std::string(kServerV6) + "/64"});
+  if (std::string root = Cgroup2Mount(); !root.empty()) {
+    cgroup_ = root + "/bwt-" + std::to_string(getpid());
+    ::rmdir(cgroup_.c_str());
+    if (::mkdir(cgroup_.c_str(), 0755) != 0) cgroup_.clear();
+  }
+}
+
+std::string Topology::InCgroup(const std::string& cmd) const {
+  if (cgroup_.empty()) return cmd;
+  return "sh -c 'echo $$ > " + cgroup_ + "/cgroup.procs && exec \"$0\" \"$@\"' " + cmd;
 }
 
 Topology::~Topology() {
+  // The test cgroup goes once its processes have: any a test left behind are killed.
+  for (int i = 0; !cgroup_.empty() && i < 100; ++i) {
+    if (::rmdir(cgroup_.c_str()) == 0 || errno == ENOENT) break;
+    std::ifstream procs(cgroup_ + "/cgroup.procs");
+    for (pid_t pid; procs >> pid;) ::kill(pid, SIGKILL);
+    ::usleep(20000);
+  }
   veth_.reset();
   server_.reset();
   host_.reset();
@@ -291,6 +314,11 @@ void Daemon::Start() {
                                    "--iface",           kHostIf,    "--pin-root", pin_root_,
                                    "--eve",             eve_,       "--control", sock_,
                                    "--state",           state_};
+  if (!t_.cgroup().empty() &&
+      std::find(extra_.begin(), extra_.end(), "--cgroup") == extra_.end()) {
+    argv.push_back("--cgroup");
+    argv.push_back(t_.cgroup());
+  }
   if (std::find(extra_.begin(), extra_.end(), "--metrics") == extra_.end()) {
     argv.push_back("--metrics");
     argv.push_back("off");

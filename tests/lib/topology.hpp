@@ -36,9 +36,15 @@ class Topology {
   Netns& host() { return *host_; }
   Netns& server() { return *server_; }
   const std::string& dir() const { return dir_; }  // the test's work directory
+  // A cgroup v2 directory of the test's own (the daemon's --cgroup: its refusal and, on kernels
+  // without tracing hooks, attribution programs attach there, so the host's other processes and
+  // the other tests are untouched). A command is put in it with InCgroup.
+  const std::string& cgroup() const { return cgroup_; }
+  // `cmd` as a shell command that first moves itself into cgroup().
+  std::string InCgroup(const std::string& cmd) const;
 
  private:
-  std::string dir_;
+  std::string dir_, cgroup_;
   std::unique_ptr<Netns> host_, server_;
   std::unique_ptr<Veth> veth_;
 };

@@ -74,8 +74,8 @@ struct Lookup : bw::EveLookup {
 
 constexpr int64_t kWall = 1795833783LL * 1000000000 + 123456789;
 
-json Format(bw::EveFormatter& f, const bw_event& ev) {
-  auto line = f.FormatAt(ev, kWall);
+json Format(bw::EveFormatter& f, const bw_event& ev, const bw::EveExtra& extra = {}) {
+  auto line = f.FormatAt(ev, kWall, extra);
   REQUIRE(line.ok());
   INFO(*line);
   return json::parse(*line);
@@ -117,7 +117,30 @@ std::vector<bw_event> AllKindsOfEvents() {
   v.push_back(Event(BW_EV_BLOCK, "37.9.53.41", 53, "198.51.100.10", 5353, IPPROTO_UDP));
   v.push_back(Event(BW_EV_BLOCK, "37.9.53.107", 0, "198.51.100.10", 0, 0));  // later fragment
   v.push_back(Event(BW_EV_UNPARSED, "2001:db8:bad::9", 0, "2001:db8::1", 0, 0));
+  bw_event beacon = Event(BW_EV_BEACON, "198.51.100.10", 51002, "37.9.53.12", 443);
+  beacon.direction = BW_DIR_EGRESS;
+  beacon.tcp_flags = 0x02;
+  v.push_back(beacon);
   return v;
+}
+
+// What the daemon adds: a process with every part known (a container's, with escapes in its
+// strings), a refused call, a beacon's figures.
+bw::ProcessContext FullProcess() {
+  bw::ProcessContext pc;
+  pc.pid = 4242;
+  pc.tid = 4243;
+  pc.ppid = 1;
+  pc.uid = 1000;
+  pc.gid = 1000;
+  pc.name = "curl \"x\"";
+  pc.executable = "/usr/bin/curl (deleted)";
+  pc.user = "alice";
+  pc.cgroup_id = 12345;
+  pc.cgroup_path = "/system.slice/docker-" + std::string(64, 'a') + ".scope";
+  pc.container = bw::ContainerRef{std::string(64, 'a'), "docker"};
+  pc.systemd_unit = "";
+  return pc;
 }
 
 }  // namespace
@@ -236,8 +259,20 @@ TEST_CASE("eve conformance: schema suricata-7 records validate against Suricata 
     o.schema = bw::EveSchema::kSuricata7;
     strict.set_options(o);
     std::set<uint32_t> sids;
+    const bw::ProcessContext pc = FullProcess();
+    bw::EveBeacon beacon;
+    beacon.score = 0.953;
+    beacon.median_interval_ns = 1'000'000'000;
+    beacon.connections = 30;
     for (const bw_event& ev : AllKindsOfEvents()) {
-      const json j = Format(strict, ev);
+     for (bool with_extra : {false, true}) {
+      bw::EveExtra extra;
+      if (with_extra || ev.kind == BW_EV_BEACON) {
+        extra.process = &pc;
+        if (ev.kind == BW_EV_BLOCK) extra.refused = "connect";
+      }
+      if (ev.kind == BW_EV_BEACON) extra.beacon = &beacon;
+      const json j = Format(strict, ev, extra);
       INFO(j.dump());
       const std::vector<std::string> err = bw::test::SuricataSchemaErrors(j);
       CHECK(err.empty());
@@ -247,12 +282,43 @@ TEST_CASE("eve conformance: schema suricata-7 records validate against Suricata 
       sids.insert(j["alert"]["signature_id"].get<uint32_t>());
       // The default form is the same record plus bannerwatch's own keys: exactly those are what
       // the schema refuses (the check above is not vacuous).
-      const json d = Format(plain, ev);
+      const json d = Format(plain, ev, extra);
       std::set<std::string> refused;
       for (const std::string& e : bw::test::SuricataSchemaErrors(d)) refused.insert(e);
       std::set<std::string> want = {": additional property 'bannerwatch'", ": additional property 'host'"};
       if (!l->ifname.empty()) want.insert(": additional property 'in_iface'");
+      if (extra.process) want.insert(": additional property 'process'");
       CHECK(refused == want);
+      if (extra.process) {
+        // The process object: ECS's names, every known part, the strings escaped.
+        const json& p = d["process"];
+        CHECK(p["pid"] == 4242);
+        CHECK(p["thread"]["id"] == 4243);
+        CHECK(p["parent"]["pid"] == 1);
+        CHECK(p["name"] == "curl \"x\"");
+        CHECK(p["executable"] == "/usr/bin/curl (deleted)");
+        CHECK(p["user"] == json{{"id", 1000}, {"name", "alice"}});
+        CHECK(p["group"]["id"] == 1000);
+        CHECK(p["cgroup"]["id"] == 12345);
+        CHECK(p["cgroup"]["path"] == pc.cgroup_path);
+        CHECK(p["container"] == json{{"id", std::string(64, 'a')}, {"runtime", "docker"}});
+        CHECK_FALSE(p.contains("systemd_unit"));  // unknown parts are left out
+        // The strict form carries it as tags.
+        const json& tags = j["alert"]["metadata"]["tag"];
+        CHECK(std::find(tags.begin(), tags.end(), "bannerwatch.process.pid:4242") != tags.end());
+        CHECK(std::find(tags.begin(), tags.end(),
+                        "bannerwatch.process.container.id:" + std::string(64, 'a')) != tags.end());
+      }
+      if (!extra.refused.empty()) CHECK(d["bannerwatch"]["refused"] == "connect");
+      if (ev.kind == BW_EV_BEACON) {
+        CHECK(d["alert"]["signature_id"] == 1000152);
+        CHECK(d["bannerwatch"]["kind"] == "beacon");
+        CHECK(d["bannerwatch"]["beacon"]["score"] == 0.953);
+        CHECK(d["bannerwatch"]["beacon"]["median_interval_s"] == 1.0);
+        CHECK(d["bannerwatch"]["beacon"]["connections"] == 30);
+        CHECK(d["direction"] == "to_server");
+      }
+     }
     }
     // Every signature that events produce is among them.
     for (const bw::Signature& s : bw::AllSignatures())

@@ -129,6 +129,8 @@ block_event_budget: 50
 interfaces: [eth0, ens3]
 output: { eve: logs/eve.json, stdout: true, syslog: { socket: /run/log.sock, facility: daemon, level: notice } }
 eve: { host: sensor-fra-1, community_id_seed: 65535, schema: suricata-7 }
+host: { attribution: false, refuse: false, cgroup: /sys/fs/cgroup/bw, event_budget: 7 }
+beacon: { enabled: true, connections: all, min_connections: 12, threshold: 0.85, window: 32, full_count: 16, realert: 30m, idle: 2h, max_pairs: 100 }
 control_socket: /run/bw.sock
 metrics: "[::1]:9470"
 state_file: off
@@ -172,6 +174,19 @@ unparsed: drop
   CHECK(p->eve.host == "sensor-fra-1");
   CHECK(p->eve.community_id_seed == 65535);
   CHECK(p->eve.suricata7);
+  CHECK_FALSE(p->host.attribution);
+  CHECK_FALSE(p->host.refuse);
+  CHECK(p->host.cgroup == "/sys/fs/cgroup/bw");
+  CHECK(p->host.event_budget == 7u);
+  CHECK(p->beacon.on);
+  CHECK(p->beacon.all_connections);
+  CHECK(p->beacon.options.min_connections == 12u);
+  CHECK(p->beacon.options.threshold == 0.85);
+  CHECK(p->beacon.options.window == 32u);
+  CHECK(p->beacon.options.full_count == 16u);
+  CHECK(p->beacon.options.realert == absl::Minutes(30));
+  CHECK(p->beacon.options.idle == absl::Hours(2));
+  CHECK(p->beacon.options.max_pairs == 100u);
   CHECK(p->control_socket == "/run/bw.sock");
   CHECK(p->metrics_listen == "[::1]:9470");
   CHECK(p->state_file.empty());
@@ -184,7 +199,7 @@ unparsed: drop
   CHECK(*l.expires == absl::FromCivil(absl::CivilSecond(2027, 1, 1, 0, 0, 0), absl::UTCTimeZone()));
   REQUIRE(l.entries.size() == 4);
   CHECK(l.entries[0].file == 0u);  // inline entries: the policy file
-  CHECK(l.entries[0].line == 26u);
+  CHECK(l.entries[0].line == 28u);
   CHECK(p->files[l.entries[2].file] == d.path() + "/lists/extra.txt");
   CHECK(l.entries[2].line == 2u);
   CHECK(l.entries[3].source_id == "SBL000002");
@@ -201,6 +216,13 @@ unparsed: drop
   CHECK(m.eve.host.empty());  // the host name, when records are written
   CHECK(m.eve.community_id_seed == 0);
   CHECK_FALSE(m.eve.suricata7);
+  CHECK(m.host.attribution);
+  CHECK(m.host.refuse);
+  CHECK(m.host.cgroup.empty());
+  CHECK(m.beacon.on);
+  CHECK_FALSE(m.beacon.all_connections);
+  CHECK(m.beacon.options.min_connections == 10u);
+  CHECK(m.beacon.options.threshold == 0.8);
   CHECK(m.metrics_listen == "127.0.0.1:9464");
   CHECK(MustParse("metrics: off\n").metrics_listen.empty());
   CHECK(m.pin_root == BW_PIN_ROOT_DEFAULT);
@@ -305,6 +327,17 @@ TEST_CASE("policy: every error names file:line and what is wrong") {
       {"eve:\n  community_id_seed: 65536\n", 2, "eve.community_id_seed: 65536 is out of range"},
       {"eve:\n  host: \"\"\n", 2, "eve.host: expected a sensor name of 1 to 255 bytes"},
       {"eve:\n  seed: 1\n", 2, "unknown key 'seed'"},
+      {"host:\n  refuse: maybe\n", 2, "host.refuse: expected true or false"},
+      {"host:\n  cgroup: \"\"\n", 2, "host.cgroup: empty path"},
+      {"host:\n  event_budget: -1\n", 2, "host.event_budget"},
+      {"host:\n  block: true\n", 2, "unknown key 'block'"},
+      {"beacon:\n  connections: some\n", 2, "beacon.connections: 'some' is not one of watched, all"},
+      {"beacon:\n  threshold: 1.5\n", 2, "beacon.threshold: '1.5' is not a score above 0 and at most 1"},
+      {"beacon:\n  threshold: 0\n", 2, "beacon.threshold: '0' is not a score"},
+      {"beacon:\n  min_connections: 3\n", 2, "beacon.min_connections: 3 is out of range"},
+      {"beacon:\n  realert: soon\n", 2, "beacon.realert: 'soon' is not a duration such as 1h or 30m"},
+      {"beacon:\n  idle: 0s\n", 2, "beacon.idle: '0s' is not a duration"},
+      {"beacon:\n  min_connections: 100\n  window: 64\n", 2, "beacon: min_connections 100 is above window 64"},
       {"control_socket: [a]\n", 1, "control_socket: expected a string"},
       // lists
       {"lists: {}\n", 1, "lists: expected a sequence of lists, got a mapping"},

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * kernel_types.bpf.h — the few kernel structures host.bpf.c reads, declared with only the fields
+ * it reads and preserve_access_index: libbpf relocates every access to the running kernel's layout
+ * from its BTF (CO-RE), so no vmlinux.h is generated from the build machine's kernel. Names and
+ * field names must be the kernel's; order and the fields left out do not matter.
+ */
+#ifndef BANNERWATCH_KERNEL_TYPES_BPF_H
+#define BANNERWATCH_KERNEL_TYPES_BPF_H
+
+#include <linux/types.h>
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+};
+
+struct sock_common {
+	union {
+		struct {
+			__be32 skc_daddr;
+			__be32 skc_rcv_saddr;
+		};
+	};
+	union {
+		struct {
+			__be16 skc_dport;
+			__u16 skc_num; /* the local port, host order */
+		};
+	};
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+};
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	__u64 start_boottime; /* ns since boot, suspend included: /proc/PID/stat's starttime */
+};
+
+#pragma clang attribute pop
+
+#endif /* BANNERWATCH_KERNEL_TYPES_BPF_H */

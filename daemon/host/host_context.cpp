@@ -1,0 +1,149 @@
+#include "daemon/host/host_context.hpp"
+
+#include <bpf/bpf.h>
+
+#include <cstring>
+#include <netinet/in.h>
+
+namespace bw {
+
+namespace {
+
+bool SameOptions(const BeaconOptions& a, const BeaconOptions& b) {
+  return a.min_connections == b.min_connections && a.window == b.window &&
+         a.threshold == b.threshold && a.realert == b.realert && a.idle == b.idle &&
+         a.max_pairs == b.max_pairs && a.full_count == b.full_count;
+}
+
+ProcessRecord RecordOf(const bw_proc& p) {
+  ProcessRecord r;
+  r.pid = p.tgid;
+  r.tid = p.tid;
+  r.ppid = p.ppid;
+  r.uid = p.uid;
+  r.gid = p.gid;
+  r.cgroup_id = p.cgroup_id;
+  r.start_boottime_ns = p.start_boottime_ns;
+  r.comm.assign(p.comm, strnlen(p.comm, sizeof(p.comm)));
+  return r;
+}
+
+}  // namespace
+
+bw_sock_key SockKeyOfEvent(const bw_event& ev) {
+  bw_sock_key k{};
+  const bool egress = ev.direction == BW_DIR_EGRESS;
+  std::memcpy(k.laddr, egress ? ev.saddr : ev.daddr, 16);
+  std::memcpy(k.raddr, egress ? ev.daddr : ev.saddr, 16);
+  k.lport = egress ? ev.sport : ev.dport;
+  k.rport = egress ? ev.dport : ev.sport;
+  k.family = ev.family;
+  return k;
+}
+
+HostContext::HostContext(int socks_fd, ProcessResolver::Options resolver)
+    : socks_fd_(socks_fd), resolver_(std::move(resolver)) {}
+
+const ProcessContext* HostContext::Resolve(const bw_proc& rec) {
+  if (rec.tgid == 0) return nullptr;
+  current_ = resolver_.Resolve(RecordOf(rec));
+  return &current_;
+}
+
+const ProcessContext* HostContext::ProcessFor(const bw_event& ev) {
+  if (socks_fd_ < 0 || ev.l4proto != IPPROTO_TCP || ev.kind == BW_EV_BEACON) return nullptr;
+  bw_sock_key k = SockKeyOfEvent(ev);
+  bw_proc rec{};
+  if (bpf_map_lookup_elem(socks_fd_, &k, &rec) != 0) {
+    unknown_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  // A connect record is taken before the connection's first packet: one newer than the event
+  // belongs to a later connection on the same addresses and ports. (An accept record is newer
+  // than its connection's SYN by design.)
+  if (rec.origin == BW_PROC_CONNECT && rec.ts_ns > ev.ts_ns) {
+    stale_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  named_.fetch_add(1, std::memory_order_relaxed);
+  return Resolve(rec);
+}
+
+void HostContext::SetBeacon(const std::optional<BeaconOptions>& o) {
+  if (!o) {
+    tracker_.reset();
+    beacon_options_.reset();
+    return;
+  }
+  if (tracker_ && beacon_options_ && SameOptions(*beacon_options_, *o)) return;
+  beacon_options_ = o;
+  tracker_ = std::make_unique<BeaconTracker>(*o);
+}
+
+std::optional<HostContext::BeaconEvent> HostContext::OnStart(
+    uint8_t family, const uint8_t* laddr, uint16_t lport_be, const uint8_t* raddr,
+    uint16_t rport_be, int64_t ts_ns, const ProcessContext* process, const bw_event* list_from) {
+  if (!tracker_) return std::nullopt;
+  BeaconEvent out;
+  bw_event& ev = out.ev;
+  ev.ts_ns = static_cast<uint64_t>(ts_ns);
+  ev.kind = BW_EV_BEACON;
+  ev.direction = BW_DIR_EGRESS;
+  ev.family = family;
+  ev.verdict = BW_VERDICT_PASS;
+  ev.l4proto = IPPROTO_TCP;
+  ev.tcp_flags = 0x02;  // the connection's SYN: from the client, this host
+  std::memcpy(ev.saddr, laddr, 16);
+  std::memcpy(ev.daddr, raddr, 16);
+  ev.sport = lport_be;
+  ev.dport = rport_be;
+  if (list_from) {
+    ev.list_id = list_from->list_id;
+    ev.entry_ref = list_from->entry_ref;
+    ev.list_action = list_from->list_action;
+    ev.prefixlen = list_from->prefixlen;
+  }
+  BeaconKey key;
+  if (process) {
+    key.who = process->name;
+    key.uid = process->uid;
+  }
+  key.family = family;
+  std::memcpy(key.remote.data(), raddr, 16);
+  auto alert = tracker_->Observe(key, EveFlowId(ev), ts_ns);
+  beacon_pairs_.store(tracker_->pairs(), std::memory_order_relaxed);
+  beacon_evicted_.store(tracker_->evicted(), std::memory_order_relaxed);
+  beacon_alerts_.store(tracker_->alerts(), std::memory_order_relaxed);
+  if (!alert) return std::nullopt;
+  EveBeacon& f = out.figures;
+  f.score = alert->score.score;
+  f.skew_score = alert->score.skew_score;
+  f.mad_score = alert->score.mad_score;
+  f.count_score = alert->score.count_score;
+  f.bowley = alert->score.bowley;
+  f.median_interval_ns = alert->score.median_interval_ns;
+  f.mad_ns = alert->score.mad_ns;
+  f.connections = alert->score.connections;
+  f.first_ns = alert->first_ns;
+  f.last_ns = alert->last_ns;
+  return out;
+}
+
+void HostContext::ExpireBeacons(int64_t now_ns) {
+  if (!tracker_) return;
+  tracker_->Expire(now_ns);
+  beacon_pairs_.store(tracker_->pairs(), std::memory_order_relaxed);
+}
+
+HostContext::Stats HostContext::stats() const {
+  Stats s;
+  s.named = named_.load(std::memory_order_relaxed);
+  s.unknown = unknown_.load(std::memory_order_relaxed);
+  s.stale = stale_.load(std::memory_order_relaxed);
+  s.beacon_pairs = beacon_pairs_.load(std::memory_order_relaxed);
+  s.beacon_alerts = beacon_alerts_.load(std::memory_order_relaxed);
+  s.beacon_evicted = beacon_evicted_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace bw

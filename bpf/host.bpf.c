@@ -60,6 +60,22 @@ struct {
 	__type(value, struct bw_host_counters);
 } bw_host_cnt SEC(".maps");
 
+/* Processes' executables (struct bw_exe_key -> struct bw_exe), made by bw_note_exe. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BW_EXES_DEFAULT);
+	__type(key, struct bw_exe_key);
+	__type(value, struct bw_exe);
+} bw_exes SEC(".maps");
+
+/* Where an executable's path is put together (too big for the stack), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bw_exe);
+} bw_exe_scratch SEC(".maps");
+
 /* This CPU's event budget for the current second (struct bw_host_budget). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -94,6 +110,76 @@ static __always_inline int bw_is_v4_mapped16(const __u8 *a)
 
 /* ---- the process ---------------------------------------------------------------------------- */
 
+/* The current process's executable into bw_exes, once per process: the path of mm->exe_file,
+ * walked from the file up through its parents and across mounts to the root of the process's
+ * mount tree (a container's binary is named as the container sees it). Bounded: BW_EXE_DEPTH
+ * steps, BW_EXE_PATH bytes, components cut at BW_EXE_NAME; an unfinished walk is kept without
+ * BW_EXE_COMPLETE (the daemon then says nothing rather than half a path). */
+static __always_inline void bw_note_exe(struct task_struct *t, const struct bw_proc *pr)
+{
+	struct bw_exe_key key = { .start_boottime_ns = pr->start_boottime_ns, .tgid = pr->tgid };
+	__u32 zero = 0;
+	struct bw_exe *e;
+	struct file *f;
+	struct dentry *d;
+	struct mount *m;
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+
+	if (bpf_map_lookup_elem(&bw_exes, &key))
+		return;
+	e = bpf_map_lookup_elem(&bw_exe_scratch, &zero);
+	f = BPF_CORE_READ(t, mm, exe_file);
+	if (!e || !f)
+		return;
+	e->len = 0;
+	e->flags = 0;
+	d = BPF_CORE_READ(f, f_path.dentry);
+	m = (struct mount *)((char *)BPF_CORE_READ(f, f_path.mnt) - mnt_off);
+	for (__u32 i = 0; i < BW_EXE_DEPTH; i++) {
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		struct dentry *root = BPF_CORE_READ(m, mnt.mnt_root);
+		const unsigned char *name;
+		long n;
+
+		if (d == root) {
+			/* The top of this mount: on to where it is mounted, or done at the root. */
+			struct mount *up = BPF_CORE_READ(m, mnt_parent);
+
+			if (up == m) {
+				e->flags = BW_EXE_COMPLETE;
+				break;
+			}
+			d = BPF_CORE_READ(m, mnt_mountpoint);
+			m = up;
+			continue;
+		}
+		if (d == parent) { /* a file system's root outside any mount walked (memfd, ...) */
+			e->flags = BW_EXE_COMPLETE;
+			break;
+		}
+		/* The running length lives in the map value, not in a register: read back, it is a
+		 * number the verifier knows nothing of but the mask, so every iteration's states are
+		 * alike and prune (kept in a register, each length was a state of its own and the
+		 * walk cost the verifier a million instructions). */
+		__u32 off = e->len;
+
+		if (off >= BW_EXE_PATH)
+			break;
+		name = BPF_CORE_READ(d, d_name.name);
+		/* off < BW_EXE_PATH and BW_EXE_NAME bytes of slack: the read stays in path[]. */
+		n = bpf_probe_read_kernel_str(&e->path[off & (BW_EXE_PATH - 1)], BW_EXE_NAME, name);
+		if (n <= 0)
+			break;
+		e->len = off + n;
+		d = parent;
+	}
+	if (e->len > BW_EXE_PATH) {
+		e->len = BW_EXE_PATH;
+		e->flags = 0; /* the last component ran past what is kept: not a whole path */
+	}
+	bpf_map_update_elem(&bw_exes, &key, e, BPF_NOEXIST);
+}
+
 /* From a tracing program: every helper is there. */
 static __always_inline void bw_proc_of_task(struct bw_proc *pr, __u8 origin)
 {
@@ -111,6 +197,7 @@ static __always_inline void bw_proc_of_task(struct bw_proc *pr, __u8 origin)
 	pr->cgroup_id = bpf_get_current_cgroup_id();
 	pr->origin = origin;
 	bpf_get_current_comm(pr->comm, sizeof(pr->comm));
+	bw_note_exe(t, pr);
 }
 
 /* From a cgroup socket-address program: what this kernel lets it ask (bw_sa_*). */
@@ -134,6 +221,8 @@ static __always_inline void bw_proc_of_sockaddr(struct bw_proc *pr)
 
 		pr->ppid = BPF_CORE_READ(t, real_parent, tgid);
 		pr->start_boottime_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+		if (bw_sa_pid)
+			bw_note_exe(t, pr);
 	}
 	if (bw_sa_cgroup)
 		pr->cgroup_id = bpf_get_current_cgroup_id();

@@ -41,6 +41,7 @@
 #define BW_MAP_HOST_CFG "bw_host_cfg"
 #define BW_MAP_HOST_CNT "bw_host_cnt"
 #define BW_MAP_HOST_BUD "bw_host_bud"
+#define BW_MAP_EXES "bw_exes"
 #define BW_PROG_XDP "bw_xdp_ingress"
 #define BW_PROG_TC "bw_tc_egress"
 
@@ -67,6 +68,10 @@
 #define BW_SOCKS_DEFAULT (1U << 16)   /* TCP connections' processes remembered (LRU): ~8 MiB */
 #define BW_SOCK_EV_BYTES_DEFAULT (1U << 22) /* host-context events' ring buffer: 4 MiB */
 #define BW_SOCK_EVENT_BUDGET_DEFAULT 1000U  /* host-context events per second per CPU */
+#define BW_EXES_DEFAULT (1U << 13)    /* processes' executable paths remembered (LRU): ~2.7 MiB */
+#define BW_EXE_PATH 256U              /* bytes of an executable's path kept (components + NULs) */
+#define BW_EXE_NAME 64U               /* bytes kept of one path component (longer ones cut) */
+#define BW_EXE_DEPTH 24U              /* path components and mount crossings walked */
 #define BW_SCAN_MAX 1024U              /* first-payload bytes searched for lines / header end */
 #define BW_LINE_MAX 255U               /* RFC 4253 4.2: lines before the version line */
 #define BW_PRELINES_BYTES 4096U        /* stream bytes followed for a version line after lines */
@@ -517,6 +522,27 @@ struct bw_proc {
 	__u8 origin;             /* enum bw_proc_origin */
 	__u8 _pad0[3];
 	char comm[16];           /* the thread's name, NUL-terminated */
+};
+
+/* bw_exes: a process's executable, read from its task (mm->exe_file) when it first connects or
+ * accepts, so that processes gone before their events are read, and processes the daemon may not
+ * look at in /proc, are still named. Key: the process (tgid and the leader's start time). */
+struct bw_exe_key {
+	__u64 start_boottime_ns;
+	__u32 tgid;
+	__u32 _pad0;
+};
+enum bw_exe_flags {
+	BW_EXE_COMPLETE = 1 << 0, /* the walk reached the root of the process's mount tree */
+};
+struct bw_exe {
+	__u16 len;   /* bytes used in path[] */
+	__u8 flags;  /* enum bw_exe_flags */
+	__u8 _pad0[5];
+	/* The path's components from the file up, each NUL-terminated ("ssh\0bin\0usr\0" for
+	 * /usr/bin/ssh): the walk goes up, and writing forward keeps every store's offset bounded.
+	 * BW_EXE_NAME bytes of slack past BW_EXE_PATH for the last component's read. */
+	char path[BW_EXE_PATH + BW_EXE_NAME];
 };
 
 enum bw_sock_event_kind {

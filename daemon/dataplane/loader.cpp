@@ -226,23 +226,23 @@ DataPlane::~DataPlane() {
   if (skel_) bannerwatch__destroy(skel_);
 }
 
-std::vector<ProgramInfo> DataPlane::Programs() const {
-  std::vector<ProgramInfo> out;
-  for (bpf_program* p : {skel_->progs.bw_xdp_ingress, skel_->progs.bw_tc_egress}) {
-    ProgramInfo pi;
-    pi.name = bpf_program__name(p);
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
-      // verified_insns lies past what kernels before 5.16 fill in: it stays 0 there.
-      if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof(info.verified_insns))
-        pi.verified_insns = info.verified_insns;
-      pi.xlated_bytes = info.xlated_prog_len;
-      pi.jited_bytes = info.jited_prog_len;
-    }
-    out.push_back(pi);
+ProgramInfo InfoOfProgram(const bpf_program* p) {
+  ProgramInfo pi;
+  pi.name = bpf_program__name(p);
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
+    // verified_insns lies past what kernels before 5.16 fill in: it stays 0 there.
+    if (len >= offsetof(bpf_prog_info, verified_insns) + sizeof(info.verified_insns))
+      pi.verified_insns = info.verified_insns;
+    pi.xlated_bytes = info.xlated_prog_len;
+    pi.jited_bytes = info.jited_prog_len;
   }
-  return out;
+  return pi;
+}
+
+std::vector<ProgramInfo> DataPlane::Programs() const {
+  return {InfoOfProgram(skel_->progs.bw_xdp_ingress), InfoOfProgram(skel_->progs.bw_tc_egress)};
 }
 
 int DataPlane::xdp_fd() const { return bpf_program__fd(skel_->progs.bw_xdp_ingress); }

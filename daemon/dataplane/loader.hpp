@@ -21,6 +21,7 @@
 
 struct bannerwatch;  // the generated skeleton
 struct bpf_object_open_opts;
+struct bpf_program;
 
 namespace bw {
 
@@ -43,6 +44,9 @@ struct ProgramInfo {
   uint32_t verified_insns = 0;  // instructions the verifier processed (0: kernel before 5.16)
   uint32_t xlated_bytes = 0, jited_bytes = 0;
 };
+
+// A loaded program as the kernel reports it.
+ProgramInfo InfoOfProgram(const bpf_program* p);
 
 class DataPlane {
  public:

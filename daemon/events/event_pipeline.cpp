@@ -63,7 +63,7 @@ EventPipeline::~EventPipeline() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-absl::Status EventPipeline::AttachHost(int sock_ring_fd, int socks_fd,
+absl::Status EventPipeline::AttachHost(int sock_ring_fd, int socks_fd, int exes_fd,
                                        ProcessResolver::Options resolver) {
   if (thread_.joinable()) return absl::FailedPreconditionError("AttachHost after Start");
   EventPipeline* self = this;
@@ -71,7 +71,7 @@ absl::Status EventPipeline::AttachHost(int sock_ring_fd, int socks_fd,
       reader_->AddSockRing(sock_ring_fd, [self](const bw_sock_event& e) { self->OnSockEvent(e); });
   if (!st.ok()) return st;
   std::lock_guard<std::mutex> l(policy_mu_);
-  host_ = std::make_unique<HostContext>(socks_fd, std::move(resolver));
+  host_ = std::make_unique<HostContext>(socks_fd, std::move(resolver), exes_fd);
   const CompiledPolicy* c = lookup_.policy();
   if (c && c->beacon.on) host_->SetBeacon(c->beacon.options);
   beacon_all_ = c && c->beacon.all_connections;

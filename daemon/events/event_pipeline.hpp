@@ -51,7 +51,9 @@ class EventPipeline {
   // The host context (daemon/host/host_programs.hpp), before Start(): its records' ring (refused
   // calls become block events naming the process; connection starts feed beacon scoring) and the
   // connections' processes (`socks_fd` -1: events are not joined to processes).
-  absl::Status AttachHost(int sock_ring_fd, int socks_fd, ProcessResolver::Options resolver = {});
+  // `exes_fd` (bw_exes, -1: none): executables the kernel recorded.
+  absl::Status AttachHost(int sock_ring_fd, int socks_fd, int exes_fd = -1,
+                          ProcessResolver::Options resolver = {});
   std::optional<HostContext::Stats> host_stats() const;
 
   // Handles what the ring holds now, on the caller's thread (before Start: the events buffered

@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 #include <netinet/in.h>
 
 namespace bw {
@@ -41,12 +43,45 @@ bw_sock_key SockKeyOfEvent(const bw_event& ev) {
   return k;
 }
 
-HostContext::HostContext(int socks_fd, ProcessResolver::Options resolver)
-    : socks_fd_(socks_fd), resolver_(std::move(resolver)) {}
+std::string ExePathOfRecord(const bw_exe& e) {
+  if (!(e.flags & BW_EXE_COMPLETE) || e.len == 0 || e.len > BW_EXE_PATH) return {};
+  // Components from the file up, each NUL-terminated: joined the other way round.
+  std::vector<std::string_view> parts;
+  size_t at = 0;
+  while (at < e.len) {
+    const void* nul = std::memchr(e.path + at, '\0', e.len - at);
+    if (nul == nullptr) return {};  // the last component lost its end
+    size_t n = static_cast<size_t>(static_cast<const char*>(nul) - (e.path + at));
+    if (n == 0) return {};
+    parts.emplace_back(e.path + at, n);
+    at += n + 1;
+  }
+  std::string path;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    path += '/';
+    path.append(it->data(), it->size());
+  }
+  return path;
+}
+
+HostContext::HostContext(int socks_fd, ProcessResolver::Options resolver, int exes_fd)
+    : socks_fd_(socks_fd), exes_fd_(exes_fd), resolver_(std::move(resolver)) {}
 
 const ProcessContext* HostContext::Resolve(const bw_proc& rec) {
   if (rec.tgid == 0) return nullptr;
   current_ = resolver_.Resolve(RecordOf(rec));
+  // The kernel's record of the executable, taken while the process ran (it may be gone now, or
+  // hidden from this daemon's /proc): preferred to what /proc says.
+  if (exes_fd_ >= 0) {
+    bw_exe_key k{};
+    k.start_boottime_ns = rec.start_boottime_ns;
+    k.tgid = rec.tgid;
+    bw_exe e{};
+    if (bpf_map_lookup_elem(exes_fd_, &k, &e) == 0) {
+      std::string path = ExePathOfRecord(e);
+      if (!path.empty()) current_.executable = std::move(path);
+    }
+  }
   return &current_;
 }
 

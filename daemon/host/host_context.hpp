@@ -25,8 +25,9 @@ namespace bw {
 
 class HostContext {
  public:
-  // `socks_fd` (bw_socks; not owned) may be -1: no attribution, only beacons.
-  HostContext(int socks_fd, ProcessResolver::Options resolver);
+  // `socks_fd` (bw_socks; not owned) may be -1: no attribution, only beacons. `exes_fd`
+  // (bw_exes; not owned, may be -1): the executables the kernel recorded, preferred to /proc.
+  HostContext(int socks_fd, ProcessResolver::Options resolver, int exes_fd = -1);
 
   // The process behind ev's connection, valid until the next call; nullptr when unknown.
   const ProcessContext* ProcessFor(const bw_event& ev);
@@ -59,7 +60,7 @@ class HostContext {
   Stats stats() const;
 
  private:
-  int socks_fd_;
+  int socks_fd_, exes_fd_;
   ProcessResolver resolver_;
   ProcessContext current_;
   std::optional<BeaconOptions> beacon_options_;
@@ -70,5 +71,9 @@ class HostContext {
 
 // The bw_socks key of an event's connection: local and remote as the direction says.
 bw_sock_key SockKeyOfEvent(const bw_event& ev);
+
+// The path a bw_exes record holds ("/usr/bin/ssh" from "ssh\0bin\0usr\0"); "" when the kernel's
+// walk did not reach the root (cut short: no half path is given) or the record is malformed.
+std::string ExePathOfRecord(const bw_exe& e);
 
 }  // namespace bw

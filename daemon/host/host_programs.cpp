@@ -299,6 +299,16 @@ absl::Status HostPrograms::Configure(uint32_t flags, uint32_t event_budget) {
 
 int HostPrograms::socks_fd() const { return bpf_map__fd(skel_->maps.bw_socks); }
 int HostPrograms::events_fd() const { return bpf_map__fd(skel_->maps.bw_sock_ev); }
+std::vector<ProgramInfo> HostPrograms::Programs() const {
+  std::vector<ProgramInfo> out;
+  bpf_program* p;
+  bpf_object__for_each_program(p, skel_->obj) {
+    if (bpf_program__fd(p) >= 0) out.push_back(InfoOfProgram(p));
+  }
+  return out;
+}
+
+int HostPrograms::exes_fd() const { return bpf_map__fd(skel_->maps.bw_exes); }
 
 absl::StatusOr<HostCounters> HostPrograms::Counters() const {
   int ncpu = libbpf_num_possible_cpus();

@@ -21,14 +21,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "daemon/dataplane/loader.hpp"
 #include "maps/bannerwatch_abi.h"
 
 struct bannerwatch_host;  // the generated skeleton
 struct bpf_link;
 
 namespace bw {
-
-class DataPlane;
 
 // How attribution hooks the kernel: kAuto tries fentry/fexit (BPF trampolines), then kprobes
 // (for kernels that refuse tracing programs), then sock_ops; kKprobe starts at kprobes (tests of
@@ -70,6 +69,9 @@ class HostPrograms {
 
   int socks_fd() const;   // bw_socks (struct bw_sock_key -> struct bw_proc)
   int events_fd() const;  // bw_sock_ev (struct bw_sock_event records)
+  int exes_fd() const;    // bw_exes (struct bw_exe_key -> struct bw_exe)
+  // The programs loaded (attached or not), as the kernel reports them.
+  std::vector<ProgramInfo> Programs() const;
   // bw_host_cnt summed over CPUs, indexed by enum bw_host_counter.
   absl::StatusOr<HostCounters> Counters() const;
 

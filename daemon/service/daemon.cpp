@@ -768,7 +768,8 @@ absl::Status Daemon::Start() {
   events_->SetPolicy(reloader_->compiled());
   if (host_) {
     absl::Status hs = events_->AttachHost(host_->events_fd(),
-                                          host_->attribution() ? host_->socks_fd() : -1);
+                                          host_->attribution() ? host_->socks_fd() : -1,
+                                          host_->exes_fd());
     if (!hs.ok()) return hs;
   }
   // Events the kernel buffered while no daemon was running (the thread starts once the signals

@@ -139,6 +139,9 @@ struct Host {
     REQUIRE(hp->attribution());
     REQUIRE(hp->refusal());
     std::printf("host: attribution through %s\n", hp->attribution_hooks().c_str());
+    for (const ProgramInfo& pi : hp->Programs())
+      std::printf("host: %-16s %7u instructions verified, %5u bytes jited\n", pi.name.c_str(),
+                  pi.verified_insns, pi.jited_bytes);
     REQUIRE(hp->Configure(BW_HOST_REFUSE, 0).ok());
     h.AddPrefix("203.0.113.99/32", BW_ACTION_BLOCK, 3, 17);
     h.AddPrefix("203.0.113.98/32", BW_ACTION_SAFELIST, 4, 18);
@@ -212,6 +215,17 @@ TEST_CASE("host: connect() and sendmsg() to a blocked remote fail with EPERM, na
       CHECK(std::string(e.proc.comm) == "bwtest-refused");
     }
     CHECK(e.proc.uid == getuid());
+    // The refused caller's executable, recorded by the refusing program itself.
+    if (e.proc.tgid != 0 && e.proc.start_boottime_ns != 0) {
+      bw_exe_key ek{};
+      ek.start_boottime_ns = e.proc.start_boottime_ns;
+      ek.tgid = e.proc.tgid;
+      bw_exe x{};
+      REQUIRE(bpf_map_lookup_elem(host.hp->exes_fd(), &ek, &x) == 0);
+      char self[4096] = {};
+      REQUIRE(::readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
+      CHECK(ExePathOfRecord(x) == self);
+    }
   }
   auto c = host.hp->Counters();
   REQUIRE(c.ok());
@@ -361,6 +375,17 @@ TEST_CASE("host: a TCP connection's process is recorded at connect and at accept
     CHECK(std::string(rec.comm) == "bwtest-client");
     CHECK(rec.start_boottime_ns != 0);
     CHECK(rec.cgroup_id != 0);
+    {
+      // Its executable, from the task: this test binary (the child is a fork of it).
+      bw_exe_key ek{};
+      ek.start_boottime_ns = rec.start_boottime_ns;
+      ek.tgid = rec.tgid;
+      bw_exe e{};
+      REQUIRE(bpf_map_lookup_elem(host.hp->exes_fd(), &ek, &e) == 0);
+      char self[4096] = {};
+      REQUIRE(::readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
+      CHECK(ExePathOfRecord(e) == self);
+    }
     // The server's end: what it accepted (sock_ops, the last resort, sees no accept).
     std::swap(k.lport, k.rport);
     if (absl::StartsWith(host.hp->attribution_hooks(), "sock_ops")) {

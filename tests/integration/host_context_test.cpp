@@ -266,3 +266,31 @@ beacon: {min_connections: 10, threshold: 0.8}
 }
 
 }  // namespace bw::test
+
+namespace bw::test {
+
+TEST_CASE("host context: a --cgroup that is no cgroup v2 directory leaves refusal off and says so; TC egress still drops") {
+  Topology t;
+  auto sshd = StartSshd(t, 443);
+  // The test's work directory: a directory, not a cgroup.
+  Daemon d(t, kBlockServerPolicy, {"--cgroup", t.dir()});
+  d.Start();
+  json host = d.Status()["host"];
+  INFO(host.dump() << "\nlog:\n" << d.log());
+  CHECK(host["refusal"] == false);
+  CHECK(host["refusal_off"].get<std::string>().find("is not a cgroup v2 directory") !=
+        std::string::npos);
+  CHECK(d.log().find("connect-time refusal off") != std::string::npos);
+  CHECK(d.log().find("blocks are enforced at TC egress") != std::string::npos);
+  // Enforcement itself is unchanged: the connect is not refused, its SYNs are dropped.
+  auto bash = std::make_unique<Process>(
+      &t.host(),
+      std::vector<std::string>{"timeout", "2", "bash", "-c",
+                               std::string("exec 3<>/dev/tcp/") + kServerV4 + "/443"},
+      t.dir() + "/bash.log");
+  CHECK(bash->Wait(10000) == 124);
+  CHECK(d.Status()["counters"]["egress"]["block_drops"].get<int>() > 0);
+  CHECK(d.Stop() == 0);
+}
+
+}  // namespace bw::test

@@ -31,6 +31,7 @@ constexpr const char* kNobody = "65534";
 struct NobodyFiles {
   explicit NobodyFiles(Topology& t) {
     dir = t.dir() + "/nobody";
+    cgroup = t.cgroup();
     pin_root = "/sys/fs/bpf/bwt-cap-" + std::to_string(getpid());
     std::filesystem::create_directories(dir);
     std::filesystem::create_directories(pin_root);
@@ -45,9 +46,10 @@ struct NobodyFiles {
     return {BannerwatchBinary(), "run",        "--config", dir + "/policy.yaml",
             "--iface",           kHostIf,      "--pin-root", pin_root,
             "--eve",             dir + "/eve.json", "--control", dir + "/control.sock",
-            "--state",           dir + "/state.json", "--metrics", "off"};
+            "--state",           dir + "/state.json", "--metrics", "off",
+            "--cgroup",          cgroup};
   }
-  std::string dir, pin_root;
+  std::string dir, pin_root, cgroup;
 };
 
 // As the packaged unit starts it: RLIMIT_MEMLOCK raised first (LimitMEMLOCK=infinity), which
@@ -107,6 +109,9 @@ TEST_CASE("capabilities: run as uid 65534 with CAP_BPF CAP_NET_ADMIN CAP_PERFMON
   CHECK(alerted);
   CHECK(absl::StrContains(log, "attached to bwh0"));
   CHECK(!absl::StrContains(log, "warning"));
+  // The host context too: its hooks attach with the same capabilities.
+  CHECK(absl::StrContains(log, "process attribution: "));
+  CHECK(absl::StrContains(log, "connect-time refusal: cgroup " + t.cgroup()));
   // A clean stop: nothing attached, nothing pinned.
   CHECK(!absl::StrContains(TcEgress(t), "bw_tc_egress"));
   CHECK(!absl::StrContains(t.host().Out(std::string("ip link show dev ") + kHostIf), "xdp"));

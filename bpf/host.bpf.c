@@ -282,8 +282,7 @@ static __always_inline void bw_sock_emit(struct bw_host_counters *c, const struc
 	ev->family = k->family;
 	ev->l4proto = l4proto;
 	ev->hook = hook;
-	ev->_pad0[0] = 0;
-	ev->_pad0[1] = 0;
+	__builtin_memset(ev->_pad0, 0, sizeof(ev->_pad0));
 	bpf_ringbuf_submit(ev, 0);
 	c->sock_events++;
 }
@@ -436,6 +435,32 @@ int bw_sockops(struct bpf_sock_ops *ops)
 	k.family = BW_FAMILY_V4;
 	bw_record_key(&k, BW_PROC_CONNECT);
 	return 1;
+}
+
+/* A connection's end: its record gets the time (bw_proc.closed_ns), so that the daemon never
+ * gives a later connection on the same addresses and ports this one's process (one the hooks
+ * did not record: outside the cgroup, past the kretprobe's instances, or events read before
+ * accept() returned). The record stays for the events still in the ring. A raw tracepoint:
+ * it needs neither BTF nor tracefs, and fires on state changes, not packets. */
+SEC("raw_tracepoint/inet_sock_set_state")
+int bw_sock_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->args[0];
+	struct bw_sock_key k = {};
+	struct bw_proc *rec;
+
+	if ((int)ctx->args[2] != 7 /* TCP_CLOSE */)
+		return 0;
+	if (bpf_core_field_exists(sk->sk_protocol) &&
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != 6 /* IPPROTO_TCP */)
+		return 0;
+	if (bw_key_of_sock(sk, &k))
+		return 0;
+	k.lport = BPF_CORE_READ((struct inet_sock *)sk, inet_sport); /* skc_num is 0 by now */
+	rec = bpf_map_lookup_elem(&bw_socks, &k);
+	if (rec && !rec->closed_ns)
+		rec->closed_ns = bpf_ktime_get_ns();
+	return 0;
 }
 
 /* ---- refusal: connect() and sendmsg() to blocked remotes ------------------------------------ */

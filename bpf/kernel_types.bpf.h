@@ -38,6 +38,13 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_protocol; /* a bit field before 5.6 (CO-RE reads either) */
+};
+
+/* The local port again, in network order: it outlives the close, which zeroes skc_num (the port
+ * goes back to the bind table before the state changes to TCP_CLOSE). */
+struct inet_sock {
+	__be16 inet_sport;
 };
 
 struct qstr {

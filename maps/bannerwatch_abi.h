@@ -514,6 +514,9 @@ struct bw_proc {
 	__u64 start_boottime_ns; /* the thread group leader's start, ns since boot (0: unknown);
 				  * with tgid it names one process even after the pid is reused */
 	__u64 cgroup_id;         /* cgroup v2 id (0: unknown) */
+	__u64 closed_ns;         /* bw_socks: when the connection closed (0: open, or not seen).
+				  * An event after it belongs to a later connection on the same
+				  * addresses and ports, never to this record's process. */
 	__u32 tgid;              /* the process id (0: unknown) */
 	__u32 tid;               /* the thread's */
 	__u32 ppid;              /* the parent's process id (0: unknown) */
@@ -573,7 +576,7 @@ struct bw_sock_event {
 	__u8 list_action; /* enum bw_action */
 	__u8 prefixlen;
 	__u8 hook;        /* enum bw_sock_hook */
-	__u8 _pad0[2];
+	__u8 _pad0[6];
 };
 
 /* bw_host_cfg.flags */

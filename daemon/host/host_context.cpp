@@ -96,7 +96,9 @@ const ProcessContext* HostContext::ProcessFor(const bw_event& ev) {
   // A connect record is taken before the connection's first packet: one newer than the event
   // belongs to a later connection on the same addresses and ports. (An accept record is newer
   // than its connection's SYN by design.)
-  if (rec.origin == BW_PROC_CONNECT && rec.ts_ns > ev.ts_ns) {
+  // A record whose connection closed before the event is a previous connection's.
+  if ((rec.origin == BW_PROC_CONNECT && rec.ts_ns > ev.ts_ns) ||
+      (rec.closed_ns != 0 && rec.closed_ns < ev.ts_ns)) {
     stale_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }

@@ -5,8 +5,8 @@
 // looks the event's TCP connection up in bw_socks (a record taken in the kernel at connect or
 // accept time) and resolves it (user name, executable, cgroup path, container) through a
 // ProcessResolver; it answers nullptr rather than a wrong process: no record (not TCP, evicted
-// from the LRU, made before the daemon ran), or a connect record newer than the event (the
-// addresses and ports were reused by a later connection). OnStart() feeds one outbound
+// from the LRU, made before the daemon ran), a connect record newer than the event, or a record
+// whose connection closed before the event (the addresses and ports reused by another one). OnStart() feeds one outbound
 // connection start to the beacon tracker and returns the alert when one is due, as an event and
 // its figures for the EVE formatter.
 #pragma once

@@ -87,6 +87,7 @@ bannerwatch_host* Open(DataPlane& dp, Hooks hooks, int accept_args, bool task, s
   bpf_program__set_autoload(s->progs.bw_kp_connect, kp);
   bpf_program__set_autoload(s->progs.bw_kp_accept, kp);
   bpf_program__set_autoload(s->progs.bw_sockops, hooks == Hooks::kSockops);
+  bpf_program__set_autoload(s->progs.bw_sock_state, hooks != Hooks::kNone);
   // The data plane's tries, not copies and not pins of their own.
   struct {
     bpf_map* host;
@@ -111,7 +112,8 @@ bannerwatch_host* Open(DataPlane& dp, Hooks hooks, int accept_args, bool task, s
 bool AttachAttribution(bannerwatch_host* s, int cgroup_fd, std::vector<bpf_link*>* links,
                        std::string* why) {
   bpf_program* progs[] = {s->progs.bw_tcp_connect, s->progs.bw_accept, s->progs.bw_accept_old,
-                          s->progs.bw_kp_connect, s->progs.bw_kp_accept, s->progs.bw_sockops};
+                          s->progs.bw_kp_connect, s->progs.bw_kp_accept, s->progs.bw_sockops,
+                          s->progs.bw_sock_state};
   for (bpf_program* p : progs) {
     if (!bpf_program__autoload(p)) continue;
     bpf_link* l = p == s->progs.bw_sockops ? bpf_program__attach_cgroup(p, cgroup_fd)

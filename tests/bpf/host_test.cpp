@@ -418,6 +418,23 @@ TEST_CASE("host: a TCP connection's process is recorded at connect and at accept
     ev.ts_ns = 1;
     CHECK(ctx.ProcessFor(ev) == nullptr);
     CHECK(ctx.stats().stale == 1);
+
+    // The connection has closed (both processes are gone): its record says when, and an event
+    // after that is another connection's on the same addresses and ports, never this process's.
+    k.lport = static_cast<uint16_t>(msg[2]);
+    k.rport = static_cast<uint16_t>(msg[1]);
+    bw_proc crec{};
+    for (int i = 0; i < 200 && crec.closed_ns == 0; ++i) {
+      REQUIRE(bpf_map_lookup_elem(host.hp->socks_fd(), &k, &crec) == 0);
+      if (crec.closed_ns == 0) ::usleep(10000);
+    }
+    REQUIRE(crec.closed_ns != 0);
+    CHECK(crec.closed_ns > crec.ts_ns);
+    ev.ts_ns = crec.closed_ns + 1;
+    CHECK(ctx.ProcessFor(ev) == nullptr);
+    CHECK(ctx.stats().stale == 2);
+    ev.ts_ns = crec.closed_ns;  // its own last moments: still its process
+    CHECK(ctx.ProcessFor(ev) != nullptr);
   }
 }
 

@@ -140,3 +140,49 @@ TEST_CASE("map and program names fit bpftool's 15 characters") {
     CHECK(n.size() <= 15);
   }
 }
+
+TEST_CASE("host-context layouts: connection key, process record, its event, executable") {
+  CHECK(sizeof(bw_sock_key) == 40);
+  CHECK_FIELD(bw_sock_key, laddr, 0, 16);
+  CHECK_FIELD(bw_sock_key, raddr, 16, 16);
+  CHECK_FIELD(bw_sock_key, lport, 32, 2);
+  CHECK_FIELD(bw_sock_key, rport, 34, 2);
+  CHECK_FIELD(bw_sock_key, family, 36, 1);
+  CHECK(sizeof(bw_proc) == 72);
+  CHECK_FIELD(bw_proc, ts_ns, 0, 8);
+  CHECK_FIELD(bw_proc, start_boottime_ns, 8, 8);
+  CHECK_FIELD(bw_proc, cgroup_id, 16, 8);
+  CHECK_FIELD(bw_proc, closed_ns, 24, 8);
+  CHECK_FIELD(bw_proc, tgid, 32, 4);
+  CHECK_FIELD(bw_proc, tid, 36, 4);
+  CHECK_FIELD(bw_proc, ppid, 40, 4);
+  CHECK_FIELD(bw_proc, uid, 44, 4);
+  CHECK_FIELD(bw_proc, gid, 48, 4);
+  CHECK_FIELD(bw_proc, origin, 52, 1);
+  CHECK_FIELD(bw_proc, comm, 56, 16);
+  CHECK(sizeof(bw_sock_event) == 136);
+  CHECK_FIELD(bw_sock_event, ts_ns, 0, 8);
+  CHECK_FIELD(bw_sock_event, proc, 8, 72);
+  CHECK_FIELD(bw_sock_event, laddr, 80, 16);
+  CHECK_FIELD(bw_sock_event, raddr, 96, 16);
+  CHECK_FIELD(bw_sock_event, lport, 112, 2);
+  CHECK_FIELD(bw_sock_event, rport, 114, 2);
+  CHECK_FIELD(bw_sock_event, list_id, 116, 4);
+  CHECK_FIELD(bw_sock_event, entry_ref, 120, 4);
+  CHECK_FIELD(bw_sock_event, kind, 124, 1);
+  CHECK_FIELD(bw_sock_event, family, 125, 1);
+  CHECK_FIELD(bw_sock_event, l4proto, 126, 1);
+  CHECK_FIELD(bw_sock_event, list_action, 127, 1);
+  CHECK_FIELD(bw_sock_event, prefixlen, 128, 1);
+  CHECK_FIELD(bw_sock_event, hook, 129, 1);
+  CHECK(sizeof(bw_exe_key) == 16);
+  CHECK_FIELD(bw_exe_key, start_boottime_ns, 0, 8);
+  CHECK_FIELD(bw_exe_key, tgid, 8, 4);
+  CHECK(sizeof(bw_exe) == 8 + BW_EXE_PATH + BW_EXE_NAME);
+  CHECK_FIELD(bw_exe, len, 0, 2);
+  CHECK_FIELD(bw_exe, flags, 2, 1);
+  CHECK_FIELD(bw_exe, path, 8, BW_EXE_PATH + BW_EXE_NAME);
+  CHECK(sizeof(bw_host_cfg) == 8);
+  CHECK(sizeof(bw_host_budget) == 16);
+  CHECK(sizeof(bw_host_counters) == 8 * BW_HCNT__MAX);
+}

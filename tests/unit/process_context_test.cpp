@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "lib/test_util.hpp"
 
 namespace bw {
 namespace {
@@ -30,25 +31,7 @@ namespace {
 const std::string kId = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const std::string kId2 = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
-// A directory under /tmp, removed with everything in it when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/bw-process-XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;  // tests/lib/test_util.hpp
 
 uint64_t Inode(const std::string& path) {
   struct stat st;

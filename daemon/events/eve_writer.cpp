@@ -778,7 +778,8 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
   if (!source_id.empty()) text("source_id", source_id);
   if (ev.kind == BW_EV_BLOCK || ev.kind == BW_EV_WATCH) number("suppressed", ev.suppressed);
   if (!extra.refused.empty()) text("refused", extra.refused);
-  if (const EveBeacon* b = extra.beacon) {
+  if (const BeaconAlert* a = extra.beacon) {
+    const BeaconScore* b = &a->score;
     char num[64];
     auto fixed = [&](std::string_view name, double v) {  // three decimals, as RITA prints scores
       int n = std::snprintf(num, sizeof(num), "%.3f", v);
@@ -802,8 +803,8 @@ absl::StatusOr<std::string_view> EveFormatter::FormatAt(const bw_event& ev, int6
       fixed("median_interval_s", static_cast<double>(b->median_interval_ns) / 1e9);
       fixed("mad_s", static_cast<double>(b->mad_ns) / 1e9);
       number("connections", b->connections);
-      text("first", FormatEveTimestamp(b->first_ns + clock_offset_ns_));
-      text("last", FormatEveTimestamp(b->last_ns + clock_offset_ns_));
+      text("first", FormatEveTimestamp(a->first_ns + clock_offset_ns_));
+      text("last", FormatEveTimestamp(a->last_ns + clock_offset_ns_));
       *p++ = '}';
       first = false;
     }

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/host/beacon.hpp"
 #include "daemon/host/process_context.hpp"
 #include "maps/bannerwatch_abi.h"
 
@@ -79,21 +80,13 @@ struct EveOptions {
 };
 
 // ---- what the daemon adds to a record --------------------------------------------------------------
-// A beacon alert's figures (BW_EV_BEACON; daemon/host/beacon.hpp scores them).
-struct EveBeacon {
-  double score = 0, skew_score = 0, mad_score = 0, count_score = 0, bowley = 0;
-  int64_t median_interval_ns = 0, mad_ns = 0;
-  uint64_t connections = 0;
-  int64_t first_ns = 0, last_ns = 0;  // the first and last start scored (CLOCK_MONOTONIC)
-};
-
 // Context an event's record does not carry: the process behind its connection ("process"), the
 // call refused for a block event that never became a packet ("bannerwatch.refused": "connect" or
 // "sendmsg"), a beacon's figures ("bannerwatch.beacon"). Each is optional.
 struct EveExtra {
   const ProcessContext* process = nullptr;
   std::string_view refused;
-  const EveBeacon* beacon = nullptr;
+  const BeaconAlert* beacon = nullptr;  // BW_EV_BEACON: the tracker's alert (daemon/host/beacon.hpp)
 };
 
 // ---- formatting -----------------------------------------------------------------------------------

@@ -117,25 +117,26 @@ void EventPipeline::OnEvent(const bw_event& ev) {
   if (host_ && ev.kind == BW_EV_WATCH && ev.l4proto == IPPROTO_TCP &&
       ((ev.direction == BW_DIR_EGRESS && (ev.tcp_flags & (kSyn | kAck)) == kSyn) ||
        (ev.direction == BW_DIR_INGRESS && (ev.tcp_flags & (kSyn | kAck)) == (kSyn | kAck))))
-    BeaconStart(ev, extra.process, /*from_record=*/false);
+    if (auto b = BeaconStart(ev, extra.process ? extra.process->name : "",
+                             extra.process ? extra.process->uid : 0, /*from_record=*/false))
+      WriteBeacon(*b, extra.process);
 }
 
-void EventPipeline::BeaconStart(const bw_event& start, const ProcessContext* process,
-                                bool from_record) {
-  std::optional<HostContext::BeaconEvent> alert;
-  {
-    std::lock_guard<std::mutex> l(policy_mu_);
-    // Watch hits are the starts scored unless every connection is (then connect records are).
-    if (!host_->beacon_on() || beacon_all_ != from_record) return;
-    bw_sock_key k = SockKeyOfEvent(start);
-    alert = host_->OnStart(start.family, k.laddr, k.lport, k.raddr, k.rport,
-                           static_cast<int64_t>(start.ts_ns), process, &start);
-  }
-  if (!alert) return;
+std::optional<HostContext::BeaconEvent> EventPipeline::BeaconStart(const bw_event& start,
+                                                                   std::string_view who,
+                                                                   uint32_t uid,
+                                                                   bool from_record) {
+  std::lock_guard<std::mutex> l(policy_mu_);
+  // Watch hits are the starts scored unless every connection is (then connect records are).
+  if (!host_->beacon_on() || beacon_all_ != from_record) return std::nullopt;
+  return host_->OnStart(start, who, uid);
+}
+
+void EventPipeline::WriteBeacon(const HostContext::BeaconEvent& b, const ProcessContext* process) {
   EveExtra extra;
   extra.process = process;
-  extra.beacon = &alert->figures;
-  Write(alert->ev, extra);
+  extra.beacon = &b.alert;
+  Write(b.ev, extra);
 }
 
 void EventPipeline::OnSockEvent(const bw_sock_event& s) {
@@ -156,22 +157,24 @@ void EventPipeline::OnSockEvent(const bw_sock_event& s) {
   ev.entry_ref = s.entry_ref;
   ev.list_action = s.list_action;
   ev.prefixlen = s.prefixlen;
-  const ProcessContext* process = host_->Resolve(s.proc);
   if (s.kind == BW_SEV_REFUSED) {
     // A block event that never became a packet: the call was refused in the sender's context.
     ev.kind = BW_EV_BLOCK;
     ev.verdict = BW_VERDICT_DROP;
     if (s.l4proto == IPPROTO_TCP) ev.tcp_flags = 0x02;  // it would have been the SYN
     EveExtra extra;
-    extra.process = process;
+    extra.process = host_->Resolve(s.proc);
     extra.refused = s.hook == BW_HOOK_SENDMSG ? "sendmsg" : "connect";
     Write(ev, extra);
   } else if (s.kind == BW_SEV_CONNECT) {
     ev.kind = BW_EV_WATCH;  // the start's shape; not written out itself
     ev.tcp_flags = 0x02;
-    ProcessContext copy;  // BeaconStart's alert formatting must not see a later Resolve
-    if (process) copy = *process;
-    BeaconStart(ev, process ? &copy : nullptr, /*from_record=*/true);
+    // The pair is named by the record's comm and uid; the process is resolved (user, /proc,
+    // cgroup) only for an alert, not for every connection.
+    const std::string_view comm(s.proc.comm, strnlen(s.proc.comm, sizeof(s.proc.comm)));
+    if (auto b = BeaconStart(ev, s.proc.tgid ? comm : "", s.proc.tgid ? s.proc.uid : 0,
+                             /*from_record=*/true))
+      WriteBeacon(*b, host_->Resolve(s.proc));
   } else {
     format_errors_.fetch_add(1, std::memory_order_relaxed);
   }

@@ -105,9 +105,12 @@ class EventPipeline {
   void OnSockEvent(const bw_sock_event& ev);
   // Formats one record and hands the line to every output.
   void Write(const bw_event& ev, const EveExtra& extra);
-  // An outbound connection start for beacon scoring; writes the alert when one is due.
-  // `from_record`: a connect record (beacon.connections: all), else a watch hit.
-  void BeaconStart(const bw_event& start, const ProcessContext* process, bool from_record);
+  // An outbound connection start for beacon scoring (of `who`, `uid`: HostContext::OnStart);
+  // the alert when one is due. `from_record`: a connect record (beacon.connections: all), else a
+  // watch hit: only the kind the policy scores counts.
+  std::optional<HostContext::BeaconEvent> BeaconStart(const bw_event& start, std::string_view who,
+                                                      uint32_t uid, bool from_record);
+  void WriteBeacon(const HostContext::BeaconEvent& b, const ProcessContext* process);
   std::optional<bw_list_value> ResolveV4(const uint8_t* addr4);
 
   std::unique_ptr<EventReader> reader_;

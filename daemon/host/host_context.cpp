@@ -117,52 +117,38 @@ void HostContext::SetBeacon(const std::optional<BeaconOptions>& o) {
   tracker_ = std::make_unique<BeaconTracker>(*o);
 }
 
-std::optional<HostContext::BeaconEvent> HostContext::OnStart(
-    uint8_t family, const uint8_t* laddr, uint16_t lport_be, const uint8_t* raddr,
-    uint16_t rport_be, int64_t ts_ns, const ProcessContext* process, const bw_event* list_from) {
+std::optional<HostContext::BeaconEvent> HostContext::OnStart(const bw_event& start,
+                                                              std::string_view who, uint32_t uid) {
   if (!tracker_) return std::nullopt;
+  const bw_sock_key k = SockKeyOfEvent(start);
   BeaconEvent out;
   bw_event& ev = out.ev;
-  ev.ts_ns = static_cast<uint64_t>(ts_ns);
+  ev.ts_ns = start.ts_ns;
   ev.kind = BW_EV_BEACON;
   ev.direction = BW_DIR_EGRESS;
-  ev.family = family;
+  ev.family = start.family;
   ev.verdict = BW_VERDICT_PASS;
   ev.l4proto = IPPROTO_TCP;
   ev.tcp_flags = 0x02;  // the connection's SYN: from the client, this host
-  std::memcpy(ev.saddr, laddr, 16);
-  std::memcpy(ev.daddr, raddr, 16);
-  ev.sport = lport_be;
-  ev.dport = rport_be;
-  if (list_from) {
-    ev.list_id = list_from->list_id;
-    ev.entry_ref = list_from->entry_ref;
-    ev.list_action = list_from->list_action;
-    ev.prefixlen = list_from->prefixlen;
-  }
+  std::memcpy(ev.saddr, k.laddr, 16);
+  std::memcpy(ev.daddr, k.raddr, 16);
+  ev.sport = k.lport;
+  ev.dport = k.rport;
+  ev.list_id = start.list_id;
+  ev.entry_ref = start.entry_ref;
+  ev.list_action = start.list_action;
+  ev.prefixlen = start.prefixlen;
   BeaconKey key;
-  if (process) {
-    key.who = process->name;
-    key.uid = process->uid;
-  }
-  key.family = family;
-  std::memcpy(key.remote.data(), raddr, 16);
-  auto alert = tracker_->Observe(key, EveFlowId(ev), ts_ns);
+  key.who = std::string(who);
+  key.uid = uid;
+  key.family = start.family;
+  std::memcpy(key.remote.data(), k.raddr, 16);
+  auto alert = tracker_->Observe(key, EveFlowId(ev), static_cast<int64_t>(start.ts_ns));
   beacon_pairs_.store(tracker_->pairs(), std::memory_order_relaxed);
   beacon_evicted_.store(tracker_->evicted(), std::memory_order_relaxed);
   beacon_alerts_.store(tracker_->alerts(), std::memory_order_relaxed);
   if (!alert) return std::nullopt;
-  EveBeacon& f = out.figures;
-  f.score = alert->score.score;
-  f.skew_score = alert->score.skew_score;
-  f.mad_score = alert->score.mad_score;
-  f.count_score = alert->score.count_score;
-  f.bowley = alert->score.bowley;
-  f.median_interval_ns = alert->score.median_interval_ns;
-  f.mad_ns = alert->score.mad_ns;
-  f.connections = alert->score.connections;
-  f.first_ns = alert->first_ns;
-  f.last_ns = alert->last_ns;
+  out.alert = std::move(*alert);
   return out;
 }
 

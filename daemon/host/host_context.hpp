@@ -6,9 +6,9 @@
 // accept time) and resolves it (user name, executable, cgroup path, container) through a
 // ProcessResolver; it answers nullptr rather than a wrong process: no record (not TCP, evicted
 // from the LRU, made before the daemon ran), a connect record newer than the event, or a record
-// whose connection closed before the event (the addresses and ports reused by another one). OnStart() feeds one outbound
-// connection start to the beacon tracker and returns the alert when one is due, as an event and
-// its figures for the EVE formatter.
+// whose connection closed before the event (the addresses and ports reused by another one).
+// OnStart() feeds one outbound connection start to the beacon tracker and returns the alert when
+// one is due, as the event the EVE formatter writes and the tracker's figures.
 #pragma once
 
 #include <atomic>
@@ -41,14 +41,12 @@ class HostContext {
   bool beacon_on() const { return tracker_ != nullptr; }
 
   struct BeaconEvent {
-    bw_event ev{};      // kind BW_EV_BEACON, from local to remote, the last start's ports
-    EveBeacon figures;
+    bw_event ev{};  // kind BW_EV_BEACON, from local to remote, the last start's ports and list
+    BeaconAlert alert;
   };
-  // One outbound connection start (local -> remote, family 4 or 6, addresses as in bw_event).
-  // `process` names the pair's "who" (nullptr: the host as a whole).
-  std::optional<BeaconEvent> OnStart(uint8_t family, const uint8_t* laddr, uint16_t lport_be,
-                                     const uint8_t* raddr, uint16_t rport_be, int64_t ts_ns,
-                                     const ProcessContext* process, const bw_event* list_from);
+  // One outbound connection start (`start`: a watch event of its SYN or SYN-ACK, or a connect
+  // record in that shape) of the pair's `who` (process name; "" for the host as a whole) and uid.
+  std::optional<BeaconEvent> OnStart(const bw_event& start, std::string_view who, uint32_t uid);
   void ExpireBeacons(int64_t now_ns);
 
   struct Stats {

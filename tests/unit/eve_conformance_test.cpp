@@ -260,10 +260,10 @@ TEST_CASE("eve conformance: schema suricata-7 records validate against Suricata 
     strict.set_options(o);
     std::set<uint32_t> sids;
     const bw::ProcessContext pc = FullProcess();
-    bw::EveBeacon beacon;
-    beacon.score = 0.953;
-    beacon.median_interval_ns = 1'000'000'000;
-    beacon.connections = 30;
+    bw::BeaconAlert beacon;
+    beacon.score.score = 0.953;
+    beacon.score.median_interval_ns = 1'000'000'000;
+    beacon.score.connections = 30;
     for (const bw_event& ev : AllKindsOfEvents()) {
      for (bool with_extra : {false, true}) {
       bw::EveExtra extra;
